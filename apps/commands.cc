@@ -1,0 +1,368 @@
+#include "commands.h"
+
+#include <sys/select.h>
+
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "greenfed/client/client.h"
+#include "greenfed/coordinator/server.h"
+#include "greenfed/report/report.h"
+#include "greenfed/run_dir.h"
+#include "node_flags.h"
+
+namespace greenfed {
+
+namespace {
+
+using nlohmann::json;
+
+std::string Fixed(double v, int p) {
+  std::ostringstream os;
+  os << std::fixed << std::setprecision(p) << v;
+  return os.str();
+}
+
+json MeterJson(const NodeFlags& node, const MeterOptions& m, const PhaseMeter& meter) {
+  json j;
+  j["kind"] = node.meter;
+  j["profile"] = m.model.profile;
+  j["watts_per_core"] = m.model.watts_per_core;
+  j["watts_per_gb"] = m.model.watts_per_gb;
+  j["comm_kwh_per_gb"] = node.comm_kwh_per_gb;
+  j["meters"] = meter.Describe();
+  j["measured"] = meter.AnyMeasured();
+  return j;
+}
+
+// Opens this node's meters and logs why each source was or was not used.
+StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* env, Logger* log) {
+  GREENFED_ASSIGN_OR_RETURN(MeterSet set, OpenMeters(m, env));
+  for (const auto& note : set.notes) log->Info("meter: " + note);
+  auto meter = std::make_unique<PhaseMeter>(std::move(set), env);
+  for (const auto& d : meter->Describe()) log->Info("energy source: " + d);
+  return meter;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- coordinator
+int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext& ctx) {
+  FlagSet flags("greenfed coordinator", "Aggregates model updates (FedAvg) from clients that connect to --bind.");
+  std::string bind = "tcp://0.0.0.0:5555";
+  NodeFlags node;
+  FederationFlags fed;
+  flags.AddString("bind", &bind, "ZeroMQ endpoint to listen on");
+  AddFederationFlags(&flags, &fed);
+  AddNodeFlags(&flags, &node);
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+
+  Logger log("coordinator", &std::cout, &std::cerr);
+  auto carbon = LoadCarbonTable(node);
+  if (!carbon.ok()) return Fail("coordinator", carbon.status(), 2);
+  if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("coordinator", s, 2);
+  auto meter_options = MeterOptionsFor(node);
+  if (!meter_options.ok()) return Fail("coordinator", meter_options.status(), 2);
+  if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
+  auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
+  if (!round.ok()) return Fail("coordinator", round.status(), 2);
+
+  auto registry = BuildTaskRegistry();
+  if (!registry.ok()) return Fail("coordinator", registry.status(), 1);
+  auto task = registry->Create(fed.task);
+  if (!task.ok()) return Fail("coordinator", task.status(), 2);
+  TaskOptions topt;
+  topt.role = TaskRole::kCoordinator;
+  topt.data_dir = node.data_dir;
+  topt.model = fed.model;
+  topt.init_seed = fed.seed;
+  topt.threads = static_cast<int>(node.threads);
+  topt.max_test_examples = fed.max_test_examples;
+  if (Status s = (*task)->Prepare(topt); !s.ok()) return Fail("coordinator", s, 1);
+  auto initial = (*task)->InitialParameters();
+  if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
+
+  auto run_dir = RunDir::Create(fed.run_dir);
+  if (!run_dir.ok()) return Fail("coordinator", run_dir.status(), 1);
+  auto env = NewSystemEnv();
+  auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
+  if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
+
+  json config;
+  config["format"] = 1;
+  config["greenfed_version"] = "0.1.0";
+  config["kind"] = "federated";
+  config["run_id"] = RunIdOf(fed.run_dir);
+  config["task"] = fed.task;
+  config["model"] = fed.model;
+  config["target_accuracy"] = fed.target_accuracy;
+  config["max_rounds"] = fed.max_rounds;
+  config["partition"] = {{"scheme", fed.partition},
+                         {"alpha", fed.alpha},
+                         {"shards_per_client", fed.shards_per_client},
+                         {"seed", fed.seed},
+                         {"num_clients", fed.num_clients}};
+  config["train"] = {{"epochs", fed.local_epochs}, {"batch_size", fed.batch_size}, {"learning_rate", fed.lr},
+                     {"momentum", fed.momentum}, {"lr_decay", 1.0}, {"send_delta", fed.send_delta},
+                     {"momentum_restarts", "every round"}};
+  config["coordinator"] = {{"bind", bind},
+                           {"fraction_fit", fed.fraction_fit},
+                           {"min_fit_clients", round->min_fit_clients},
+                           {"min_available_clients", round->min_available_clients},
+                           {"round_timeout_s", fed.round_timeout_s},
+                           {"heartbeat_timeout_s", fed.heartbeat_timeout_s},
+                           {"fed_eval_every", fed.fed_eval_every}};
+  config["data"] = {{"data_dir", node.data_dir},
+                    {"max_train_examples", fed.max_train_examples},
+                    {"max_test_examples", fed.max_test_examples}};
+  config["node"] = {{"country", node.country}, {"pue", node.pue}, {"threads", node.threads}};
+  config["meter"] = MeterJson(node, *meter_options, **meter);
+  if (Status s = (*run_dir)->WriteConfig(config.dump(2)); !s.ok()) return Fail("coordinator", s, 1);
+
+  ServerOptions so;
+  so.bind = bind;
+  so.round = *round;
+  so.country = node.country;
+  so.pue = node.pue;
+  so.comm.kwh_per_gb = node.comm_kwh_per_gb;
+  so.stop_fd = ctx.stop_fd;
+  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir->get(), env.get(), &log);
+  auto endpoint = server.Bind();
+  if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);
+  log.Info("listening on " + *endpoint + "; run directory " + fed.run_dir);
+  auto result = server.Run();
+  if (!result.ok()) return Fail("coordinator", result.status(), 1);
+  return result->failed ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------- client
+int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx) {
+  FlagSet flags("greenfed client", "Joins the coordinator at --connect and trains on its own shard.");
+  ClientOptions co;
+  NodeFlags node;
+  int64_t client_index = -1;
+  uint64_t num_clients = 0;
+  std::string partition;
+  uint64_t max_train = 0, max_test = 0;
+  flags.AddString("connect", &co.connect, "coordinator endpoint");
+  flags.AddInt("client-index", &client_index, "shard index to ask for; -1 lets the coordinator assign the lowest free one");
+  flags.AddUint("num-clients", &num_clients, "expected federation size; 0 accepts the coordinator's");
+  flags.AddString("partition", &partition, "expected partition scheme; empty accepts the coordinator's");
+  flags.AddString("client-id", &co.client_id, "name in the coordinator's logs (empty = hostname-pid)");
+  flags.AddDouble("connect-timeout-s", &co.connect_timeout_s, "give up when no coordinator answers this long (0 = never)");
+  flags.AddDouble("coordinator-timeout-s", &co.coordinator_timeout_s, "rejoin after this long without a word from the coordinator");
+  flags.AddUint("max-train-examples", &max_train, "cap on this client's training examples (0 = all)");
+  flags.AddUint("max-test-examples", &max_test, "cap on this client's test examples for federated evaluation (0 = all)");
+  AddNodeFlags(&flags, &node);
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
+  if (!partition.empty() && partition != "iid" && partition != "shards" && partition != "dirichlet") {
+    return Fail("client", InvalidArgument("--partition must be iid, shards or dirichlet, got '" + partition + "'"), 2);
+  }
+  if (num_clients > 0 && client_index >= static_cast<int64_t>(num_clients)) {
+    return Fail("client", InvalidArgument("--client-index " + std::to_string(client_index) + " must be < --num-clients " +
+                                          std::to_string(num_clients)), 2);
+  }
+  auto carbon = LoadCarbonTable(node);
+  if (!carbon.ok()) return Fail("client", carbon.status(), 2);
+  if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("client", s, 2);
+  auto meter_options = MeterOptionsFor(node);
+  if (!meter_options.ok()) return Fail("client", meter_options.status(), 2);
+
+  co.requested_index = static_cast<int32_t>(client_index);
+  co.expected_num_clients = static_cast<uint32_t>(num_clients);
+  co.expected_partition = partition;
+  co.country = (*carbon->Lookup(node.country)).code;
+  co.pue = node.pue;
+  co.comm.kwh_per_gb = node.comm_kwh_per_gb;
+  co.task.data_dir = node.data_dir;
+  co.task.threads = static_cast<int>(node.threads);
+  co.task.max_train_examples = max_train;
+  co.task.max_test_examples = max_test;
+
+  Logger log(client_index >= 0 ? "client-" + std::to_string(client_index) : "client", &std::cout, &std::cerr);
+  auto registry = BuildTaskRegistry();
+  if (!registry.ok()) return Fail("client", registry.status(), 1);
+  auto env = NewSystemEnv();
+  auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
+  if (!meter.ok()) return Fail("client", meter.status(), 2);
+  Client client(co, &*registry, meter->get(), env.get(), &log);
+  auto result = client.Run(ctx.stop_fd);
+  if (!result.ok()) return Fail("client", result.status(), 1);
+  log.Info("client-" + std::to_string(result->client_index) + " trained " + std::to_string(result->rounds_trained) +
+           " rounds; " + result->shutdown_reason);
+  return 0;
+}
+
+// ----------------------------------------------------------------- centralized
+int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext& ctx) {
+  FlagSet flags("greenfed centralized",
+                "The centralized baseline: the same model on the whole training set on one node, under the same "
+                "meter, evaluated on the same test set after every epoch, until the same target.");
+  NodeFlags node;
+  node.threads = 2;
+  double target = 0.90, lr = 0.01, momentum = 0.9, lr_decay = 1.0;
+  uint64_t max_epochs = 30, batch = 32, seed = 1, max_train = 0, max_test = 0;
+  std::string model = "cnn", task_name = "fashion_mnist", run_dir_path;
+  flags.AddDouble("target-accuracy", &target, "stop when test accuracy reaches this (top-1)");
+  flags.AddUint("max-epochs", &max_epochs, "stop after this many epochs even if the target is not reached");
+  flags.AddDouble("lr", &lr, "SGD learning rate of the first epoch");
+  flags.AddDouble("lr-decay", &lr_decay, "learning rate multiplier applied after every epoch");
+  flags.AddDouble("momentum", &momentum, "SGD momentum (buffers restart every epoch, as on FL clients every round)");
+  flags.AddUint("batch-size", &batch, "mini-batch size");
+  flags.AddUint("seed", &seed, "seed of initial weights and shuffling");
+  flags.AddString("task", &task_name, "registered task");
+  flags.AddString("model", &model, "model registered within the task: cnn or mlp");
+  flags.AddString("run-dir", &run_dir_path, "output directory (empty = runs/centralized-<UTC time>)");
+  flags.AddUint("max-train-examples", &max_train, "cap on training examples (0 = all 60,000; for quick runs)");
+  flags.AddUint("max-test-examples", &max_test, "cap on test examples (0 = all 10,000)");
+  AddNodeFlags(&flags, &node);
+  flags.AddCheck([&]() -> Status {
+    if (!(target > 0 && target <= 1)) return InvalidArgument("--target-accuracy must be in (0, 1]");
+    if (!(lr > 0)) return InvalidArgument("--lr must be positive");
+    if (!(lr_decay > 0 && lr_decay <= 1)) return InvalidArgument("--lr-decay must be in (0, 1]");
+    if (!(momentum >= 0 && momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
+    if (max_epochs == 0 || batch == 0) return InvalidArgument("--max-epochs and --batch-size must be >= 1");
+    return Status::Ok();
+  });
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+
+  Logger log("centralized", &std::cout, &std::cerr);
+  auto carbon = LoadCarbonTable(node);
+  if (!carbon.ok()) return Fail("centralized", carbon.status(), 2);
+  if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("centralized", s, 2);
+  auto meter_options = MeterOptionsFor(node);
+  if (!meter_options.ok()) return Fail("centralized", meter_options.status(), 2);
+  const CarbonIntensity intensity = *carbon->Lookup(node.country);
+  auto registry = BuildTaskRegistry();
+  if (!registry.ok()) return Fail("centralized", registry.status(), 1);
+  auto task = registry->Create(task_name);
+  if (!task.ok()) return Fail("centralized", task.status(), 2);
+  TaskOptions topt;
+  topt.role = TaskRole::kCentralized;
+  topt.data_dir = node.data_dir;
+  topt.model = model;
+  topt.init_seed = seed;
+  topt.threads = static_cast<int>(node.threads);
+  topt.max_train_examples = max_train;
+  topt.max_test_examples = max_test;
+  if (Status s = (*task)->Prepare(topt); !s.ok()) return Fail("centralized", s, 1);
+  auto params = (*task)->InitialParameters();
+  if (!params.ok()) return Fail("centralized", params.status(), 1);
+  if (run_dir_path.empty()) run_dir_path = DefaultRunDir("centralized", "");
+  auto run_dir = RunDir::Create(run_dir_path);
+  if (!run_dir.ok()) return Fail("centralized", run_dir.status(), 1);
+  auto env = NewSystemEnv();
+  auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
+  if (!meter.ok()) return Fail("centralized", meter.status(), 2);
+
+  json config;
+  config["format"] = 1;
+  config["greenfed_version"] = "0.1.0";
+  config["kind"] = "centralized";
+  config["run_id"] = RunIdOf(run_dir_path);
+  config["task"] = task_name;
+  config["model"] = model;
+  config["target_accuracy"] = target;
+  config["max_rounds"] = max_epochs;
+  config["train"] = {{"epochs", 1}, {"batch_size", batch}, {"learning_rate", lr}, {"momentum", momentum},
+                     {"lr_decay", lr_decay}, {"lr_schedule", "lr * lr_decay^(epoch-1)"},
+                     {"momentum_restarts", "every epoch"}, {"seed", seed}};
+  config["data"] = {{"data_dir", node.data_dir}, {"max_train_examples", max_train}, {"max_test_examples", max_test},
+                    {"train_examples", (*task)->NumTrainExamples()}};
+  config["node"] = {{"country", intensity.code}, {"pue", node.pue}, {"threads", node.threads}};
+  config["meter"] = MeterJson(node, *meter_options, **meter);
+  if (Status s = (*run_dir)->WriteConfig(config.dump(2)); !s.ok()) return Fail("centralized", s, 1);
+
+  const NodeInfo self{"centralized", "centralized", intensity.code, node.pue, intensity.g_per_kwh};
+  const double start = env->NowSeconds();
+  SummaryInfo info;
+  info.kind = "centralized";
+  info.target_accuracy = target;
+  info.stop_reason = "max epochs (" + std::to_string(max_epochs) + ") reached without the target accuracy";
+  double epoch_lr = lr;
+  bool interrupted = false;
+  for (uint64_t epoch = 1; epoch <= max_epochs; ++epoch, epoch_lr *= lr_decay) {
+    TrainConfig cfg;
+    cfg.epochs = 1;
+    cfg.batch_size = static_cast<uint32_t>(batch);
+    cfg.learning_rate = epoch_lr;
+    cfg.momentum = momentum;
+    cfg.seed = seed * 1000003ull + epoch;
+    const double t0 = env->NowSeconds();
+    auto mark = (*meter)->Begin();
+    auto fit = (*task)->Fit(*params, cfg);
+    (*run_dir)->AddEnergy(self, (*meter)->End(mark, Phase::kTrain, static_cast<int64_t>(epoch)));
+    if (!fit.ok()) return Fail("centralized", fit.status(), 1);
+    *params = std::move(fit->parameters);
+    mark = (*meter)->Begin();
+    auto eval = (*task)->Evaluate(*params);
+    (*run_dir)->AddEnergy(self, (*meter)->End(mark, Phase::kEvaluate, static_cast<int64_t>(epoch)));
+    if (!eval.ok()) return Fail("centralized", eval.status(), 1);
+
+    RoundRow row;
+    row.round = static_cast<int64_t>(epoch);
+    row.clients_sampled = row.clients_succeeded = 1;
+    row.test_accuracy = eval->accuracy;
+    row.test_loss = eval->loss;
+    row.train_loss = fit->train_loss;
+    row.round_s = env->NowSeconds() - t0;
+    row.elapsed_s = env->NowSeconds() - start;
+    (*run_dir)->AddRound(row);
+    if (Status s = (*run_dir)->Flush(); !s.ok()) return Fail("centralized", s, 1);
+    const EnergyTotals t = (*run_dir)->RoundTotals(row.round);
+    log.Progress("epoch " + std::to_string(epoch) + "/" + std::to_string(max_epochs) + " | acc " +
+                 Fixed(eval->accuracy, 4) + " loss " + Fixed(eval->loss, 4) + " | lr " + Fixed(epoch_lr, 5) + " | " +
+                 Fixed(row.round_s, 1) + " s | " + Fixed(t.compute_j, 1) + " J " +
+                 (t.measured() ? "measured" : "modelled") + ", " + Fixed(t.co2e_g, 3) + " g CO2e");
+    info.rounds = row.round;
+    info.final_accuracy = eval->accuracy;
+    info.best_accuracy = std::max(info.best_accuracy, eval->accuracy);
+    info.wall_s = row.elapsed_s;
+    if (eval->accuracy >= target) {
+      info.reached = true;
+      info.round_reached = row.round;
+      info.stop_reason = "target accuracy " + Fixed(target, 4) + " reached in epoch " + std::to_string(epoch);
+    }
+    if (Status s = (*run_dir)->WriteSummary(info, *carbon, DefaultReferenceCountries()); !s.ok()) {
+      return Fail("centralized", s, 1);
+    }
+    if (info.reached) break;
+    if (ctx.stop_fd >= 0) {
+      // Checked between epochs: a signal ends the run after the current epoch.
+      fd_set set;
+      FD_ZERO(&set);
+      FD_SET(ctx.stop_fd, &set);
+      timeval zero{0, 0};
+      if (::select(ctx.stop_fd + 1, &set, nullptr, nullptr, &zero) > 0) {
+        interrupted = true;
+        info.stop_reason = "interrupted by signal";
+        (void)(*run_dir)->WriteSummary(info, *carbon, DefaultReferenceCountries());
+        break;
+      }
+    }
+  }
+  const EnergyTotals t = (*run_dir)->Totals();
+  log.Progress("done: " + info.stop_reason + " | " + std::to_string(info.rounds) + " epochs, best acc " +
+               Fixed(info.best_accuracy, 4) + " | " + Fixed(info.wall_s, 1) + " s | " +
+               Fixed(t.compute_pue_j / 3600.0, 3) + " Wh " + (t.measured() ? "measured" : "modelled") + ", " +
+               Fixed(t.co2e_g, 3) + " g CO2e");
+  return interrupted ? 1 : 0;
+}
+
+// ------------------------------------------------------------------- countries
+int RunCountriesCommand(const std::vector<std::string>& args, const AppContext&) {
+  FlagSet flags("greenfed countries", "Lists the built-in carbon-intensity table (g CO2e per kWh).");
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  const CarbonTable table = CarbonTable::BuiltIn();
+  std::cout << "code   g/kWh  year  name  (source)\n";
+  for (const auto& c : table.All()) {
+    std::cout << std::left << std::setw(6) << c.code << " " << std::right << std::setw(5) << Fixed(c.g_per_kwh, 0)
+              << "  " << c.year << "  " << c.name << "  (" << c.source << ")\n";
+  }
+  return 0;
+}
+
+}  // namespace greenfed

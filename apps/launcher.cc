@@ -1,0 +1,402 @@
+// `greenfed run`: one coordinator (in this process) and N client processes on
+// loopback. `greenfed compare`: the whole comparison (centralized, FL IID, FL
+// non-IID, report), each step a child process of this binary.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "greenfed/coordinator/server.h"
+#include "greenfed/report/report.h"
+#include "node_flags.h"
+
+extern char** environ;
+
+namespace greenfed {
+
+namespace {
+
+// A child process; SIGTERM then SIGKILL if still running when destroyed.
+class ChildProcess {
+ public:
+  static StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::vector<std::string>& argv,
+                                                       const std::string& log_path) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!log_path.empty()) {
+      posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    }
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t empty;
+    sigemptyset(&empty);
+    posix_spawnattr_setsigmask(&attr, &empty);  // main() blocked SIGINT/SIGTERM; children need them back
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) return Unavailable("cannot start " + argv[0] + ": " + std::strerror(rc));
+    return std::unique_ptr<ChildProcess>(new ChildProcess(pid));  // private constructor
+  }
+
+  ~ChildProcess() {
+    if (pid_ <= 0 || exited_) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 50 && !Poll(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!exited_) {
+      ::kill(pid_, SIGKILL);
+      Wait();
+    }
+  }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // True once the child has exited (non-blocking).
+  bool Poll() {
+    if (exited_) return true;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) Record(status);
+    return exited_;
+  }
+  int Wait() {
+    if (!exited_) {
+      int status = 0;
+      if (::waitpid(pid_, &status, 0) == pid_) Record(status);
+    }
+    return exit_code_;
+  }
+  pid_t pid() const { return pid_; }
+  int exit_code() const { return exit_code_; }
+
+ private:
+  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  void Record(int status) {
+    exited_ = true;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  pid_t pid_;
+  bool exited_ = false;
+  int exit_code_ = -1;
+};
+
+std::string Str(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------ run
+int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx) {
+  FlagSet flags("greenfed run",
+                "Starts one coordinator (this process) and --clients client processes on loopback and trains to "
+                "--target-accuracy. Client logs go to RUN_DIR/client-K.log.");
+  FederationFlags fed;
+  NodeFlags node;
+  std::string client_country;
+  double client_pue = 1.0;
+  int64_t client_threads = 1;
+  flags.AddUint("clients", &fed.num_clients, "number of client processes (the federation size)");
+  AddFederationFlags(&flags, &fed);
+  AddNodeFlags(&flags, &node);
+  flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
+  flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
+  flags.AddInt("client-threads", &client_threads, "intra-op threads per client process");
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  if (Status s = ValidatePue(client_pue); !s.ok()) return Fail("run", s.WithContext("--client-pue"), 2);
+  if (client_threads < 1) return Fail("run", InvalidArgument("--client-threads must be >= 1"), 2);
+  if (client_country.empty()) client_country = node.country;
+
+  Logger log("coordinator", &std::cout, &std::cerr);
+  auto carbon = LoadCarbonTable(node);
+  if (!carbon.ok()) return Fail("run", carbon.status(), 2);
+  if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("run", s, 2);
+  if (auto ci = carbon->Lookup(client_country); !ci.ok()) return Fail("run", ci.status().WithContext("--client-country"), 2);
+  if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
+  if (auto r = RoundOptionsFor(fed, RunIdOf(fed.run_dir)); !r.ok()) return Fail("run", r.status(), 2);
+
+  // The coordinator runs in a thread of this process; clients are processes. The
+  // coordinator command is reused whole so `run` and `coordinator` cannot drift.
+  std::vector<std::string> coord_args = args;
+  for (size_t i = 0; i < coord_args.size(); ++i) {
+    // Drop launcher-only flags (and their values) before handing over.
+    const std::string& a = coord_args[i];
+    for (const char* own : {"--clients", "--client-country", "--client-pue", "--client-threads"}) {
+      const std::string o(own);
+      if (a == o) {
+        coord_args.erase(coord_args.begin() + static_cast<long>(i), coord_args.begin() + static_cast<long>(i) + 2);
+        --i;
+        break;
+      }
+      if (a.rfind(o + "=", 0) == 0) {
+        coord_args.erase(coord_args.begin() + static_cast<long>(i));
+        --i;
+        break;
+      }
+    }
+  }
+  // Loopback port: pick a free one by binding port 0 first.
+  int port = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    if (fd >= 0) ::close(fd);
+    if (port == 0) return Fail("run", Unavailable("cannot find a free loopback port"), 1);
+  }
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port);
+  coord_args.push_back("--bind=" + endpoint);
+  coord_args.push_back("--num-clients=" + std::to_string(fed.num_clients));
+  coord_args.push_back("--run-dir=" + fed.run_dir);
+
+  // Client logs live in the run directory, so it must exist before they start.
+  if (::access((fed.run_dir + "/rounds.csv").c_str(), F_OK) == 0) {
+    return Fail("run", FailedPrecondition("run directory " + fed.run_dir +
+                                          " already holds a run (rounds.csv exists); choose another --run-dir"), 1);
+  }
+  {
+    std::string partial;
+    std::stringstream ss(fed.run_dir);
+    std::string piece;
+    if (!fed.run_dir.empty() && fed.run_dir[0] == '/') partial = "/";
+    while (std::getline(ss, piece, '/')) {
+      if (piece.empty()) continue;
+      partial += piece + "/";
+      if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+        return Fail("run", Unavailable("cannot create " + partial + ": " + std::strerror(errno)), 1);
+      }
+    }
+  }
+  // The coordinator thread stops when this eventfd is written: on SIGINT/SIGTERM,
+  // or when every client process has died (nobody is left to train).
+  const int coord_stop = ::eventfd(0, EFD_CLOEXEC);
+  AppContext coord_ctx = ctx;
+  coord_ctx.stop_fd = coord_stop;
+  std::atomic<bool> coordinator_done{false};
+  int coordinator_rc = 1;
+  std::thread coordinator([&] {
+    coordinator_rc = RunCoordinatorCommand(coord_args, coord_ctx);
+    coordinator_done = true;
+  });
+  // Clients may start before the coordinator binds; they retry with backoff.
+  std::vector<std::unique_ptr<ChildProcess>> clients;
+  for (uint64_t k = 0; k < fed.num_clients; ++k) {
+    std::vector<std::string> argv = {ctx.self_exe, "client", "--connect=" + endpoint,
+                                     "--client-index=" + std::to_string(k),
+                                     "--num-clients=" + std::to_string(fed.num_clients),
+                                     "--partition=" + fed.partition,
+                                     "--country=" + client_country, "--pue=" + Str(client_pue),
+                                     "--meter=" + node.meter, "--power-profile=" + node.power_profile,
+                                     "--watts-per-core=" + Str(node.watts_per_core),
+                                     "--watts-per-gb=" + Str(node.watts_per_gb),
+                                     "--comm-kwh-per-gb=" + Str(node.comm_kwh_per_gb),
+                                     "--data-dir=" + node.data_dir,
+                                     "--threads=" + std::to_string(client_threads),
+                                     "--max-train-examples=" + std::to_string(fed.max_train_examples),
+                                     "--connect-timeout-s=120"};
+    if (!node.carbon_table.empty()) argv.push_back("--carbon-table=" + node.carbon_table);
+    auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log");
+    if (!child.ok()) {
+      log.Error(child.status().ToString());
+      continue;
+    }
+    clients.push_back(std::move(child).value());
+  }
+  log.Info("started " + std::to_string(clients.size()) + " client processes (logs in " + fed.run_dir + "/client-K.log)");
+  bool stop_sent = false;
+  while (!coordinator_done) {
+    pollfd pfd{ctx.stop_fd, POLLIN, 0};
+    const bool signalled = ctx.stop_fd >= 0 && ::poll(&pfd, 1, 200) > 0 && (pfd.revents & POLLIN);
+    if (ctx.stop_fd < 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    bool all_dead = !clients.empty();
+    for (auto& c : clients) all_dead = all_dead && c->Poll();
+    if ((signalled || all_dead || clients.empty()) && !stop_sent) {
+      if (signalled) {
+        signalfd_siginfo info{};
+        if (::read(ctx.stop_fd, &info, sizeof(info)) < 0) { /* stopping either way */ }
+      }
+      log.Warn(signalled ? "signal received; stopping the run" : "every client process has exited; stopping the run");
+      const uint64_t one = 1;
+      if (::write(coord_stop, &one, sizeof(one)) < 0) log.Error("cannot signal the coordinator thread");
+      stop_sent = true;
+    }
+  }
+  coordinator.join();
+  ::close(coord_stop);
+  // Clients exit on Shutdown; give them a moment, then the destructors end them.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  for (auto& c : clients) {
+    while (!c->Poll() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (c->Poll() && c->exit_code() != 0) {
+      log.Warn("client process " + std::to_string(c->pid()) + " exited with code " + std::to_string(c->exit_code()));
+    }
+  }
+  return coordinator_rc;
+}
+
+// -------------------------------------------------------------------- compare
+int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ctx) {
+  FlagSet flags("greenfed compare",
+                "The main job: centralized baseline, FL IID and FL non-IID on Fashion-MNIST to the same target, then "
+                "the emission comparison report in OUT/report.md.");
+  std::string out = "results";
+  bool quick = false;
+  double target = 0.90;
+  uint64_t clients = 10, max_rounds = 40, max_epochs = 30;
+  double central_lr = 0.01, central_lr_decay = 0.9, fl_lr = 0.05;
+  std::string non_iid = "dirichlet";
+  double alpha = 0.5;
+  std::string country = "WORLD", client_country;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string meter = "auto";
+  flags.AddString("out", &out, "directory for the three run directories and the report");
+  flags.AddBool("quick", &quick, "a small comparison for a smoke test: 5 clients, 6000 examples each, target 0.80");
+  flags.AddDouble("target-accuracy", &target, "target top-1 test accuracy shared by all runs");
+  flags.AddUint("clients", &clients, "federated clients");
+  flags.AddUint("max-rounds", &max_rounds, "federated rounds at most");
+  flags.AddUint("max-epochs", &max_epochs, "centralized epochs at most");
+  flags.AddDouble("central-lr", &central_lr, "centralized SGD learning rate (its own tuning: see docs/energy.md)");
+  flags.AddDouble("central-lr-decay", &central_lr_decay, "centralized learning-rate multiplier per epoch");
+  flags.AddDouble("fl-lr", &fl_lr, "clients' local SGD learning rate");
+  flags.AddString("non-iid", &non_iid, "non-IID scheme: dirichlet or shards");
+  flags.AddDouble("alpha", &alpha, "Dirichlet concentration for --non-iid dirichlet");
+  flags.AddString("country", &country, "country of the coordinator and the centralized node");
+  flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
+  flags.AddString("data-dir", &data_dir, "Fashion-MNIST directory");
+  flags.AddString("meter", &meter, "energy source for every node: auto, model, rapl, nvml");
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  if (non_iid != "dirichlet" && non_iid != "shards") {
+    return Fail("compare", InvalidArgument("--non-iid must be dirichlet or shards, got '" + non_iid + "'"), 2);
+  }
+  if (client_country.empty()) client_country = country;
+  std::vector<std::string> extra_fl;
+  if (quick) {
+    if (!flags.WasSet("target-accuracy")) target = 0.80;
+    if (!flags.WasSet("clients")) clients = 5;
+    if (!flags.WasSet("max-rounds")) max_rounds = 8;
+    if (!flags.WasSet("max-epochs")) max_epochs = 8;
+    extra_fl = {"--max-train-examples=6000"};
+  }
+  const std::string stamp = RunIdOf(DefaultRunDir("x", ""));
+  const std::string base = out + "/" + stamp.substr(2);
+  const std::string central_dir = base + "-centralized", iid_dir = base + "-fl-iid", noniid_dir = base + "-fl-" + non_iid;
+
+  std::vector<std::vector<std::string>> steps;
+  std::vector<std::string> central = {ctx.self_exe, "centralized", "--target-accuracy=" + Str(target),
+                                      "--max-epochs=" + std::to_string(max_epochs), "--lr=" + Str(central_lr),
+                                      "--lr-decay=" + Str(central_lr_decay), "--run-dir=" + central_dir,
+                                      "--country=" + country, "--data-dir=" + data_dir, "--meter=" + meter,
+                                      "--threads=2"};
+  if (quick) central.push_back("--max-train-examples=" + std::to_string(6000 * clients));
+  steps.push_back(central);
+  for (const auto& [scheme, dir] : {std::make_pair(std::string("iid"), iid_dir), std::make_pair(non_iid, noniid_dir)}) {
+    std::vector<std::string> fl = {ctx.self_exe, "run", "--clients=" + std::to_string(clients),
+                                   "--partition=" + scheme, "--alpha=" + Str(alpha),
+                                   "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
+                                   "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,
+                                   "--client-country=" + client_country, "--data-dir=" + data_dir,
+                                   "--meter=" + meter};
+    fl.insert(fl.end(), extra_fl.begin(), extra_fl.end());
+    steps.push_back(fl);
+  }
+  for (const auto& step : steps) {
+    std::cout << "==> greenfed";
+    for (size_t i = 1; i < step.size(); ++i) std::cout << " " << step[i];
+    std::cout << std::endl;
+    auto child = ChildProcess::Spawn(step, "");
+    if (!child.ok()) return Fail("compare", child.status(), 1);
+    const int rc = (*child)->Wait();
+    if (rc != 0) return Fail("compare", Internal("step failed with exit code " + std::to_string(rc)), 1);
+  }
+  std::vector<std::string> report_args = {central_dir, iid_dir, noniid_dir, "--out=" + out};
+  std::cout << "==> greenfed report " << central_dir << " " << iid_dir << " " << noniid_dir << " --out=" << out
+            << std::endl;
+  return RunReportCommand(report_args, ctx);
+}
+
+// --------------------------------------------------------------------- report
+int RunReportCommand(const std::vector<std::string>& args, const AppContext&) {
+  FlagSet flags("greenfed report RUN_DIR...",
+                "Reads run directories and writes OUT/report.md, report.csv and report.svg: g CO2e to the target "
+                "for centralized vs FL runs across countries (Table 1) and the energy breakdown (Table 2).");
+  std::string out = ".";
+  std::string countries = "USA,CHN,FRA,DEU,GBR,IND,WORLD";
+  std::string pues = "1.67,1.11";
+  std::string carbon_path;
+  flags.AddString("out", &out, "directory for report.md, report.csv, report.svg");
+  flags.AddString("countries", &countries, "rows of Table 1: ISO 3166-1 alpha-3 codes, comma-separated");
+  flags.AddString("centralized-pues", &pues, "PUEs at which centralized runs are shown (Qiu et al.: 1.67, 1.11)");
+  flags.AddString("carbon-table", &carbon_path, "CSV carbon-intensity table instead of the built-in one");
+  std::vector<std::string> dirs;
+  if (int rc = ParseOrExit(&flags, args, &dirs); rc >= 0) return rc;
+  if (dirs.empty()) return Fail("report", InvalidArgument("give at least one run directory"), 2);
+
+  report::ReportOptions options;
+  options.out_dir = out;
+  options.countries = SplitList(countries);
+  options.centralized_pues.clear();
+  for (const auto& p : SplitList(pues)) {
+    char* end = nullptr;
+    const double v = std::strtod(p.c_str(), &end);
+    if (end == p.c_str() || *end != '\0') return Fail("report", InvalidArgument("--centralized-pues: '" + p + "' is not a number"), 2);
+    if (Status s = ValidatePue(v); !s.ok()) return Fail("report", s.WithContext("--centralized-pues"), 2);
+    options.centralized_pues.push_back(v);
+  }
+  std::ostringstream cmd;
+  cmd << "greenfed report";
+  for (const auto& a : args) cmd << " " << a;
+  options.command = cmd.str();
+  options.generated_by = "greenfed 0.1.0";
+  StatusOr<CarbonTable> table = carbon_path.empty() ? StatusOr<CarbonTable>(CarbonTable::BuiltIn())
+                                                    : CarbonTable::FromFile(carbon_path);
+  if (!table.ok()) return Fail("report", table.status(), 2);
+  std::vector<report::RunData> runs;
+  for (const auto& d : dirs) {
+    auto run = report::LoadRunDir(d);
+    if (!run.ok()) return Fail("report", run.status(), 1);
+    runs.push_back(std::move(run).value());
+  }
+  auto tables = report::BuildReport(runs, *table, options);
+  if (!tables.ok()) return Fail("report", tables.status(), 1);
+  if (Status s = ::mkdir(out.c_str(), 0755) == 0 || errno == EEXIST ? Status::Ok() : Unavailable("cannot create " + out);
+      !s.ok()) {
+    return Fail("report", s, 1);
+  }
+  if (Status s = report::WriteReport(*tables, runs, options); !s.ok()) return Fail("report", s, 1);
+  std::cout << "wrote " << out << "/report.md, " << out << "/report.csv, " << out << "/report.svg\n";
+  return 0;
+}
+
+}  // namespace greenfed

@@ -1,0 +1,156 @@
+#include "node_flags.h"
+
+#include <algorithm>
+#include <ctime>
+#include <iostream>
+
+#include "fashion_mnist/task.h"
+
+namespace greenfed {
+
+void AddNodeFlags(FlagSet* f, NodeFlags* n) {
+  f->AddString("country", &n->country, "ISO 3166-1 alpha-3 code of this node's electricity grid (see `greenfed countries`)");
+  f->AddDouble("pue", &n->pue, "power usage effectiveness of this node's site: 1.0 at home, ~1.1-1.7 in a data centre");
+  f->AddString("meter", &n->meter, "energy source: auto (RAPL/NVML when readable, else the model), model, rapl, nvml");
+  f->AddString("power-profile", &n->power_profile, "power-model profile: green-algorithms, codecarbon, rpi4, jetson-nano");
+  f->AddDouble("watts-per-core", &n->watts_per_core, "model: watts per fully used core; overrides the profile when >= 0");
+  f->AddDouble("watts-per-gb", &n->watts_per_gb, "model: watts per GB of resident memory; overrides the profile when >= 0");
+  f->AddDouble("comm-kwh-per-gb", &n->comm_kwh_per_gb, "network energy per GB moved (Aslan et al. 2018, extrapolated to 2023)");
+  f->AddString("data-dir", &n->data_dir, "directory with the Fashion-MNIST .gz files (Debian: dataset-fashion-mnist)");
+  f->AddString("carbon-table", &n->carbon_table, "CSV carbon-intensity table to use instead of the built-in one");
+  f->AddInt("threads", &n->threads, "intra-op threads for training and evaluation");
+  f->AddCheck([n]() -> Status {
+    if (n->threads < 1 || n->threads > 256) return InvalidArgument("--threads must be in [1, 256]");
+    if (!(n->comm_kwh_per_gb >= 0)) return InvalidArgument("--comm-kwh-per-gb must be >= 0");
+    return ValidatePue(n->pue).WithContext("--pue");
+  });
+}
+
+StatusOr<MeterOptions> MeterOptionsFor(const NodeFlags& n) {
+  MeterOptions m;
+  m.kind = n.meter;
+  GREENFED_ASSIGN_OR_RETURN(m.model, PowerModelProfile(n.power_profile));
+  if (n.watts_per_core >= 0) {
+    m.model.watts_per_core = n.watts_per_core;
+    m.model.profile += "+custom";
+  }
+  if (n.watts_per_gb >= 0) m.model.watts_per_gb = n.watts_per_gb;
+  return m;
+}
+
+StatusOr<CarbonTable> LoadCarbonTable(const NodeFlags& n) {
+  if (n.carbon_table.empty()) return CarbonTable::BuiltIn();
+  return CarbonTable::FromFile(n.carbon_table);
+}
+
+Status CheckNode(const NodeFlags& n, const CarbonTable& table) {
+  auto ci = table.Lookup(n.country);
+  if (!ci.ok()) return ci.status().WithContext("--country");
+  return ValidatePue(n.pue).WithContext("--pue");
+}
+
+void AddFederationFlags(FlagSet* f, FederationFlags* d) {
+  f->AddUint("num-clients", &d->num_clients, "federation size: clients get shard indices 0..N-1");
+  f->AddUint("min-available-clients", &d->min_available_clients, "connected clients needed before a round starts (0 = num-clients)");
+  f->AddUint("min-fit-clients", &d->min_fit_clients, "fewest clients sampled, and fewest results to aggregate a round (0 = min(2, min-available-clients))");
+  f->AddDouble("fraction-fit", &d->fraction_fit, "fraction of available clients sampled per round");
+  f->AddUint("max-rounds", &d->max_rounds, "stop after this many rounds even if the target is not reached");
+  f->AddDouble("target-accuracy", &d->target_accuracy, "stop when central test accuracy reaches this (top-1)");
+  f->AddUint("local-epochs", &d->local_epochs, "local epochs per round");
+  f->AddUint("batch-size", &d->batch_size, "local mini-batch size");
+  f->AddDouble("lr", &d->lr, "local SGD learning rate");
+  f->AddDouble("momentum", &d->momentum, "local SGD momentum (buffers restart every round)");
+  f->AddString("partition", &d->partition, "iid | shards (McMahan et al. 2017, 2 per client) | dirichlet (label skew)");
+  f->AddDouble("alpha", &d->alpha, "Dirichlet concentration for --partition dirichlet (smaller = more skew)");
+  f->AddUint("shards-per-client", &d->shards_per_client, "shards per client for --partition shards");
+  f->AddUint("seed", &d->seed, "seed of partitions, sampling, initial weights and local shuffling");
+  f->AddDouble("round-timeout-s", &d->round_timeout_s, "per-round deadline; late results are discarded");
+  f->AddDouble("heartbeat-timeout-s", &d->heartbeat_timeout_s, "a client silent this long is dropped");
+  f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
+  f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
+  f->AddString("task", &d->task, "registered task");
+  f->AddString("model", &d->model, "model registered within the task: cnn or mlp");
+  f->AddString("run-dir", &d->run_dir, "output directory (empty = runs/fl-<partition>-<UTC time>)");
+  f->AddUint("max-train-examples", &d->max_train_examples, "cap on each client's training examples (0 = all; for quick runs)");
+  f->AddUint("max-test-examples", &d->max_test_examples, "cap on test examples used by central evaluation (0 = all 10,000)");
+  f->AddCheck([d]() -> Status {
+    if (d->partition != "iid" && d->partition != "shards" && d->partition != "dirichlet") {
+      return InvalidArgument("--partition must be iid, shards or dirichlet, got '" + d->partition + "'");
+    }
+    if (!(d->alpha > 0)) return InvalidArgument("--alpha must be positive");
+    if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
+    return Status::Ok();
+  });
+}
+
+StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::string& run_id) {
+  RoundOptions o;
+  o.num_clients = static_cast<uint32_t>(d.num_clients);
+  o.min_available_clients = static_cast<uint32_t>(d.min_available_clients ? d.min_available_clients : d.num_clients);
+  o.min_fit_clients = d.min_fit_clients ? static_cast<uint32_t>(d.min_fit_clients)
+                                        : std::min<uint32_t>(2, o.min_available_clients);
+  o.fraction_fit = d.fraction_fit;
+  o.max_rounds = d.max_rounds;
+  o.target_accuracy = d.target_accuracy;
+  o.round_timeout_s = d.round_timeout_s;
+  o.heartbeat_timeout_s = d.heartbeat_timeout_s;
+  o.seed = d.seed;
+  o.train.epochs = static_cast<uint32_t>(d.local_epochs);
+  o.train.batch_size = static_cast<uint32_t>(d.batch_size);
+  o.train.learning_rate = d.lr;
+  o.train.momentum = d.momentum;
+  o.train.send_delta = d.send_delta;
+  o.fed_eval_every = static_cast<uint32_t>(d.fed_eval_every);
+  o.partition.scheme = d.partition;
+  o.partition.alpha = d.alpha;
+  o.partition.shards_per_client = static_cast<uint32_t>(d.shards_per_client);
+  o.partition.seed = d.seed;
+  o.partition.num_clients = o.num_clients;
+  o.task = d.task;
+  o.model = d.model;
+  o.run_id = run_id;
+  GREENFED_RETURN_IF_ERROR(ValidateRoundOptions(o));
+  return o;
+}
+
+std::string DefaultRunDir(const std::string& kind, const std::string& detail) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+  return "runs/" + kind + (detail.empty() ? "" : "-" + detail) + "-" + stamp;
+}
+
+std::string RunIdOf(const std::string& run_dir) {
+  std::string d = run_dir;
+  while (!d.empty() && d.back() == '/') d.pop_back();
+  auto slash = d.find_last_of('/');
+  return slash == std::string::npos ? d : d.substr(slash + 1);
+}
+
+StatusOr<TaskRegistry> BuildTaskRegistry() {
+  TaskRegistry registry;
+  GREENFED_RETURN_IF_ERROR(fmnist::RegisterFashionMnist(&registry));
+  return registry;
+}
+
+int Fail(const std::string& command, const Status& status, int code) {
+  std::cerr << "greenfed " << command << ": " << status.message() << "\n";
+  return code;
+}
+
+int ParseOrExit(FlagSet* flags, const std::vector<std::string>& args, std::vector<std::string>* positional) {
+  auto parsed = flags->Parse(args, positional);
+  if (!parsed.ok()) {
+    std::cerr << "greenfed: " << parsed.status().message() << "\n";
+    return 2;
+  }
+  if (*parsed) {
+    std::cout << flags->Help();
+    return 0;
+  }
+  return -1;
+}
+
+}  // namespace greenfed

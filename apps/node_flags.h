@@ -1,0 +1,77 @@
+// Flags and wiring shared by the subcommands: a node's accounting (country, PUE,
+// meter) and the federated settings shared by `coordinator` and `run`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "greenfed/carbon.h"
+#include "greenfed/coordinator/round_machine.h"
+#include "greenfed/env.h"
+#include "greenfed/flags.h"
+#include "greenfed/log.h"
+#include "greenfed/meter.h"
+#include "greenfed/task.h"
+
+namespace greenfed {
+
+struct NodeFlags {
+  std::string country = "WORLD";        // ISO 3166-1 alpha-3 of this node
+  double pue = 1.0;                     // power usage effectiveness of this node's site
+  std::string meter = "auto";           // auto | model | rapl | nvml
+  std::string power_profile = "green-algorithms";  // model defaults, see `--power-profile`
+  double watts_per_core = -1;           // overrides the profile when >= 0
+  double watts_per_gb = -1;             // overrides the profile when >= 0
+  double comm_kwh_per_gb = CommModel{}.kwh_per_gb;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string carbon_table;             // CSV path; empty = built-in table
+  int64_t threads = 1;                  // intra-op threads of the task
+};
+void AddNodeFlags(FlagSet* flags, NodeFlags* node);
+// Resolves the power model and checks country and PUE against the carbon table.
+StatusOr<MeterOptions> MeterOptionsFor(const NodeFlags& node);
+StatusOr<CarbonTable> LoadCarbonTable(const NodeFlags& node);
+Status CheckNode(const NodeFlags& node, const CarbonTable& table);
+
+struct FederationFlags {
+  uint64_t num_clients = 10;
+  uint64_t min_available_clients = 0;   // 0 = num_clients
+  uint64_t min_fit_clients = 0;        // 0 = min(2, min_available_clients)
+  double fraction_fit = 1.0;
+  uint64_t max_rounds = 50;
+  double target_accuracy = 0.90;
+  uint64_t local_epochs = 1;
+  uint64_t batch_size = 32;
+  double lr = 0.05;
+  double momentum = 0.9;
+  std::string partition = "iid";
+  double alpha = 0.5;
+  uint64_t shards_per_client = 2;
+  uint64_t seed = 1;
+  double round_timeout_s = 600;
+  double heartbeat_timeout_s = 30;
+  uint64_t fed_eval_every = 0;
+  bool send_delta = false;
+  std::string task = "fashion_mnist";
+  std::string model = "cnn";
+  std::string run_dir;                  // empty = runs/<kind>-<partition>-<UTC time>
+  uint64_t max_train_examples = 0;
+  uint64_t max_test_examples = 0;
+};
+void AddFederationFlags(FlagSet* flags, FederationFlags* fed);
+StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& fed, const std::string& run_id);
+std::string DefaultRunDir(const std::string& kind, const std::string& detail);
+std::string RunIdOf(const std::string& run_dir);
+
+// Registers every task this binary knows.
+StatusOr<TaskRegistry> BuildTaskRegistry();
+
+// Prints a Status to stderr as "greenfed COMMAND: message" and returns `code`.
+int Fail(const std::string& command, const Status& status, int code);
+// Parses flags; on error prints it and returns 2; on --help prints help, returns 0;
+// otherwise returns -1 (go on).
+int ParseOrExit(FlagSet* flags, const std::vector<std::string>& args, std::vector<std::string>* positional = nullptr);
+
+}  // namespace greenfed

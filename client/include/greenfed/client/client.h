@@ -1,0 +1,66 @@
+// Client: one federated participant. Connects a DEALER socket to the coordinator,
+// joins, builds its own data shard from the Welcome (nothing but a seed and a few
+// numbers travel), then trains and evaluates on request until told to shut down.
+//
+// Training runs on a worker thread, so heartbeats keep flowing during long local
+// epochs. The client meters every phase (idle, fit, evaluate, communication) and
+// sends the records with its next message; its last heartbeat, sent in answer to
+// Shutdown, carries the remainder.
+// A client started before its coordinator keeps retrying with exponential backoff;
+// one that loses its coordinator mid-run rejoins with the same index.
+// Thread safety: Run() blocks the calling thread; one Client per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "greenfed/carbon.h"
+#include "greenfed/env.h"
+#include "greenfed/log.h"
+#include "greenfed/meter.h"
+#include "greenfed/protocol.h"
+#include "greenfed/status.h"
+#include "greenfed/task.h"
+
+namespace greenfed {
+
+struct ClientOptions {
+  std::string connect = "tcp://127.0.0.1:5555";  // coordinator endpoint
+  std::string client_id;                  // defaults to hostname-pid when empty
+  int32_t requested_index = -1;           // -1: the coordinator assigns one
+  uint32_t expected_num_clients = 0;      // 0: accept the coordinator's; else must match
+  std::string expected_partition;         // "": accept the coordinator's scheme; else must match
+  TaskOptions task;                       // data dir, threads, caps; partition comes from Welcome
+  std::string country = "WORLD";          // ISO 3166-1 alpha-3 of this device
+  double pue = 1.0;                       // 1.0 for a device at home
+  CommModel comm;                         // energy per byte moved
+  double connect_timeout_s = 300;         // give up when no coordinator answers this long (0 = never)
+  double initial_backoff_s = 0.5;         // first retry delay; doubles up to max_backoff_s
+  double max_backoff_s = 5.0;
+  double coordinator_timeout_s = 120;     // silence after which the client rejoins
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages are refused
+};
+
+struct ClientResult {
+  uint32_t client_index = 0;
+  uint64_t rounds_trained = 0;
+  std::string shutdown_reason;
+};
+
+class Client {
+ public:
+  // Pointers must outlive the client.
+  Client(ClientOptions options, const TaskRegistry* tasks, PhaseMeter* meter, Env* env, Logger* log);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  // Runs until Shutdown (OK), a fatal error, or a readable stop_fd (-1 = none).
+  StatusOr<ClientResult> Run(int stop_fd = -1);
+
+ private:
+  struct Impl;  // keeps zmq.hpp out of this header
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace greenfed

@@ -1,0 +1,476 @@
+#include "greenfed/client/client.h"
+
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+namespace greenfed {
+
+namespace {
+
+std::string DefaultClientId() {
+  char host[256] = {0};
+  if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "host");
+  return std::string(host) + "-" + std::to_string(::getpid());
+}
+
+// w_local - w_global for float32 tensors; other dtypes are sent as they are.
+Parameters Delta(const Parameters& local, const Parameters& global) {
+  Parameters out = local;
+  for (size_t t = 0; t < out.size() && t < global.size(); ++t) {
+    if (out[t].dtype != DType::kFloat32 || out[t].data.size() != global[t].data.size()) continue;
+    const size_t n = out[t].data.size() / 4;
+    for (size_t i = 0; i < n; ++i) {
+      float a, b;
+      std::memcpy(&a, local[t].data.data() + i * 4, 4);
+      std::memcpy(&b, global[t].data.data() + i * 4, 4);
+      const float d = a - b;
+      std::memcpy(out[t].data.data() + i * 4, &d, 4);
+    }
+  }
+  return out;
+}
+
+enum class WorkKind { kPrepare, kFit, kEvaluate };
+
+struct WorkResult {
+  WorkKind kind = WorkKind::kPrepare;
+  uint64_t round = 0;
+  Status status;
+  FitResult fit;
+  EvalResult eval;
+  bool is_delta = false;
+  double wall_s = 0;
+  std::vector<EnergyRecord> energy;
+};
+
+}  // namespace
+
+struct Client::Impl {
+  ClientOptions options;
+  const TaskRegistry* tasks;
+  PhaseMeter* meter;
+  Env* env;
+  Logger* log;
+
+  zmq::context_t ctx{1};
+  std::unique_ptr<zmq::socket_t> socket;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  std::unique_ptr<Task> task;
+  bool prepared = false;
+  std::optional<WelcomeMsg> welcome;
+  std::future<WorkResult> work;
+  bool working = false;
+  std::optional<Message> queued;  // a Fit/Evaluate that arrived while the shard was being built
+
+  std::vector<EnergyRecord> unreported;
+  // Bytes moved but not yet reported, by the round they belong to: a message
+  // about round r (Fit, FitRes, Evaluate...) counts for r, heartbeats for the
+  // latest round seen.
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> unreported_bytes;  // round -> (sent, received)
+  PhaseMeter::Mark idle_mark;
+  uint64_t last_round = 0;
+  uint64_t rounds_trained = 0;
+  double last_heard_s = 0;
+  double last_heartbeat_s = 0;
+
+  Impl(ClientOptions o, const TaskRegistry* t, PhaseMeter* m, Env* e, Logger* l)
+      : options(std::move(o)), tasks(t), meter(m), env(e), log(l) {
+    if (options.client_id.empty()) options.client_id = DefaultClientId();
+  }
+
+  Status Open() {
+    try {
+      socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+      std::ostringstream id;
+      id << options.client_id << "-" << std::hex << rng();
+      socket->set(zmq::sockopt::routing_id, id.str());
+      socket->set(zmq::sockopt::linger, 0);
+      socket->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.max_message_bytes));
+      socket->connect(options.connect);
+    } catch (const zmq::error_t& e) {
+      return InvalidArgument("cannot connect to " + options.connect + ": " + e.what());
+    }
+    return Status::Ok();
+  }
+
+  void Close() {
+    if (socket) socket->close();
+    socket.reset();
+  }
+
+  Status Send(const Message& m) {
+    const Frames frames = Encode(m);
+    try {
+      for (size_t i = 0; i < frames.size(); ++i) {
+        auto r = socket->send(zmq::buffer(frames[i]),
+                              i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::dontwait);
+        if (!r) return Unavailable("send queue full");
+      }
+    } catch (const zmq::error_t& e) {
+      return Unavailable(std::string("send failed: ") + e.what());
+    }
+    unreported_bytes[RoundOf(m)].first += FramesBytes(frames);
+    return Status::Ok();
+  }
+
+  // Waits up to timeout_ms. Returns: a decoded message, nullopt on timeout, or an
+  // error. Sets *stop when stop_fd fired.
+  StatusOr<std::optional<Message>> Receive(long timeout_ms, int stop_fd, bool* stop) {
+    std::vector<zmq::pollitem_t> items = {{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0}};
+    if (stop_fd >= 0) items.push_back({nullptr, stop_fd, ZMQ_POLLIN, 0});
+    try {
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) return std::optional<Message>();
+      return Unavailable(std::string("poll failed: ") + e.what());
+    }
+    if (items.size() > 1 && (items[1].revents & ZMQ_POLLIN)) {
+      signalfd_siginfo info{};
+      if (::read(stop_fd, &info, sizeof(info)) < 0) { /* the request stands either way */ }
+      *stop = true;
+      return std::optional<Message>();
+    }
+    if (!(items[0].revents & ZMQ_POLLIN)) return std::optional<Message>();
+    std::vector<zmq::message_t> parts;
+    try {
+      if (!zmq::recv_multipart(*socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+        return std::optional<Message>();
+      }
+    } catch (const zmq::error_t& e) {
+      return Unavailable(std::string("receive failed: ") + e.what());
+    }
+    Frames frames;
+    for (auto& p : parts) {
+      const auto* d = static_cast<const uint8_t*>(p.data());
+      frames.emplace_back(d, d + p.size());
+    }
+    auto m = Decode(frames, options.max_message_bytes);
+    if (!m.ok()) {
+      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += FramesBytes(frames);
+      log->Warn("rejected message from the coordinator: " + m.status().message());
+      return std::optional<Message>();
+    }
+    unreported_bytes[RoundOf(*m)].second += FramesBytes(frames);
+    last_heard_s = env->NowSeconds();
+    return std::optional<Message>(std::move(m).value());
+  }
+
+  uint64_t RoundOf(const Message& m) const {
+    uint64_t r = last_round;
+    if (auto* f = std::get_if<FitMsg>(&m)) r = f->round;
+    if (auto* f = std::get_if<FitResMsg>(&m)) r = f->round;
+    if (auto* e = std::get_if<EvaluateMsg>(&m)) r = e->round;
+    if (auto* e = std::get_if<EvaluateResMsg>(&m)) r = e->round;
+    return std::max<uint64_t>(r, 1);
+  }
+
+  // Moves idle time into `unreported`, tagged with `round`.
+  void CloseIdle(uint64_t round) {
+    std::vector<std::string> warnings;
+    auto records = meter->End(idle_mark, Phase::kIdle, static_cast<int64_t>(round), &warnings);
+    for (const auto& w : warnings) log->Warn(w);
+    unreported.insert(unreported.end(), records.begin(), records.end());
+    idle_mark = meter->Begin();
+  }
+
+  // Everything not yet reported: metered phases and one comm record per round.
+  std::vector<EnergyRecord> TakeEnergy() {
+    std::vector<EnergyRecord> out = std::move(unreported);
+    unreported.clear();
+    for (const auto& [round, bytes] : unreported_bytes) {
+      EnergyRecord comm;
+      comm.phase = Phase::kComm;
+      comm.round = static_cast<int64_t>(round);
+      comm.bytes_sent = bytes.first;
+      comm.bytes_received = bytes.second;
+      comm.energy_j = CommEnergyJ(options.comm, bytes.first, bytes.second);
+      comm.source = EnergySource::kComm;
+      comm.measured = false;
+      out.push_back(comm);
+    }
+    unreported_bytes.clear();
+    return out;
+  }
+
+  void StartPrepare() {
+    TaskOptions topt = options.task;
+    topt.role = TaskRole::kClient;
+    topt.partition = welcome->partition;
+    topt.client_index = welcome->client_index;
+    topt.model = welcome->model;
+    auto created = tasks->Create(welcome->task);
+    if (!created.ok()) {
+      std::promise<WorkResult> p;
+      WorkResult r;
+      r.status = created.status();
+      p.set_value(std::move(r));
+      work = p.get_future();
+      working = true;
+      return;
+    }
+    task = std::move(created).value();
+    Task* t = task.get();
+    working = true;
+    work = std::async(std::launch::async, [t, topt] {
+      WorkResult r;
+      r.kind = WorkKind::kPrepare;
+      r.status = t->Prepare(topt);
+      return r;
+    });
+  }
+
+  void StartWork(Message m) {
+    if (auto* fit = std::get_if<FitMsg>(&m)) {
+      CloseIdle(fit->round);
+      last_round = fit->round;
+      Task* t = task.get();
+      PhaseMeter* pm = meter;
+      Env* e = env;
+      working = true;
+      work = std::async(std::launch::async, [t, pm, e, msg = std::move(*fit)] {
+        WorkResult r;
+        r.kind = WorkKind::kFit;
+        r.round = msg.round;
+        const double t0 = e->NowSeconds();
+        auto mark = pm->Begin();
+        auto res = t->Fit(msg.parameters, msg.config);
+        r.energy = pm->End(mark, Phase::kFit, static_cast<int64_t>(msg.round));
+        r.wall_s = e->NowSeconds() - t0;
+        if (!res.ok()) {
+          r.status = res.status();
+          return r;
+        }
+        r.fit = std::move(res).value();
+        if (msg.config.send_delta) {
+          r.fit.parameters = Delta(r.fit.parameters, msg.parameters);
+          r.is_delta = true;
+        }
+        return r;
+      });
+    } else if (auto* ev = std::get_if<EvaluateMsg>(&m)) {
+      CloseIdle(ev->round);
+      Task* t = task.get();
+      PhaseMeter* pm = meter;
+      working = true;
+      work = std::async(std::launch::async, [t, pm, msg = std::move(*ev)] {
+        WorkResult r;
+        r.kind = WorkKind::kEvaluate;
+        r.round = msg.round;
+        auto mark = pm->Begin();
+        auto res = t->Evaluate(msg.parameters);
+        r.energy = pm->End(mark, Phase::kEvaluate, static_cast<int64_t>(msg.round));
+        if (!res.ok()) {
+          r.status = res.status();
+          return r;
+        }
+        r.eval = *res;
+        return r;
+      });
+    }
+  }
+
+  // Sends the result of finished work. A failed Prepare is fatal.
+  Status FinishWork() {
+    WorkResult r = work.get();
+    working = false;
+    idle_mark = meter->Begin();
+    unreported.insert(unreported.end(), r.energy.begin(), r.energy.end());
+    if (r.kind == WorkKind::kPrepare) {
+      if (!r.status.ok()) {
+        (void)Send(ErrorMsg{CodeName(r.status.code()), r.status.message()});
+        return r.status.WithContext("client-" + std::to_string(welcome->client_index) + " cannot build its shard");
+      }
+      prepared = true;
+      log->Info("client-" + std::to_string(welcome->client_index) + " ready: " +
+                std::to_string(task->NumTrainExamples()) + " training examples (" + welcome->partition.scheme + ")");
+      if (queued) {
+        Message m = std::move(*queued);
+        queued.reset();
+        StartWork(std::move(m));
+      }
+      return Status::Ok();
+    }
+    if (!r.status.ok()) {
+      log->Warn("round " + std::to_string(r.round) + " failed locally: " + r.status.ToString());
+      return Send(ErrorMsg{CodeName(r.status.code()), r.status.message()});
+    }
+    if (r.kind == WorkKind::kFit) {
+      FitResMsg res;
+      res.round = r.round;
+      res.is_delta = r.is_delta;
+      res.num_examples = r.fit.num_examples;
+      res.train_loss = r.fit.train_loss;
+      res.fit_s = r.wall_s;
+      res.parameters = std::move(r.fit.parameters);
+      res.energy = TakeEnergy();
+      ++rounds_trained;
+      log->Info("round " + std::to_string(r.round) + ": trained on " + std::to_string(res.num_examples) +
+                " examples in " + std::to_string(r.wall_s) + " s, loss " + std::to_string(res.train_loss));
+      return Send(res);
+    }
+    EvaluateResMsg res;
+    res.round = r.round;
+    res.loss = r.eval.loss;
+    res.accuracy = r.eval.accuracy;
+    res.num_examples = r.eval.num_examples;
+    res.energy = TakeEnergy();
+    return Send(res);
+  }
+
+  enum class JoinOutcome { kWelcomed, kRunOver };
+
+  StatusOr<JoinOutcome> Join(int stop_fd, bool* stop) {
+    const double started = env->NowSeconds();
+    double backoff = options.initial_backoff_s;
+    for (;;) {
+      GREENFED_RETURN_IF_ERROR(Open());
+      JoinMsg j;
+      j.client_id = options.client_id;
+      j.requested_index = welcome ? static_cast<int32_t>(welcome->client_index) : options.requested_index;
+      j.num_examples = prepared ? task->NumTrainExamples() : 0;
+      j.capabilities = {"delta", "evaluate", "meter"};
+      j.country = options.country;
+      j.pue = options.pue;
+      GREENFED_RETURN_IF_ERROR(Send(j));
+      const double wait_until = env->NowSeconds() + backoff;
+      while (env->NowSeconds() < wait_until) {
+        const auto left_ms = static_cast<long>((wait_until - env->NowSeconds()) * 1000) + 1;
+        GREENFED_ASSIGN_OR_RETURN(auto m, Receive(left_ms, stop_fd, stop));
+        if (*stop) return JoinOutcome::kRunOver;
+        if (!m) continue;
+        if (auto* w = std::get_if<WelcomeMsg>(&*m)) {
+          GREENFED_RETURN_IF_ERROR(CheckWelcome(*w));
+          const bool same_shard = welcome && welcome->client_index == w->client_index &&
+                                  welcome->partition.scheme == w->partition.scheme &&
+                                  welcome->partition.seed == w->partition.seed &&
+                                  welcome->partition.num_clients == w->partition.num_clients &&
+                                  welcome->partition.alpha == w->partition.alpha;
+          if (!same_shard) prepared = false;
+          welcome = *w;
+          log->Info("joined " + options.connect + " as client-" + std::to_string(w->client_index) + " of " +
+                    std::to_string(w->partition.num_clients) + " (run " + w->run_id + ")");
+          return JoinOutcome::kWelcomed;
+        }
+        if (auto* err = std::get_if<ErrorMsg>(&*m)) {
+          if (err->message == "the run is over") return JoinOutcome::kRunOver;
+          if (err->code == "INVALID_ARGUMENT" || err->code == "NOT_FOUND") {
+            return InvalidArgument("coordinator refused to admit this client: " + err->message);
+          }
+          log->Warn("coordinator answered " + err->code + ": " + err->message);
+        }
+      }
+      Close();
+      if (options.connect_timeout_s > 0 && env->NowSeconds() - started >= options.connect_timeout_s) {
+        return Unavailable("no coordinator answered at " + options.connect + " within " +
+                           std::to_string(static_cast<int>(options.connect_timeout_s)) + " s");
+      }
+      log->Info("no answer from coordinator at " + options.connect + "; retrying in " + std::to_string(backoff) + " s");
+      backoff = std::min(backoff * 2, options.max_backoff_s);
+    }
+  }
+
+  Status CheckWelcome(const WelcomeMsg& w) {
+    if (options.expected_num_clients != 0 && w.partition.num_clients != options.expected_num_clients) {
+      return InvalidArgument("this client was started with --num-clients " +
+                             std::to_string(options.expected_num_clients) + " but the coordinator runs " +
+                             std::to_string(w.partition.num_clients));
+    }
+    if (!options.expected_partition.empty() && w.partition.scheme != options.expected_partition) {
+      return InvalidArgument("this client was started with --partition " + options.expected_partition +
+                             " but the coordinator uses " + w.partition.scheme);
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<ClientResult> Run(int stop_fd) {
+    idle_mark = meter->Begin();
+    bool stop = false;
+    for (;;) {
+      GREENFED_ASSIGN_OR_RETURN(JoinOutcome joined, Join(stop_fd, &stop));
+      if (joined == JoinOutcome::kRunOver || stop) return Finish(stop ? "stopped by signal" : "the run is over");
+      last_heard_s = last_heartbeat_s = env->NowSeconds();
+      if (!prepared && !working) StartPrepare();
+      const double hb_s = welcome->heartbeat_interval_ms / 1000.0;
+      bool rejoin = false;
+      while (!rejoin) {
+        GREENFED_ASSIGN_OR_RETURN(auto m, Receive(100, stop_fd, &stop));
+        if (stop) return Finish("stopped by signal");
+        if (working && work.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+          GREENFED_RETURN_IF_ERROR(FinishWork());
+        }
+        const double now = env->NowSeconds();
+        if (now - last_heartbeat_s >= hb_s) {
+          (void)Send(HeartbeatMsg{last_round, {}});
+          last_heartbeat_s = now;
+        }
+        if (now - last_heard_s > options.coordinator_timeout_s) {
+          log->Warn("coordinator silent for " + std::to_string(options.coordinator_timeout_s) + " s; rejoining");
+          rejoin = true;
+        }
+        if (!m) continue;
+        if (std::holds_alternative<FitMsg>(*m) || std::holds_alternative<EvaluateMsg>(*m)) {
+          if (working || !prepared) {
+            if (!prepared && !queued) {
+              queued = std::move(*m);
+            } else {
+              (void)Send(ErrorMsg{"FAILED_PRECONDITION", "busy with earlier work"});
+            }
+          } else {
+            StartWork(std::move(*m));
+          }
+        } else if (auto* s = std::get_if<ShutdownMsg>(&*m)) {
+          return Finish(s->reason);
+        } else if (auto* err = std::get_if<ErrorMsg>(&*m)) {
+          log->Warn("coordinator: " + err->code + ": " + err->message);
+          if (err->message.find("join first") != std::string::npos) rejoin = true;
+        }
+      }
+      Close();
+    }
+  }
+
+  StatusOr<ClientResult> Finish(const std::string& reason) {
+    if (working) {
+      WorkResult r = work.get();  // let local work end; its energy is still ours
+      working = false;
+      unreported.insert(unreported.end(), r.energy.begin(), r.energy.end());
+    }
+    CloseIdle(std::max<uint64_t>(last_round, 1));
+    if (socket) {
+      HeartbeatMsg last{last_round, {}};
+      last.energy = TakeEnergy();
+      try {
+        socket->set(zmq::sockopt::linger, 2000);  // let the last report leave
+      } catch (const zmq::error_t&) {
+      }
+      (void)Send(last);
+      Close();
+    }
+    log->Info("shutting down: " + reason);
+    ClientResult res;
+    res.client_index = welcome ? welcome->client_index : 0;
+    res.rounds_trained = rounds_trained;
+    res.shutdown_reason = reason;
+    return res;
+  }
+};
+
+Client::Client(ClientOptions options, const TaskRegistry* tasks, PhaseMeter* meter, Env* env, Logger* log)
+    : impl_(std::make_unique<Impl>(std::move(options), tasks, meter, env, log)) {}
+
+Client::~Client() = default;
+
+StatusOr<ClientResult> Client::Run(int stop_fd) { return impl_->Run(stop_fd); }
+
+}  // namespace greenfed

@@ -1,0 +1,127 @@
+// RunDir: the files one run leaves behind (docs/run-directory.md is the contract):
+// config.json, rounds.csv, nodes.csv and summary.json.
+//
+// Energy arrives as EnergyRecords from many nodes, sometimes after the round they
+// belong to (a client reports its idle time with its next result), so the ledger
+// is kept in memory and both CSV files are rewritten whole, atomically (temp file +
+// rename), on every Flush(). A run killed at any point leaves consistent files.
+// Thread safety: not thread-safe; owned by the coordinator's (or trainer's) loop.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "greenfed/carbon.h"
+#include "greenfed/energy_record.h"
+#include "greenfed/status.h"
+
+namespace greenfed {
+
+struct RoundRow {
+  int64_t round = 0;
+  uint32_t clients_sampled = 0;
+  uint32_t clients_succeeded = 0;
+  uint32_t clients_failed = 0;
+  double test_accuracy = 0;
+  double test_loss = 0;
+  double train_loss = 0;
+  double round_s = 0;
+  double elapsed_s = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  std::optional<double> fed_accuracy;  // federated evaluation, when run
+};
+
+// Who a node is, for accounting. g_per_kwh is the intensity of `country`.
+struct NodeInfo {
+  std::string node_id;   // "coordinator", "client-3", "centralized"
+  std::string role;      // "coordinator", "client", "centralized"
+  std::string country;   // ISO 3166-1 alpha-3
+  double pue = 1.0;
+  double g_per_kwh = 0;
+};
+
+struct NodeRow {
+  int64_t round = 0;
+  NodeInfo node;
+  EnergySource source = EnergySource::kModel;
+  double wall_s = 0;
+  double cpu_s = 0;
+  double train_j = 0;
+  double evaluate_j = 0;
+  double aggregate_j = 0;
+  double idle_j = 0;
+  double comm_j = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  double compute_j() const { return train_j + evaluate_j + aggregate_j + idle_j; }
+  // g CO2e of this row at the node's own intensity and PUE. Communication counts
+  // only on clients (see docs/run-directory.md).
+  double co2e_g() const;
+};
+
+struct EnergyTotals {
+  double compute_j = 0;        // before PUE
+  double compute_pue_j = 0;    // sum of compute_j * node PUE
+  double comm_j = 0;           // counted once, client side
+  double co2e_g = 0;           // each node at its own intensity and PUE
+  std::set<EnergySource> sources;
+  bool measured() const;       // all sources are hardware counters
+};
+
+struct SummaryInfo {
+  std::string kind;            // "federated" or "centralized"
+  double target_accuracy = 0;
+  bool reached = false;
+  std::optional<int64_t> round_reached;
+  int64_t rounds = 0;
+  double final_accuracy = 0;
+  double best_accuracy = 0;
+  double wall_s = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  std::string stop_reason;
+};
+
+class RunDir {
+ public:
+  // Creates `path` (and parents). Refuses a directory that already holds a run
+  // (rounds.csv present), so that no earlier result is overwritten.
+  static StatusOr<std::unique_ptr<RunDir>> Create(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  Status WriteConfig(const std::string& json_text);
+  void AddRound(const RoundRow& row);
+  // Records whose phase is kComm carry bytes; the rest carry compute joules.
+  void AddEnergy(const NodeInfo& node, const std::vector<EnergyRecord>& records);
+  // Rewrites rounds.csv and nodes.csv.
+  Status Flush();
+  // Totals over rows with round <= max_round (all rows when max_round < 0).
+  EnergyTotals Totals(int64_t max_round = -1) const;
+  // Energy, CO2e of the round's rows.
+  EnergyTotals RoundTotals(int64_t round) const;
+  Status WriteSummary(const SummaryInfo& info, const CarbonTable& table,
+                      const std::vector<std::string>& reference_countries);
+  const std::vector<RoundRow>& rounds() const { return rounds_; }
+  std::vector<NodeRow> NodeRows() const;
+
+ private:
+  explicit RunDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+  std::vector<RoundRow> rounds_;
+  // (round, node_id, source) -> row
+  std::map<std::tuple<int64_t, std::string, int>, NodeRow> nodes_;
+};
+
+// Writes `text` to `path` through a temp file and rename().
+Status WriteFileAtomic(const std::string& path, const std::string& text);
+// Default reference countries for summaries and reports.
+std::vector<std::string> DefaultReferenceCountries();
+
+}  // namespace greenfed

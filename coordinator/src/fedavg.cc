@@ -1,0 +1,73 @@
+#include "greenfed/coordinator/fedavg.h"
+
+#include <cstring>
+
+namespace greenfed {
+
+namespace {
+bool IsFloat(DType d) { return d == DType::kFloat32 || d == DType::kFloat64; }
+
+double At(const TensorBlob& b, size_t i) {
+  if (b.dtype == DType::kFloat32) {
+    float v;
+    std::memcpy(&v, b.data.data() + i * 4, 4);
+    return v;
+  }
+  double v;
+  std::memcpy(&v, b.data.data() + i * 8, 8);
+  return v;
+}
+
+void Put(TensorBlob* b, size_t i, double v) {
+  if (b->dtype == DType::kFloat32) {
+    const float f = static_cast<float>(v);
+    std::memcpy(b->data.data() + i * 4, &f, 4);
+  } else {
+    std::memcpy(b->data.data() + i * 8, &v, 8);
+  }
+}
+}  // namespace
+
+Status FedAvgAccumulator::Reset(const Parameters& global) {
+  for (const auto& p : global) GREENFED_RETURN_IF_ERROR(ValidateBlob(p).WithContext("global parameters"));
+  global_ = global;
+  specs_ = SpecsOf(global);
+  sum_.assign(global.size(), {});
+  for (size_t t = 0; t < global.size(); ++t) {
+    if (IsFloat(global[t].dtype)) sum_[t].assign(static_cast<size_t>(global[t].NumElements()), 0.0);
+  }
+  total_examples_ = 0;
+  num_updates_ = 0;
+  return Status::Ok();
+}
+
+Status FedAvgAccumulator::Add(const Parameters& update, bool is_delta, uint64_t num_examples) {
+  if (num_examples == 0) return InvalidArgument("update reports 0 training examples");
+  GREENFED_RETURN_IF_ERROR(ValidateAgainst(update, specs_));
+  const double n = static_cast<double>(num_examples);
+  for (size_t t = 0; t < update.size(); ++t) {
+    if (!IsFloat(update[t].dtype)) continue;
+    auto& s = sum_[t];
+    for (size_t i = 0; i < s.size(); ++i) {
+      const double delta = is_delta ? At(update[t], i) : At(update[t], i) - At(global_[t], i);
+      s[i] += n * delta;
+    }
+  }
+  total_examples_ += num_examples;
+  ++num_updates_;
+  return Status::Ok();
+}
+
+StatusOr<Parameters> FedAvgAccumulator::Result() const {
+  if (num_updates_ == 0) return FailedPrecondition("FedAvg has no updates to average");
+  Parameters out = global_;
+  const double n = static_cast<double>(total_examples_);
+  for (size_t t = 0; t < out.size(); ++t) {
+    if (!IsFloat(out[t].dtype)) continue;
+    for (size_t i = 0; i < sum_[t].size(); ++i) Put(&out[t], i, At(global_[t], i) + sum_[t][i] / n);
+  }
+  for (const auto& p : out) GREENFED_RETURN_IF_ERROR(ValidateBlob(p).WithContext("FedAvg result"));
+  return out;
+}
+
+}  // namespace greenfed

@@ -1,0 +1,425 @@
+#include "greenfed/coordinator/round_machine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace greenfed {
+
+namespace {
+
+// SplitMix64: a fixed, portable mix so that sampling and seeds are identical on
+// every platform (std::*_distribution outputs are implementation-defined).
+uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+std::string Fmt(double v, int precision = 4) {
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(precision);
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+const char* MachineStateName(MachineState s) {
+  switch (s) {
+    case MachineState::kIdle: return "idle";
+    case MachineState::kWaitingForClients: return "waiting-for-clients";
+    case MachineState::kFitting: return "fitting";
+    case MachineState::kEvaluating: return "evaluating";
+    case MachineState::kDone: return "done";
+  }
+  return "?";
+}
+
+Status ValidateRoundOptions(const RoundOptions& o) {
+  if (o.num_clients == 0) return InvalidArgument("--num-clients must be at least 1");
+  if (o.min_available_clients == 0 || o.min_available_clients > o.num_clients) {
+    return InvalidArgument("--min-available-clients must be in [1, num-clients=" + std::to_string(o.num_clients) +
+                           "], got " + std::to_string(o.min_available_clients));
+  }
+  if (o.min_fit_clients == 0 || o.min_fit_clients > o.min_available_clients) {
+    return InvalidArgument("--min-fit-clients must be in [1, min-available-clients=" +
+                           std::to_string(o.min_available_clients) + "], got " + std::to_string(o.min_fit_clients));
+  }
+  if (!(o.fraction_fit > 0.0 && o.fraction_fit <= 1.0)) {
+    return InvalidArgument("--fraction-fit must be in (0, 1], got " + Fmt(o.fraction_fit));
+  }
+  if (o.max_rounds == 0) return InvalidArgument("--max-rounds must be at least 1");
+  if (!(o.target_accuracy > 0.0 && o.target_accuracy <= 1.0)) {
+    return InvalidArgument("--target-accuracy must be in (0, 1], got " + Fmt(o.target_accuracy));
+  }
+  if (!(o.round_timeout_s > 0)) return InvalidArgument("--round-timeout-s must be positive");
+  if (!(o.heartbeat_timeout_s > 0)) return InvalidArgument("--heartbeat-timeout-s must be positive");
+  if (o.max_round_attempts == 0) return InvalidArgument("--max-round-attempts must be at least 1");
+  if (o.train.epochs == 0) return InvalidArgument("--local-epochs must be at least 1");
+  if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
+  if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
+  if (!(o.train.momentum >= 0 && o.train.momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
+  return Status::Ok();
+}
+
+RoundMachine::RoundMachine(RoundOptions options) : options_(std::move(options)) {
+  options_.partition.num_clients = options_.num_clients;
+}
+
+std::optional<ClientEntry> RoundMachine::ClientByPeer(const std::string& peer) const {
+  auto it = clients_.find(peer);
+  if (it == clients_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<double> RoundMachine::deadline_s() const {
+  if (state_ == MachineState::kFitting) return deadline_s_;
+  if (state_ == MachineState::kEvaluating && !eval_pending_.empty()) return eval_deadline_s_;
+  return std::nullopt;
+}
+
+std::string RoundMachine::Name(const std::string& peer) const {
+  auto it = clients_.find(peer);
+  if (it == clients_.end()) return "unknown peer";
+  return "client-" + std::to_string(it->second.index) + " (" + it->second.client_id + ")";
+}
+
+uint64_t RoundMachine::ClientSeed(uint32_t index) const {
+  return Mix(options_.seed ^ Mix(round_ * 1000003ull + index));
+}
+
+std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
+  std::vector<Action> out;
+  global_ = std::move(initial);
+  round_ = 1;
+  attempt_ = 0;
+  state_ = MachineState::kWaitingForClients;
+  out.push_back(LogAction{false, "waiting for " + std::to_string(options_.min_available_clients) + " of " +
+                                     std::to_string(options_.num_clients) + " clients"});
+  MaybeStartRound(now_s, &out);
+  return out;
+}
+
+std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
+  std::vector<Action> out;
+  if (state_ == MachineState::kDone || state_ == MachineState::kIdle) {
+    if (const auto* j = std::get_if<JoinEvent>(&event)) {
+      out.push_back(SendAction{j->peer, ErrorMsg{"FAILED_PRECONDITION", "the run is over"}});
+    }
+    return out;
+  }
+  std::visit(
+      [&](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, JoinEvent>) {
+          OnJoin(e, now_s, &out);
+        } else if constexpr (std::is_same_v<T, HeartbeatEvent>) {
+          auto it = clients_.find(e.peer);
+          if (it != clients_.end()) it->second.last_seen_s = now_s;
+        } else if constexpr (std::is_same_v<T, FitResEvent>) {
+          OnFitRes(e, now_s, &out);
+        } else if constexpr (std::is_same_v<T, EvaluateResEvent>) {
+          OnEvaluateRes(e, now_s, &out);
+        } else if constexpr (std::is_same_v<T, CentralEvalEvent>) {
+          OnCentralEval(e, now_s, &out);
+        } else if constexpr (std::is_same_v<T, CentralEvalFailedEvent>) {
+          Stop("central evaluation of round " + std::to_string(e.round) + " failed: " + e.reason, false, true, &out);
+        } else if constexpr (std::is_same_v<T, TickEvent>) {
+          OnTick(now_s, &out);
+        }
+      },
+      event);
+  return out;
+}
+
+std::vector<Action> RoundMachine::RequestStop(const std::string& reason) {
+  std::vector<Action> out;
+  if (state_ != MachineState::kDone) Stop(reason, false, true, &out);
+  return out;
+}
+
+void RoundMachine::OnJoin(const JoinEvent& e, double now, std::vector<Action>* out) {
+  const JoinMsg& j = e.join;
+  // A client that reconnects under a new routing id replaces its old entry.
+  for (auto it = clients_.begin(); it != clients_.end(); ++it) {
+    if (it->second.client_id == j.client_id && it->first != e.peer) {
+      DropClient(it->first, "rejoined as a new connection", out);
+      break;
+    }
+  }
+  if (auto it = clients_.find(e.peer); it != clients_.end()) {
+    // Duplicate join on the same connection: answer again, keep the index.
+    it->second.last_seen_s = now;
+  } else {
+    std::set<uint32_t> used;
+    for (const auto& [peer, c] : clients_) used.insert(c.index);
+    uint32_t index = 0;
+    if (j.requested_index >= 0) {
+      if (static_cast<uint32_t>(j.requested_index) >= options_.num_clients) {
+        out->push_back(SendAction{e.peer, ErrorMsg{"INVALID_ARGUMENT",
+                                                   "client index " + std::to_string(j.requested_index) +
+                                                       " is out of range: this federation has " +
+                                                       std::to_string(options_.num_clients) + " clients (0.." +
+                                                       std::to_string(options_.num_clients - 1) + ")"}});
+        out->push_back(LogAction{true, "rejected join from " + j.client_id + ": index " +
+                                           std::to_string(j.requested_index) + " out of range"});
+        return;
+      }
+      index = static_cast<uint32_t>(j.requested_index);
+      if (used.count(index)) {
+        out->push_back(SendAction{e.peer, ErrorMsg{"FAILED_PRECONDITION",
+                                                   "client index " + std::to_string(index) + " is already taken"}});
+        out->push_back(LogAction{true, "rejected join from " + j.client_id + ": index " + std::to_string(index) +
+                                           " already taken"});
+        return;
+      }
+    } else {
+      while (index < options_.num_clients && used.count(index)) ++index;
+      if (index >= options_.num_clients) {
+        out->push_back(SendAction{e.peer, ErrorMsg{"FAILED_PRECONDITION",
+                                                   "federation is full (" + std::to_string(options_.num_clients) +
+                                                       " clients)"}});
+        out->push_back(LogAction{true, "rejected join from " + j.client_id + ": federation full"});
+        return;
+      }
+    }
+    clients_[e.peer] = ClientEntry{e.peer, j.client_id, index, now, j.country, j.pue};
+    out->push_back(LogAction{false, "client-" + std::to_string(index) + " joined (" + j.client_id + ", " +
+                                        std::to_string(clients_.size()) + "/" +
+                                        std::to_string(options_.num_clients) + " connected)"});
+  }
+  WelcomeMsg w;
+  w.client_index = clients_[e.peer].index;
+  w.partition = options_.partition;
+  w.task = options_.task;
+  w.model = options_.model;
+  w.run_id = options_.run_id;
+  w.heartbeat_interval_ms = options_.heartbeat_interval_ms;
+  out->push_back(SendAction{e.peer, w});
+  if (state_ == MachineState::kWaitingForClients) MaybeStartRound(now, out);
+}
+
+void RoundMachine::MaybeStartRound(double now, std::vector<Action>* out) {
+  if (state_ != MachineState::kWaitingForClients) return;
+  if (clients_.size() < options_.min_available_clients) return;
+  StartRound(now, out);
+}
+
+void RoundMachine::StartRound(double now, std::vector<Action>* out) {
+  ++attempt_;
+  std::vector<const ClientEntry*> available;
+  for (const auto& [peer, c] : clients_) available.push_back(&c);
+  std::sort(available.begin(), available.end(),
+            [](const ClientEntry* a, const ClientEntry* b) { return a->index < b->index; });
+  const auto n = static_cast<uint32_t>(available.size());
+  uint32_t k = static_cast<uint32_t>(std::ceil(options_.fraction_fit * n - 1e-9));
+  k = std::min(n, std::max(k, options_.min_fit_clients));
+  // Deterministic partial Fisher-Yates by (seed, round, attempt).
+  uint64_t state = Mix(options_.seed ^ Mix(round_ * 7919ull + attempt_));
+  for (uint32_t i = 0; i < k; ++i) {
+    state = Mix(state);
+    const uint32_t j = i + static_cast<uint32_t>(state % (n - i));
+    std::swap(available[i], available[j]);
+  }
+  std::sort(available.begin(), available.begin() + k,
+            [](const ClientEntry* a, const ClientEntry* b) { return a->index < b->index; });
+
+  Status reset = fedavg_.Reset(global_);
+  if (!reset.ok()) {
+    Stop("cannot start round: " + reset.ToString(), false, true, out);
+    return;
+  }
+  state_ = MachineState::kFitting;
+  round_start_s_ = now;
+  deadline_s_ = now + options_.round_timeout_s;
+  pending_.clear();
+  sampled_ = k;
+  succeeded_ = failed_ = 0;
+  train_loss_sum_ = 0;
+  std::string who;
+  for (uint32_t i = 0; i < k; ++i) {
+    const ClientEntry& c = *available[i];
+    pending_.insert(c.peer);
+    FitMsg fit;
+    fit.round = round_;
+    fit.config = options_.train;
+    fit.config.seed = ClientSeed(c.index);
+    out->push_back(SendAction{c.peer, std::move(fit)});
+    who += (who.empty() ? "" : ",") + std::to_string(c.index);
+  }
+  out->push_back(LogAction{false, "round " + std::to_string(round_) +
+                                      (attempt_ > 1 ? " (attempt " + std::to_string(attempt_) + ")" : "") +
+                                      ": sampled " + std::to_string(k) + " of " + std::to_string(n) +
+                                      " clients [" + who + "]"});
+}
+
+void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action>* out) {
+  auto it = clients_.find(e.peer);
+  if (it == clients_.end()) {
+    out->push_back(LogAction{true, "discarded fit result from an unknown peer (not joined)"});
+    return;
+  }
+  it->second.last_seen_s = now;
+  const FitResMsg& r = e.result;
+  if (state_ != MachineState::kFitting || r.round != round_ || !pending_.count(e.peer)) {
+    out->push_back(LogAction{true, "discarded late or unexpected fit result from " + Name(e.peer) + " for round " +
+                                       std::to_string(r.round) + " (current round " + std::to_string(round_) +
+                                       ", state " + MachineStateName(state_) + ")"});
+    return;
+  }
+  pending_.erase(e.peer);
+  Status s = std::isfinite(r.train_loss) ? fedavg_.Add(r.parameters, r.is_delta, r.num_examples)
+                                         : InvalidArgument("train_loss is not finite");
+  if (!s.ok()) {
+    ++failed_;
+    out->push_back(LogAction{true, "rejected fit result from " + Name(e.peer) + ": " + s.message()});
+  } else {
+    ++succeeded_;
+    train_loss_sum_ += static_cast<double>(r.num_examples) * r.train_loss;
+  }
+  if (pending_.empty()) FinishFit(now, out);
+}
+
+void RoundMachine::DropClient(const std::string& peer, const std::string& reason, std::vector<Action>* out) {
+  auto it = clients_.find(peer);
+  if (it == clients_.end()) return;
+  out->push_back(LogAction{true, "dropped " + Name(peer) + ": " + reason});
+  clients_.erase(it);
+  if (pending_.erase(peer)) ++failed_;
+  eval_pending_.erase(peer);
+}
+
+void RoundMachine::OnTick(double now, std::vector<Action>* out) {
+  std::vector<std::string> silent;
+  for (const auto& [peer, c] : clients_) {
+    if (now - c.last_seen_s > options_.heartbeat_timeout_s) silent.push_back(peer);
+  }
+  for (const auto& peer : silent) {
+    DropClient(peer, "no heartbeat for " + Fmt(options_.heartbeat_timeout_s, 1) + " s", out);
+  }
+  if (state_ == MachineState::kFitting) {
+    if (now >= deadline_s_ && !pending_.empty()) {
+      for (const auto& peer : pending_) {
+        out->push_back(LogAction{true, Name(peer) + " missed the round " + std::to_string(round_) +
+                                           " deadline (" + Fmt(options_.round_timeout_s, 1) + " s)"});
+        ++failed_;
+      }
+      pending_.clear();
+    }
+    if (pending_.empty()) FinishFit(now, out);
+  } else if (state_ == MachineState::kEvaluating) {
+    if (!eval_pending_.empty() && now >= eval_deadline_s_) {
+      out->push_back(LogAction{true, std::to_string(eval_pending_.size()) +
+                                         " federated evaluation result(s) missed the deadline"});
+      eval_pending_.clear();
+    }
+    MaybeCompleteRound(now, out);
+  } else if (state_ == MachineState::kWaitingForClients) {
+    MaybeStartRound(now, out);
+  }
+}
+
+void RoundMachine::FinishFit(double now, std::vector<Action>* out) {
+  if (succeeded_ < options_.min_fit_clients) {
+    out->push_back(LogAction{true, "round " + std::to_string(round_) + " attempt " + std::to_string(attempt_) +
+                                       ": " + std::to_string(succeeded_) + " result(s), fewer than min_fit_clients=" +
+                                       std::to_string(options_.min_fit_clients) + "; retrying"});
+    if (attempt_ >= options_.max_round_attempts) {
+      Stop("round " + std::to_string(round_) + " failed " + std::to_string(attempt_) + " times", false, true, out);
+      return;
+    }
+    state_ = MachineState::kWaitingForClients;
+    MaybeStartRound(now, out);
+    return;
+  }
+  auto result = fedavg_.Result();
+  if (!result.ok()) {
+    Stop("aggregation failed: " + result.status().ToString(), false, true, out);
+    return;
+  }
+  global_ = std::move(result).value();
+  state_ = MachineState::kEvaluating;
+  central_.reset();
+  eval_pending_.clear();
+  fed_correct_ = 0;
+  fed_examples_ = 0;
+  out->push_back(EvaluateGlobalAction{round_});
+  if (options_.fed_eval_every > 0 && round_ % options_.fed_eval_every == 0) {
+    eval_deadline_s_ = now + options_.eval_timeout_s;
+    for (const auto& [peer, c] : clients_) {
+      eval_pending_.insert(peer);
+      out->push_back(SendAction{peer, EvaluateMsg{round_, {}}});
+    }
+  }
+}
+
+void RoundMachine::OnEvaluateRes(const EvaluateResEvent& e, double now, std::vector<Action>* out) {
+  auto it = clients_.find(e.peer);
+  if (it != clients_.end()) it->second.last_seen_s = now;
+  if (state_ != MachineState::kEvaluating || e.result.round != round_ || !eval_pending_.count(e.peer)) {
+    out->push_back(LogAction{true, "discarded late or unexpected evaluation result from " + Name(e.peer)});
+    return;
+  }
+  eval_pending_.erase(e.peer);
+  const auto& r = e.result;
+  if (!(r.accuracy >= 0 && r.accuracy <= 1) || r.num_examples == 0) {
+    out->push_back(LogAction{true, "rejected evaluation result from " + Name(e.peer) + ": accuracy " +
+                                       Fmt(r.accuracy) + " over " + std::to_string(r.num_examples) + " examples"});
+  } else {
+    fed_correct_ += r.accuracy * static_cast<double>(r.num_examples);
+    fed_examples_ += r.num_examples;
+  }
+  MaybeCompleteRound(now, out);
+}
+
+void RoundMachine::OnCentralEval(const CentralEvalEvent& e, double now, std::vector<Action>* out) {
+  if (state_ != MachineState::kEvaluating || e.round != round_) {
+    out->push_back(LogAction{true, "ignored central evaluation for round " + std::to_string(e.round)});
+    return;
+  }
+  central_ = e;
+  MaybeCompleteRound(now, out);
+}
+
+void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
+  if (state_ != MachineState::kEvaluating || !central_ || !eval_pending_.empty()) return;
+  RoundDoneAction done;
+  done.round = round_;
+  done.sampled = sampled_;
+  done.succeeded = succeeded_;
+  done.failed = failed_;
+  done.accuracy = central_->accuracy;
+  done.loss = central_->loss;
+  done.train_loss = fedavg_.total_examples() ? train_loss_sum_ / static_cast<double>(fedavg_.total_examples()) : 0;
+  done.round_s = now - round_start_s_;
+  if (fed_examples_ > 0) done.fed_accuracy = fed_correct_ / static_cast<double>(fed_examples_);
+  out->push_back(done);
+  if (central_->accuracy >= options_.target_accuracy) {
+    Stop("target accuracy " + Fmt(options_.target_accuracy) + " reached in round " + std::to_string(round_), true,
+         false, out);
+    return;
+  }
+  if (round_ >= options_.max_rounds) {
+    Stop("max rounds (" + std::to_string(options_.max_rounds) + ") reached without the target accuracy " +
+             Fmt(options_.target_accuracy),
+         false, false, out);
+    return;
+  }
+  ++round_;
+  attempt_ = 0;
+  state_ = MachineState::kWaitingForClients;
+  MaybeStartRound(now, out);
+}
+
+void RoundMachine::Stop(const std::string& reason, bool reached, bool failed, std::vector<Action>* out) {
+  state_ = MachineState::kDone;
+  pending_.clear();
+  eval_pending_.clear();
+  for (const auto& [peer, c] : clients_) out->push_back(SendAction{peer, ShutdownMsg{reason}});
+  out->push_back(StopAction{reason, reached, failed});
+}
+
+}  // namespace greenfed

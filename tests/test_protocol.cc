@@ -1,0 +1,743 @@
+// Wire codec (protocol.h): round trips of every message type, every rejection
+// Decode promises, and a deterministic fuzz loop over a valid FitRes.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "greenfed/protocol.h"
+
+namespace greenfed {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+using HeaderMap = std::map<std::string, msgpack::object>;
+using ObjMap = std::map<std::string, msgpack::object>;
+
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TensorBlob RawBlob(std::string name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> data) {
+  TensorBlob b;
+  b.name = std::move(name);
+  b.dtype = dtype;
+  b.shape = std::move(shape);
+  b.data = std::move(data);
+  return b;
+}
+
+template <typename T>
+std::vector<uint8_t> BytesOf(const std::vector<T>& values) {
+  std::vector<uint8_t> out(values.size() * sizeof(T));
+  if (!out.empty()) std::memcpy(out.data(), values.data(), out.size());
+  return out;
+}
+
+// One tensor of each dtype, plus a scalar and an empty one, with distinct values.
+Parameters SampleParams() {
+  Parameters p;
+  p.push_back(MakeFloatBlob("conv1.weight", {2, 1, 3}, {0.5f, -1.25f, 3.0f, 1e-7f, -0.0f, 65504.0f}));
+  p.push_back(RawBlob("fc.bias", DType::kFloat64, {2}, BytesOf<double>({-2.5, 1e300})));
+  p.push_back(RawBlob("steps", DType::kInt64, {3}, BytesOf<int64_t>({-1, 0, std::numeric_limits<int64_t>::max()})));
+  p.push_back(MakeFloatBlob("temperature", {}, {0.75f}));
+  p.push_back(MakeFloatBlob("empty", {0, 4}, {}));
+  return p;
+}
+
+std::vector<EnergyRecord> SampleEnergy() {
+  EnergyRecord a;
+  a.phase = Phase::kTrain;
+  a.round = -3;
+  a.wall_s = 12.5;
+  a.cpu_s = 20.25;
+  a.energy_j = 431.125;
+  a.bytes_sent = 0;
+  a.bytes_received = 0;
+  a.source = EnergySource::kRapl;
+  a.measured = true;
+  EnergyRecord b;
+  b.phase = Phase::kComm;
+  b.round = 7;
+  b.wall_s = 0.125;
+  b.cpu_s = 0.0625;
+  b.energy_j = 0.003;
+  b.bytes_sent = 5'000'000'000ull;
+  b.bytes_received = 423'464;
+  b.source = EnergySource::kComm;
+  b.measured = false;
+  return {a, b};
+}
+
+FitResMsg SampleFitRes() {
+  FitResMsg m;
+  m.round = 17;
+  m.is_delta = true;
+  m.num_examples = 6000;
+  m.train_loss = 0.4375;
+  m.fit_s = 3.5;
+  m.parameters = SampleParams();
+  m.energy = SampleEnergy();
+  return m;
+}
+
+HeartbeatMsg SampleHeartbeat() {
+  HeartbeatMsg m;
+  m.round = 4;
+  m.energy = SampleEnergy();
+  return m;
+}
+
+void CheckParamsEqual(const Parameters& got, const Parameters& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(want[i].name);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].dtype == want[i].dtype);
+    CHECK(got[i].shape == want[i].shape);
+    CHECK(got[i].data == want[i].data);
+  }
+}
+
+void CheckEnergyEqual(const std::vector<EnergyRecord>& got, const std::vector<EnergyRecord>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].phase == want[i].phase);
+    CHECK(got[i].round == want[i].round);
+    CHECK(got[i].wall_s == want[i].wall_s);
+    CHECK(got[i].cpu_s == want[i].cpu_s);
+    CHECK(got[i].energy_j == want[i].energy_j);
+    CHECK(got[i].bytes_sent == want[i].bytes_sent);
+    CHECK(got[i].bytes_received == want[i].bytes_received);
+    CHECK(got[i].source == want[i].source);
+    CHECK(got[i].measured == want[i].measured);
+  }
+}
+
+// Encodes, checks the framing, decodes, and returns the message of type T.
+template <typename T>
+T RoundTrip(const T& msg, size_t expected_frames) {
+  const Frames frames = Encode(Message(msg));
+  CHECK(frames.size() == expected_frames);
+  StatusOr<Message> decoded = Decode(frames);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.status().ToString());
+  REQUIRE(std::holds_alternative<T>(*decoded));
+  CHECK(TypeOf(*decoded) == TypeOf(Message(msg)));
+  return std::get<T>(*decoded);
+}
+
+// Status message of decoding `frames`, which must fail with `code`.
+std::string DecodeError(const Frames& frames, Code code = Code::kInvalidArgument,
+                        uint64_t max_bytes = kDefaultMaxMessageBytes) {
+  StatusOr<Message> decoded = Decode(frames, max_bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK_MESSAGE(decoded.status().code() == code, decoded.status().ToString());
+  return decoded.status().message();
+}
+
+// Unpacks frame 0 into key -> value, lets `edit` change it, and packs it back.
+Frames EditHeader(Frames frames, const std::function<void(HeaderMap&, msgpack::zone&)>& edit) {
+  msgpack::object_handle h = msgpack::unpack(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
+  HeaderMap m = h.get().as<HeaderMap>();
+  msgpack::zone zone;
+  edit(m, zone);
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, m);
+  const auto* p = reinterpret_cast<const uint8_t*>(buf.data());
+  frames[0].assign(p, p + buf.size());
+  return frames;
+}
+
+// A msgpack object built by `fill`, deep-copied into `zone`.
+msgpack::object Packed(msgpack::zone& zone, const std::function<void(Packer&)>& fill) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  fill(pk);
+  msgpack::object_handle h = msgpack::unpack(buf.data(), buf.size());
+  return msgpack::object(h.get(), zone);
+}
+
+// Replaces the manifest with one entry [name, dtype, shape].
+Frames WithManifestEntry(Frames frames, const std::string& name, const std::string& dtype,
+                         const std::vector<int64_t>& shape) {
+  return EditHeader(std::move(frames), [&](HeaderMap& m, msgpack::zone& z) {
+    m["tensors"] = Packed(z, [&](Packer& pk) {
+      pk.pack_array(1);
+      pk.pack_array(3);
+      pk.pack(name);
+      pk.pack(dtype);
+      pk.pack(shape);
+    });
+  });
+}
+
+// Edits one field of energy record 0.
+Frames EditEnergy0(Frames frames, const std::function<void(ObjMap&, msgpack::zone&)>& edit) {
+  return EditHeader(std::move(frames), [&](HeaderMap& m, msgpack::zone& z) {
+    auto records = m["energy"].as<std::vector<ObjMap>>();
+    edit(records.at(0), z);
+    m["energy"] = msgpack::object(records, z);
+  });
+}
+
+TEST_CASE("MsgTypeName and TypeOf cover every message type") {
+  CHECK(std::string(MsgTypeName(MsgType::kJoin)) == "Join");
+  CHECK(std::string(MsgTypeName(MsgType::kWelcome)) == "Welcome");
+  CHECK(std::string(MsgTypeName(MsgType::kFit)) == "Fit");
+  CHECK(std::string(MsgTypeName(MsgType::kFitRes)) == "FitRes");
+  CHECK(std::string(MsgTypeName(MsgType::kEvaluate)) == "Evaluate");
+  CHECK(std::string(MsgTypeName(MsgType::kEvaluateRes)) == "EvaluateRes");
+  CHECK(std::string(MsgTypeName(MsgType::kHeartbeat)) == "Heartbeat");
+  CHECK(std::string(MsgTypeName(MsgType::kShutdown)) == "Shutdown");
+  CHECK(std::string(MsgTypeName(MsgType::kError)) == "Error");
+  CHECK(std::string(MsgTypeName(static_cast<MsgType>(200))) == "Unknown");
+
+  CHECK(TypeOf(JoinMsg{}) == MsgType::kJoin);
+  CHECK(TypeOf(WelcomeMsg{}) == MsgType::kWelcome);
+  CHECK(TypeOf(FitMsg{}) == MsgType::kFit);
+  CHECK(TypeOf(FitResMsg{}) == MsgType::kFitRes);
+  CHECK(TypeOf(EvaluateMsg{}) == MsgType::kEvaluate);
+  CHECK(TypeOf(EvaluateResMsg{}) == MsgType::kEvaluateRes);
+  CHECK(TypeOf(HeartbeatMsg{}) == MsgType::kHeartbeat);
+  CHECK(TypeOf(ShutdownMsg{}) == MsgType::kShutdown);
+  CHECK(TypeOf(ErrorMsg{}) == MsgType::kError);
+}
+
+TEST_CASE("FramesBytes sums all frames") {
+  CHECK(FramesBytes({}) == 0);
+  CHECK(FramesBytes({{1, 2, 3}, {}, {4}}) == 4);
+  const FitResMsg m = SampleFitRes();
+  const Frames frames = Encode(m);
+  CHECK(FramesBytes(frames) == frames[0].size() + TotalBytes(m.parameters));
+}
+
+TEST_CASE("every message type round-trips with every field") {
+  SUBCASE("Join") {
+    JoinMsg m;
+    m.client_id = "node-7.lab-1234";
+    m.requested_index = -1;
+    m.num_examples = 60'000;
+    m.capabilities = {"delta", "evaluate", "meter:rapl"};
+    m.country = "FRA";
+    m.pue = 1.58;
+    JoinMsg got = RoundTrip(m, 1);
+    CHECK(got.client_id == m.client_id);
+    CHECK(got.requested_index == -1);
+    CHECK(got.num_examples == 60'000);
+    CHECK(got.capabilities == m.capabilities);
+    CHECK(got.country == "FRA");
+    CHECK(got.pue == 1.58);
+    m.requested_index = 2'000'000'000;
+    CHECK(RoundTrip(m, 1).requested_index == 2'000'000'000);
+  }
+  SUBCASE("Welcome") {
+    WelcomeMsg m;
+    m.client_index = 3;
+    m.partition.scheme = "dirichlet";
+    m.partition.alpha = 0.1;
+    m.partition.shards_per_client = 5;
+    m.partition.seed = 0xFFFF'FFFF'FFFF'FFFFull;
+    m.partition.num_clients = 10;
+    m.task = "fashion_mnist";
+    m.model = "cnn";
+    m.run_id = "2024-06-11T10-00-00Z-abc";
+    m.heartbeat_interval_ms = 250;
+    WelcomeMsg got = RoundTrip(m, 1);
+    CHECK(got.client_index == 3);
+    CHECK(got.partition.scheme == "dirichlet");
+    CHECK(got.partition.alpha == 0.1);
+    CHECK(got.partition.shards_per_client == 5);
+    CHECK(got.partition.seed == 0xFFFF'FFFF'FFFF'FFFFull);
+    CHECK(got.partition.num_clients == 10);
+    CHECK(got.task == "fashion_mnist");
+    CHECK(got.model == "cnn");
+    CHECK(got.run_id == m.run_id);
+    CHECK(got.heartbeat_interval_ms == 250);
+  }
+  SUBCASE("Fit") {
+    FitMsg m;
+    m.round = 9;
+    m.config.epochs = 3;
+    m.config.batch_size = 64;
+    m.config.learning_rate = 0.01;
+    m.config.momentum = 0.5;
+    m.config.seed = 123456789012345ull;
+    m.config.send_delta = true;
+    m.parameters = SampleParams();
+    FitMsg got = RoundTrip(m, 1 + m.parameters.size());
+    CHECK(got.round == 9);
+    CHECK(got.config.epochs == 3);
+    CHECK(got.config.batch_size == 64);
+    CHECK(got.config.learning_rate == 0.01);
+    CHECK(got.config.momentum == 0.5);
+    CHECK(got.config.seed == 123456789012345ull);
+    CHECK(got.config.send_delta == true);
+    CheckParamsEqual(got.parameters, m.parameters);
+  }
+  SUBCASE("FitRes") {
+    const FitResMsg m = SampleFitRes();
+    const Frames frames = Encode(m);
+    // Frames 1..n are the raw tensor bytes, in manifest order.
+    REQUIRE(frames.size() == 1 + m.parameters.size());
+    for (size_t i = 0; i < m.parameters.size(); ++i) CHECK(frames[i + 1] == m.parameters[i].data);
+    FitResMsg got = RoundTrip(m, 1 + m.parameters.size());
+    CHECK(got.round == 17);
+    CHECK(got.is_delta == true);
+    CHECK(got.num_examples == 6000);
+    CHECK(got.train_loss == 0.4375);
+    CHECK(got.fit_s == 3.5);
+    CheckParamsEqual(got.parameters, m.parameters);
+    CheckEnergyEqual(got.energy, m.energy);
+  }
+  SUBCASE("FitRes without tensors or energy") {
+    FitResMsg m;
+    m.round = 1;
+    FitResMsg got = RoundTrip(m, 1);
+    CHECK(got.round == 1);
+    CHECK(got.parameters.empty());
+    CHECK(got.energy.empty());
+  }
+  SUBCASE("Evaluate") {
+    EvaluateMsg m;
+    m.round = 12;
+    m.parameters = SampleParams();
+    EvaluateMsg got = RoundTrip(m, 1 + m.parameters.size());
+    CHECK(got.round == 12);
+    CheckParamsEqual(got.parameters, m.parameters);
+  }
+  SUBCASE("EvaluateRes") {
+    EvaluateResMsg m;
+    m.round = 12;
+    m.loss = 0.375;
+    m.accuracy = 0.875;
+    m.num_examples = 10'000;
+    m.energy = SampleEnergy();
+    EvaluateResMsg got = RoundTrip(m, 1);
+    CHECK(got.round == 12);
+    CHECK(got.loss == 0.375);
+    CHECK(got.accuracy == 0.875);
+    CHECK(got.num_examples == 10'000);
+    CheckEnergyEqual(got.energy, m.energy);
+  }
+  SUBCASE("Heartbeat") {
+    const HeartbeatMsg m = SampleHeartbeat();
+    HeartbeatMsg got = RoundTrip(m, 1);
+    CHECK(got.round == 4);
+    CheckEnergyEqual(got.energy, m.energy);
+  }
+  SUBCASE("Shutdown") {
+    ShutdownMsg m;
+    m.reason = "target reached: accuracy 0.85 \xE2\x89\xA5 0.85";
+    CHECK(RoundTrip(m, 1).reason == m.reason);
+  }
+  SUBCASE("Error") {
+    ErrorMsg m;
+    m.code = "INVALID_ARGUMENT";
+    m.message = "tensor 'fc.weight' has shape [64, 10], expected [10, 64]";
+    ErrorMsg got = RoundTrip(m, 1);
+    CHECK(got.code == m.code);
+    CHECK(got.message == m.message);
+  }
+  SUBCASE("every phase and source name survives") {
+    HeartbeatMsg m;
+    for (Phase p : {Phase::kFit, Phase::kEvaluate, Phase::kIdle, Phase::kComm, Phase::kAggregate, Phase::kTrain}) {
+      for (EnergySource s : {EnergySource::kRapl, EnergySource::kNvml, EnergySource::kModel, EnergySource::kComm}) {
+        EnergyRecord r;
+        r.phase = p;
+        r.source = s;
+        r.measured = IsMeasured(s);
+        r.energy_j = static_cast<double>(m.energy.size());
+        m.energy.push_back(r);
+      }
+    }
+    CheckEnergyEqual(RoundTrip(m, 1).energy, m.energy);
+  }
+}
+
+TEST_CASE("the header is a msgpack map with v, t and the documented keys") {
+  const Frames frames = Encode(Message(SampleHeartbeat()));
+  msgpack::object_handle h = msgpack::unpack(reinterpret_cast<const char*>(frames[0].data()), frames[0].size());
+  const HeaderMap m = h.get().as<HeaderMap>();
+  CHECK(m.at("v").as<uint32_t>() == kProtocolVersion);
+  CHECK(m.at("t").as<uint32_t>() == static_cast<uint32_t>(MsgType::kHeartbeat));
+  CHECK(m.at("round").as<uint64_t>() == 4);
+  CHECK(m.count("tensors") == 0);
+  const auto records = m.at("energy").as<std::vector<ObjMap>>();
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].at("phase").as<std::string>() == "train");
+  CHECK(records[0].at("source").as<std::string>() == "rapl");
+  CHECK(records[1].at("sent").as<uint64_t>() == 5'000'000'000ull);
+
+  const Frames fit = Encode(Message(SampleFitRes()));
+  msgpack::object_handle fh = msgpack::unpack(reinterpret_cast<const char*>(fit[0].data()), fit[0].size());
+  const HeaderMap fm = fh.get().as<HeaderMap>();
+  using Entry = std::tuple<std::string, std::string, std::vector<int64_t>>;
+  const auto manifest = fm.at("tensors").as<std::vector<Entry>>();
+  REQUIRE(manifest.size() == 5);
+  CHECK(manifest[0] == Entry{"conv1.weight", "f32", {2, 1, 3}});
+  CHECK(manifest[1] == Entry{"fc.bias", "f64", {2}});
+  CHECK(manifest[2] == Entry{"steps", "i64", {3}});
+  CHECK(manifest[3] == Entry{"temperature", "f32", {}});
+  CHECK(manifest[4] == Entry{"empty", "f32", {0, 4}});
+}
+
+TEST_CASE("unknown extra keys are ignored") {
+  const Frames frames = EditHeader(Encode(SampleFitRes()), [](HeaderMap& m, msgpack::zone& z) {
+    m["zz_added_in_a_later_version"] = Packed(z, [](Packer& pk) {
+      pk.pack_array(2);
+      pk.pack(1);
+      pk.pack(std::string("x"));
+    });
+  });
+  const Frames with_energy_key = EditEnergy0(frames, [](ObjMap& r, msgpack::zone&) { r["carbon_g"] = msgpack::object(2.5); });
+  StatusOr<Message> decoded = Decode(with_energy_key);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.status().ToString());
+  const auto& got = std::get<FitResMsg>(*decoded);
+  CHECK(got.round == 17);
+  CheckParamsEqual(got.parameters, SampleParams());
+  CheckEnergyEqual(got.energy, SampleEnergy());
+}
+
+TEST_CASE("float fields accept integers from other encoders") {
+  const Frames frames = EditHeader(Encode(SampleFitRes()), [](HeaderMap& m, msgpack::zone&) {
+    m["loss"] = msgpack::object(2);
+    m["fit_s"] = msgpack::object(-1);
+  });
+  StatusOr<Message> decoded = Decode(frames);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.status().ToString());
+  CHECK(std::get<FitResMsg>(*decoded).train_loss == 2.0);
+  CHECK(std::get<FitResMsg>(*decoded).fit_s == -1.0);
+}
+
+TEST_CASE("Decode rejects malformed messages with a reason") {
+  const Frames fitres = Encode(SampleFitRes());
+
+  SUBCASE("version mismatch") {
+    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(2); });
+    CHECK(Contains(DecodeError(f), "protocol version 2, expected 1"));
+  }
+  SUBCASE("missing version") {
+    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m.erase("v"); });
+    CHECK(Contains(DecodeError(f), "missing required field 'v'"));
+  }
+  SUBCASE("unknown type") {
+    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["t"] = msgpack::object(42); });
+    CHECK(Contains(DecodeError(f), "unknown message type 42"));
+    const Frames zero = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["t"] = msgpack::object(0); });
+    CHECK(Contains(DecodeError(zero), "unknown message type 0"));
+  }
+  SUBCASE("type of the wrong msgpack kind") {
+    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone& z) { m["t"] = msgpack::object("FitRes", z); });
+    CHECK(Contains(DecodeError(f), "field 't' must be an unsigned integer, got string"));
+  }
+  SUBCASE("empty message") {
+    CHECK(Contains(DecodeError(Frames{}, Code::kDataLoss), "empty message"));
+    CHECK(Contains(DecodeError(Frames{{}}, Code::kDataLoss), "empty header frame"));
+  }
+  SUBCASE("garbage header") {
+    Frames f = fitres;
+    f[0] = {0xc1, 0x00, 0x00};  // 0xc1 is never valid msgpack
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "garbage header"));
+  }
+  SUBCASE("header that is not a map") {
+    Frames f = fitres;
+    f[0] = {0x93, 0x01, 0x02, 0x03};  // [1, 2, 3]
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "header must be a msgpack map, got array"));
+  }
+  SUBCASE("truncated header") {
+    Frames f = fitres;
+    f[0].resize(f[0].size() - 3);
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "truncated header"));
+  }
+  SUBCASE("container larger than the header claims") {
+    Frames f = fitres;
+    f[0] = {0xdf, 0xff, 0xff, 0xff, 0xff};  // map32 with 4G entries in 5 bytes
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "garbage header"));
+  }
+  SUBCASE("trailing bytes after the map") {
+    Frames f = fitres;
+    f[0].push_back(0x00);
+    f[0].push_back(0x01);
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "2 trailing bytes after the header map"));
+  }
+  SUBCASE("non-string and duplicate keys") {
+    msgpack::sbuffer buf;
+    Packer pk(buf);
+    pk.pack_map(3);
+    pk.pack(std::string("v"));
+    pk.pack(1);
+    pk.pack(std::string("v"));
+    pk.pack(1);
+    pk.pack(std::string("t"));
+    pk.pack(7);
+    Frames f = {std::vector<uint8_t>(buf.data(), buf.data() + buf.size())};
+    CHECK(Contains(DecodeError(f), "duplicate key 'v' in the header"));
+
+    msgpack::sbuffer buf2;
+    Packer pk2(buf2);
+    pk2.pack_map(1);
+    pk2.pack(5);
+    pk2.pack(1);
+    f = {std::vector<uint8_t>(buf2.data(), buf2.data() + buf2.size())};
+    CHECK(Contains(DecodeError(f), "key #0 of the header must be a string, got unsigned integer"));
+  }
+  SUBCASE("missing required field") {
+    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m.erase("round"); });
+    CHECK(Contains(DecodeError(f), "FitRes: missing required field 'round'"));
+    const Frames g = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m.erase("tensors"); });
+    CHECK(Contains(DecodeError(g), "missing required field 'tensors'"));
+    const Frames e = EditEnergy0(fitres, [](ObjMap& r, msgpack::zone&) { r.erase("energy_j"); });
+    CHECK(Contains(DecodeError(e), "missing required field 'energy[0].energy_j'"));
+
+    FitMsg fit;
+    fit.round = 1;
+    const Frames c = EditHeader(Encode(fit), [](HeaderMap& m, msgpack::zone&) { m["config"] = msgpack::object(); });
+    CHECK(Contains(DecodeError(c), "field 'config' must be a map, got nil"));
+  }
+  SUBCASE("missing nested field") {
+    WelcomeMsg w;
+    const Frames f = EditHeader(Encode(w), [](HeaderMap& m, msgpack::zone& z) {
+      auto partition = m["partition"].as<ObjMap>();
+      partition.erase("alpha");
+      m["partition"] = msgpack::object(partition, z);
+    });
+    CHECK(Contains(DecodeError(f), "Welcome: missing required field 'partition.alpha'"));
+  }
+  SUBCASE("wrong field type") {
+    JoinMsg join;
+    join.client_id = "a";
+    const Frames j = EditHeader(Encode(join), [](HeaderMap& m, msgpack::zone&) { m["client_id"] = msgpack::object(42); });
+    CHECK(Contains(DecodeError(j), "field 'client_id' must be a string, got unsigned integer"));
+    const Frames caps = EditHeader(Encode(join), [](HeaderMap& m, msgpack::zone& z) {
+      m["caps"] = Packed(z, [](Packer& pk) {
+        pk.pack_array(2);
+        pk.pack(std::string("delta"));
+        pk.pack(3.5);
+      });
+    });
+    CHECK(Contains(DecodeError(caps), "field 'caps[1]' must be a string, got float64"));
+    const Frames pue = EditHeader(Encode(join), [](HeaderMap& m, msgpack::zone&) { m["pue"] = msgpack::object(true); });
+    CHECK(Contains(DecodeError(pue), "field 'pue' must be a number, got bool"));
+
+    const Frames round = EditHeader(fitres, [](HeaderMap& m, msgpack::zone& z) { m["round"] = msgpack::object("17", z); });
+    CHECK(Contains(DecodeError(round), "field 'round' must be an unsigned integer, got string"));
+    const Frames neg = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["round"] = msgpack::object(-1); });
+    CHECK(Contains(DecodeError(neg), "field 'round' must be non-negative, got -1"));
+    const Frames delta = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["is_delta"] = msgpack::object(1); });
+    CHECK(Contains(DecodeError(delta), "field 'is_delta' must be a bool, got unsigned integer"));
+    const Frames energy = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["energy"] = msgpack::object(0); });
+    CHECK(Contains(DecodeError(energy), "field 'energy' must be an array, got unsigned integer"));
+
+    WelcomeMsg w;
+    const Frames big = EditHeader(Encode(w), [](HeaderMap& m, msgpack::zone&) {
+      m["hb_ms"] = msgpack::object(uint64_t{5'000'000'000});
+    });
+    CHECK(Contains(DecodeError(big), "field 'hb_ms' value 5000000000 is out of range for uint32"));
+    JoinMsg small;
+    const Frames idx = EditHeader(Encode(small), [](HeaderMap& m, msgpack::zone&) {
+      m["req_index"] = msgpack::object(int64_t{-3'000'000'000});
+    });
+    CHECK(Contains(DecodeError(idx), "field 'req_index' value -3000000000 is out of range for int32"));
+  }
+  SUBCASE("bad energy records") {
+    const Frames phase =
+        EditEnergy0(fitres, [](ObjMap& r, msgpack::zone& z) { r["phase"] = msgpack::object("nap", z); });
+    const std::string pm = DecodeError(phase);
+    CHECK(Contains(pm, "field 'energy[0].phase'"));
+    CHECK(Contains(pm, "unknown phase 'nap'"));
+    const Frames source =
+        EditEnergy0(fitres, [](ObjMap& r, msgpack::zone& z) { r["source"] = msgpack::object("guess", z); });
+    CHECK(Contains(DecodeError(source), "unknown energy source 'guess'"));
+    const Frames measured = EditEnergy0(fitres, [](ObjMap& r, msgpack::zone&) { r["measured"] = msgpack::object(false); });
+    CHECK(Contains(DecodeError(measured), "field 'energy[0].measured' is false but source 'rapl' is measured"));
+    const Frames not_map = EditHeader(fitres, [](HeaderMap& m, msgpack::zone& z) {
+      m["energy"] = Packed(z, [](Packer& pk) {
+        pk.pack_array(1);
+        pk.pack(std::string("fit"));
+      });
+    });
+    CHECK(Contains(DecodeError(not_map), "field 'energy[0]' must be a map, got string"));
+  }
+  SUBCASE("frame count differs from the manifest") {
+    Frames fewer = fitres;
+    fewer.pop_back();
+    CHECK(Contains(DecodeError(fewer, Code::kDataLoss), "manifest lists 5 tensors but the message has 4 tensor frames"));
+    Frames more = fitres;
+    more.push_back({1, 2, 3, 4});
+    CHECK(Contains(DecodeError(more, Code::kDataLoss), "manifest lists 5 tensors but the message has 6 tensor frames"));
+  }
+  SUBCASE("frame size differs from numel * dtype size") {
+    Frames f = fitres;
+    f[2].pop_back();  // "fc.bias" f64[2]
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "tensor 'fc.bias' f64[2] needs 16 bytes but its frame has 15"));
+    Frames g = fitres;
+    g[5].push_back(0);  // "empty" f32[0, 4]
+    CHECK(Contains(DecodeError(g, Code::kDataLoss), "tensor 'empty' f32[0, 4] needs 0 bytes but its frame has 1"));
+  }
+  SUBCASE("non-finite tensor values") {
+    FitResMsg m = SampleFitRes();
+    m.parameters[0] = MakeFloatBlob("conv1.weight", {2, 1, 3}, {0, 0, 0, std::nanf(""), 0, 0});
+    const std::string nan_msg = DecodeError(Encode(m));
+    CHECK(Contains(nan_msg, "tensor 'conv1.weight' has a non-finite value"));
+    CHECK(Contains(nan_msg, "element 3"));
+    m = SampleFitRes();
+    m.parameters[1] = RawBlob("fc.bias", DType::kFloat64, {2}, BytesOf<double>({0, -HUGE_VAL}));
+    CHECK(Contains(DecodeError(Encode(m)), "tensor 'fc.bias' has a non-finite value"));
+  }
+  SUBCASE("message over max_bytes") {
+    const uint64_t total = FramesBytes(fitres);
+    CHECK(Decode(fitres, total).ok());
+    const std::string msg = DecodeError(fitres, Code::kOutOfRange, total - 1);
+    CHECK(Contains(msg, std::to_string(total) + " bytes"));
+    CHECK(Contains(msg, "limit of " + std::to_string(total - 1) + " bytes"));
+  }
+  SUBCASE("unknown dtype") {
+    EvaluateMsg e;
+    e.parameters = {MakeFloatBlob("w", {2}, {1, 2})};
+    const Frames f = WithManifestEntry(Encode(e), "w", "f16", {2});
+    const std::string msg = DecodeError(f);
+    CHECK(Contains(msg, "tensor 'w'"));
+    CHECK(Contains(msg, "unknown dtype 'f16'"));
+    const Frames g = EditHeader(Encode(e), [](HeaderMap& m, msgpack::zone& z) {
+      m["tensors"] = Packed(z, [](Packer& pk) {
+        pk.pack_array(1);
+        pk.pack_array(3);
+        pk.pack(std::string("w"));
+        pk.pack(0);
+        pk.pack(std::vector<int64_t>{2});
+      });
+    });
+    CHECK(Contains(DecodeError(g), "field 'tensors[0].dtype' must be a string, got unsigned integer"));
+  }
+  SUBCASE("negative dimensions") {
+    EvaluateMsg e;
+    e.parameters = {MakeFloatBlob("w", {2}, {1, 2})};
+    const Frames f = WithManifestEntry(Encode(e), "w", "f32", {-2, -1});
+    CHECK(Contains(DecodeError(f), "tensor 'w' has negative dimension -2 in shape [-2, -1]"));
+  }
+  SUBCASE("shape whose byte count overflows") {
+    EvaluateMsg e;
+    e.parameters = {MakeFloatBlob("w", {2}, {1, 2})};
+    const Frames f = WithManifestEntry(Encode(e), "w", "f32", {int64_t{1} << 62, int64_t{1} << 62});
+    CHECK(Contains(DecodeError(f, Code::kOutOfRange), "is too large"));
+  }
+  SUBCASE("malformed manifest entries") {
+    EvaluateMsg e;
+    e.parameters = {MakeFloatBlob("w", {2}, {1, 2})};
+    const Frames f = EditHeader(Encode(e), [](HeaderMap& m, msgpack::zone& z) {
+      m["tensors"] = Packed(z, [](Packer& pk) {
+        pk.pack_array(1);
+        pk.pack_array(2);
+        pk.pack(std::string("w"));
+        pk.pack(std::string("f32"));
+      });
+    });
+    CHECK(Contains(DecodeError(f), "field 'tensors[0]' must be [name, dtype, shape], got an array of 2"));
+    EvaluateMsg two;
+    two.parameters = {MakeFloatBlob("w", {1}, {1}), MakeFloatBlob("w", {1}, {2})};
+    CHECK(Contains(DecodeError(Encode(two)), "tensor name 'w' appears twice"));
+  }
+  SUBCASE("tensors on a message type that carries none") {
+    const Frames hb = Encode(SampleHeartbeat());
+    const Frames manifest = EditHeader(hb, [](HeaderMap& m, msgpack::zone& z) {
+      m["tensors"] = Packed(z, [](Packer& pk) { pk.pack_array(0); });
+    });
+    CHECK(Contains(DecodeError(manifest), "field 'tensors' is present but Heartbeat messages carry no tensors"));
+    Frames extra = hb;
+    extra.push_back({0, 0, 0, 0});
+    CHECK(Contains(DecodeError(extra, Code::kDataLoss), "Heartbeat messages carry no tensors, but this one has 1 extra frames"));
+  }
+}
+
+TEST_CASE("Decode survives random, truncated and corrupted input (deterministic fuzz)") {
+  std::mt19937_64 rng(0x9e3779b97f4a7c15ull);
+  FitResMsg sample = SampleFitRes();
+  const Frames valid = Encode(sample);
+  auto uniform = [&rng](size_t lo, size_t hi) { return std::uniform_int_distribution<size_t>(lo, hi)(rng); };
+  auto random_bytes = [&](size_t n) {
+    std::vector<uint8_t> b(n);
+    for (auto& x : b) x = static_cast<uint8_t>(uniform(0, 255));
+    return b;
+  };
+
+  SUBCASE("random byte strings") {
+    int rejected = 0;
+    for (int i = 0; i < 2000; ++i) {
+      Frames f;
+      const size_t nframes = uniform(1, 4);
+      for (size_t k = 0; k < nframes; ++k) f.push_back(random_bytes(uniform(0, 96)));
+      StatusOr<Message> d = Decode(f);
+      if (!d.ok()) {
+        ++rejected;
+        CHECK_FALSE(d.status().message().empty());
+      }
+    }
+    // A random string that is a complete, valid FitRes header is not a realistic event.
+    CHECK(rejected == 2000);
+  }
+  SUBCASE("random truncations") {
+    int rejected = 0;
+    for (int i = 0; i < 2000; ++i) {
+      Frames f = valid;
+      if (uniform(0, 3) == 0) {
+        f.resize(uniform(0, f.size() - 1));  // drop trailing frames
+      } else {
+        size_t k = uniform(0, f.size() - 1);
+        while (f[k].empty()) k = uniform(0, f.size() - 1);
+        f[k].resize(uniform(0, f[k].size() - 1));  // cut one frame short
+      }
+      StatusOr<Message> d = Decode(f);
+      if (!d.ok()) ++rejected;
+    }
+    CHECK(rejected == 2000);
+  }
+  SUBCASE("random single-byte flips") {
+    int header_ok = 0;
+    int header_rejected = 0;
+    int tensor_ok = 0;
+    int tensor_nonfinite = 0;
+    for (int i = 0; i < 2000; ++i) {
+      Frames f = valid;
+      size_t k = uniform(0, 1) == 0 ? 0 : uniform(1, f.size() - 1);
+      while (f[k].empty()) k = uniform(1, f.size() - 1);
+      const size_t pos = uniform(0, f[k].size() - 1);
+      f[k][pos] = static_cast<uint8_t>(f[k][pos] ^ uniform(1, 255));
+      StatusOr<Message> d = Decode(f);
+      if (k == 0) {
+        if (d.ok()) {
+          ++header_ok;
+          // Whatever decoded must encode and decode again.
+          CHECK(Decode(Encode(*d)).ok());
+        } else {
+          ++header_rejected;
+          CHECK_FALSE(d.status().message().empty());
+        }
+      } else if (d.ok()) {
+        // Tensor bytes travel verbatim: the flipped byte comes out as flipped.
+        ++tensor_ok;
+        REQUIRE(std::holds_alternative<FitResMsg>(*d));
+        CHECK(std::get<FitResMsg>(*d).parameters[k - 1].data == f[k]);
+      } else {
+        ++tensor_nonfinite;
+        CHECK(Contains(d.status().message(), "non-finite"));
+      }
+    }
+    INFO("header flips: " << header_ok << " decoded, " << header_rejected << " rejected; tensor flips: "
+                          << tensor_ok << " decoded, " << tensor_nonfinite << " non-finite");
+    CHECK(header_ok + header_rejected + tensor_ok + tensor_nonfinite == 2000);
+    CHECK(header_rejected > 0);
+    CHECK(tensor_ok > 0);
+  }
+}
+
+}  // namespace
+}  // namespace greenfed

@@ -1,0 +1,374 @@
+// The coordinator's round logic, driven without sockets or clocks: events in,
+// actions out, times made up by the test.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "greenfed/coordinator/round_machine.h"
+
+using namespace greenfed;
+
+namespace {
+
+Parameters Model(float v) { return {MakeFloatBlob("w", {2}, {v, v})}; }
+
+RoundOptions Opts(uint32_t n, uint32_t min_fit) {
+  RoundOptions o;
+  o.num_clients = n;
+  o.min_available_clients = n;
+  o.min_fit_clients = min_fit;
+  o.fraction_fit = 1.0;
+  o.max_rounds = 5;
+  o.target_accuracy = 0.9;
+  o.round_timeout_s = 10;
+  o.heartbeat_timeout_s = 30;
+  o.seed = 42;
+  return o;
+}
+
+JoinEvent Join(const std::string& peer, int32_t index = -1) {
+  JoinMsg j;
+  j.client_id = "id-" + peer;
+  j.requested_index = index;
+  j.country = "FRA";
+  return JoinEvent{peer, j};
+}
+
+FitResEvent Result(const std::string& peer, uint64_t round, float v, uint64_t n = 10) {
+  FitResMsg r;
+  r.round = round;
+  r.num_examples = n;
+  r.train_loss = 0.5;
+  r.parameters = Model(v);
+  return FitResEvent{peer, r};
+}
+
+template <typename T>
+std::vector<T> All(const std::vector<Action>& actions) {
+  std::vector<T> out;
+  for (const auto& a : actions) {
+    if (auto* t = std::get_if<T>(&a)) out.push_back(*t);
+  }
+  return out;
+}
+
+std::vector<std::string> FitTargets(const std::vector<Action>& actions) {
+  std::vector<std::string> peers;
+  for (const auto& s : All<SendAction>(actions)) {
+    if (std::holds_alternative<FitMsg>(s.message)) peers.push_back(s.peer);
+  }
+  return peers;
+}
+
+bool Logged(const std::vector<Action>& actions, const std::string& words) {
+  for (const auto& l : All<LogAction>(actions)) {
+    if (l.text.find(words) != std::string::npos) return true;
+  }
+  return false;
+}
+
+void JoinAll(RoundMachine* m, const std::vector<std::string>& peers, double t, std::vector<Action>* last) {
+  for (const auto& p : peers) *last = m->Handle(Join(p), t);
+}
+
+}  // namespace
+
+TEST_CASE("the first round starts once min_available_clients have joined, with indices handed out in order") {
+  RoundMachine m(Opts(3, 2));
+  auto a = m.Start(0, Model(0));
+  CHECK(m.state() == MachineState::kWaitingForClients);
+  CHECK(FitTargets(a).empty());
+  a = m.Handle(Join("A"), 1);
+  auto welcomes = All<SendAction>(a);
+  REQUIRE(welcomes.size() == 1);
+  CHECK(std::get<WelcomeMsg>(welcomes[0].message).client_index == 0);
+  CHECK(std::get<WelcomeMsg>(welcomes[0].message).partition.num_clients == 3);
+  a = m.Handle(Join("B"), 1);
+  CHECK(std::get<WelcomeMsg>(All<SendAction>(a)[0].message).client_index == 1);
+  CHECK(m.state() == MachineState::kWaitingForClients);
+  a = m.Handle(Join("C"), 2);
+  CHECK(m.state() == MachineState::kFitting);
+  CHECK(FitTargets(a) == std::vector<std::string>{"A", "B", "C"});  // sent in index order
+  // Every fit carries a per-client seed; they differ.
+  std::vector<uint64_t> seeds;
+  for (const auto& s : All<SendAction>(a)) {
+    if (auto* f = std::get_if<FitMsg>(&s.message)) seeds.push_back(f->config.seed);
+  }
+  REQUIRE(seeds.size() == 3);
+  CHECK(seeds[0] != seeds[1]);
+  CHECK(seeds[1] != seeds[2]);
+}
+
+TEST_CASE("joins: requested index, taken index, out of range, full federation, rejoin") {
+  RoundMachine m(Opts(2, 1));
+  (void)m.Start(0, Model(0));
+  auto a = m.Handle(Join("A", 1), 0);
+  CHECK(std::get<WelcomeMsg>(All<SendAction>(a)[0].message).client_index == 1);
+  a = m.Handle(Join("B", 1), 0);
+  REQUIRE(All<SendAction>(a).size() == 1);
+  CHECK(std::get<ErrorMsg>(All<SendAction>(a)[0].message).message.find("already taken") != std::string::npos);
+  a = m.Handle(Join("C", 7), 0);
+  CHECK(std::get<ErrorMsg>(All<SendAction>(a)[0].message).message.find("out of range") != std::string::npos);
+  a = m.Handle(Join("D"), 0);
+  CHECK(std::get<WelcomeMsg>(All<SendAction>(a)[0].message).client_index == 0);
+  CHECK(m.clients().size() == 2);
+  a = m.Handle(Join("E"), 0);
+  CHECK(std::get<ErrorMsg>(All<SendAction>(a)[0].message).message.find("full") != std::string::npos);
+  // The client behind A reconnects under a new routing id: it replaces A.
+  JoinEvent again = Join("A2", 1);
+  again.join.client_id = "id-A";
+  a = m.Handle(again, 1);
+  CHECK(m.clients().count("A") == 0);
+  CHECK(m.clients().at("A2").index == 1);
+}
+
+TEST_CASE("a complete round aggregates by examples, asks for central evaluation and moves on") {
+  RoundMachine m(Opts(2, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  REQUIRE(m.state() == MachineState::kFitting);
+  a = m.Handle(Result("A", 1, 1.0f, 10), 1);
+  CHECK(m.state() == MachineState::kFitting);
+  a = m.Handle(Result("B", 1, 4.0f, 20), 2);
+  CHECK(m.state() == MachineState::kEvaluating);
+  REQUIRE(All<EvaluateGlobalAction>(a).size() == 1);
+  // (10*1 + 20*4) / 30 = 3
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{3.0f, 3.0f});
+  a = m.Handle(CentralEvalEvent{1, 0.5, 1.2}, 3);
+  auto done = All<RoundDoneAction>(a);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].round == 1);
+  CHECK(done[0].sampled == 2);
+  CHECK(done[0].succeeded == 2);
+  CHECK(done[0].failed == 0);
+  CHECK(done[0].accuracy == 0.5);
+  CHECK(done[0].round_s == 3.0);
+  CHECK(m.round() == 2);
+  CHECK(m.state() == MachineState::kFitting);  // round 2 started at once
+  CHECK(FitTargets(a).size() == 2);
+}
+
+TEST_CASE("a straggler misses the deadline: the round completes without it and its late result is discarded") {
+  RoundMachine m(Opts(3, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 2.0f), 1);
+  (void)m.Handle(Result("B", 1, 4.0f), 2);
+  CHECK(m.state() == MachineState::kFitting);
+  // Heartbeats keep C registered, but its result is late.
+  (void)m.Handle(HeartbeatEvent{"C"}, 9);
+  a = m.Handle(TickEvent{}, 9.9);
+  CHECK(m.state() == MachineState::kFitting);
+  a = m.Handle(TickEvent{}, 10.0);
+  CHECK(Logged(a, "missed the round 1 deadline"));
+  CHECK(m.state() == MachineState::kEvaluating);
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{3.0f, 3.0f});
+  a = m.Handle(Result("C", 1, 100.0f), 11);
+  CHECK(Logged(a, "discarded late or unexpected fit result"));
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{3.0f, 3.0f});
+  a = m.Handle(CentralEvalEvent{1, 0.3, 2}, 12);
+  auto done = All<RoundDoneAction>(a);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].succeeded == 2);
+  CHECK(done[0].failed == 1);
+}
+
+TEST_CASE("too few results at the deadline: the round is retried with a new sample, then the run gives up") {
+  RoundOptions o = Opts(2, 2);
+  o.max_round_attempts = 2;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 1.0f), 1);
+  (void)m.Handle(HeartbeatEvent{"B"}, 9);
+  a = m.Handle(TickEvent{}, 10);
+  CHECK(Logged(a, "fewer than min_fit_clients=2; retrying"));
+  CHECK(m.round() == 1);
+  CHECK(m.state() == MachineState::kFitting);  // attempt 2 started
+  CHECK(FitTargets(a).size() == 2);
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{0.0f, 0.0f});  // nothing was aggregated
+  (void)m.Handle(HeartbeatEvent{"A"}, 19);
+  (void)m.Handle(HeartbeatEvent{"B"}, 19);
+  a = m.Handle(TickEvent{}, 20);
+  auto stops = All<StopAction>(a);
+  REQUIRE(stops.size() == 1);
+  CHECK(stops[0].failed);
+  CHECK(stops[0].reason.find("failed 2 times") != std::string::npos);
+  CHECK(m.state() == MachineState::kDone);
+  CHECK(All<SendAction>(a).size() == 2);  // shutdown to both
+}
+
+TEST_CASE("a silent client is dropped; the round ends early when nobody else is pending") {
+  RoundMachine m(Opts(3, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 1.0f), 5);
+  (void)m.Handle(Result("B", 1, 1.0f), 6);
+  a = m.Handle(TickEvent{}, 31);  // C last seen at 0, timeout 30 s
+  CHECK(Logged(a, "dropped client-2"));
+  CHECK(m.clients().size() == 2);
+  CHECK(m.state() == MachineState::kEvaluating);
+  a = m.Handle(CentralEvalEvent{1, 0.2, 2}, 32);
+  CHECK(All<RoundDoneAction>(a)[0].failed == 1);
+  // Round 2 needs 3 available clients again: it waits.
+  CHECK(m.state() == MachineState::kWaitingForClients);
+  a = m.Handle(Join("D"), 40);
+  CHECK(std::get<WelcomeMsg>(All<SendAction>(a)[0].message).client_index == 2);  // the freed index
+  CHECK(m.state() == MachineState::kFitting);
+}
+
+TEST_CASE("invalid updates count as failures and leave the average alone") {
+  RoundMachine m(Opts(3, 1));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  FitResEvent wrong_shape = Result("A", 1, 0);
+  wrong_shape.result.parameters = {MakeFloatBlob("w", {3}, {1, 2, 3})};
+  a = m.Handle(wrong_shape, 1);
+  CHECK(Logged(a, "rejected fit result from client-0"));
+  CHECK(Logged(a, "shape"));
+  FitResEvent nan_loss = Result("B", 1, 5);
+  nan_loss.result.train_loss = std::numeric_limits<double>::quiet_NaN();
+  a = m.Handle(nan_loss, 1);
+  CHECK(Logged(a, "train_loss is not finite"));
+  a = m.Handle(Result("C", 1, 6.0f), 2);
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{6.0f, 6.0f});
+  a = m.Handle(CentralEvalEvent{1, 0.1, 2}, 3);
+  auto done = All<RoundDoneAction>(a);
+  CHECK(done[0].succeeded == 1);
+  CHECK(done[0].failed == 2);
+}
+
+TEST_CASE("results from unknown peers, wrong rounds and unsampled clients are discarded") {
+  RoundOptions o = Opts(3, 1);
+  o.fraction_fit = 0.34;  // ceil(0.34 * 3) = 2 of 3 clients per round
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  auto sampled = FitTargets(a);
+  REQUIRE(sampled.size() == 2);
+  std::string unsampled;
+  for (const auto& p : {"A", "B", "C"}) {
+    if (std::find(sampled.begin(), sampled.end(), p) == sampled.end()) unsampled = p;
+  }
+  a = m.Handle(Result(unsampled, 1, 9.0f), 1);
+  CHECK(Logged(a, "discarded late or unexpected"));
+  a = m.Handle(Result("Z", 1, 9.0f), 1);
+  CHECK(Logged(a, "unknown peer"));
+  a = m.Handle(Result(sampled[0], 7, 9.0f), 1);
+  CHECK(Logged(a, "for round 7 (current round 1"));
+  CHECK(m.pending().size() == 2);
+}
+
+TEST_CASE("sampling is deterministic by seed and respects fraction_fit and min_fit_clients") {
+  auto sample = [](uint64_t seed, double fraction, uint32_t min_fit) {
+    RoundOptions o = Opts(10, min_fit);
+    o.seed = seed;
+    o.fraction_fit = fraction;
+    RoundMachine m(o);
+    (void)m.Start(0, Model(0));
+    std::vector<Action> a;
+    for (int i = 0; i < 10; ++i) a = m.Handle(Join("p" + std::to_string(i)), 0);
+    return FitTargets(a);
+  };
+  CHECK(sample(1, 0.3, 2).size() == 3);
+  CHECK(sample(1, 0.1, 4).size() == 4);   // min_fit_clients wins
+  CHECK(sample(1, 1.0, 2).size() == 10);
+  CHECK(sample(5, 0.3, 2) == sample(5, 0.3, 2));
+  bool differs = false;
+  for (uint64_t s = 2; s < 12 && !differs; ++s) differs = sample(s, 0.3, 2) != sample(1, 0.3, 2);
+  CHECK(differs);
+}
+
+TEST_CASE("the run stops at the target, or at max_rounds, and shuts every client down") {
+  SUBCASE("target") {
+    RoundMachine m(Opts(2, 2));
+    (void)m.Start(0, Model(0));
+    std::vector<Action> a;
+    JoinAll(&m, {"A", "B"}, 0, &a);
+    (void)m.Handle(Result("A", 1, 1), 1);
+    (void)m.Handle(Result("B", 1, 1), 1);
+    a = m.Handle(CentralEvalEvent{1, 0.95, 0.1}, 2);
+    auto stops = All<StopAction>(a);
+    REQUIRE(stops.size() == 1);
+    CHECK(stops[0].reached);
+    CHECK_FALSE(stops[0].failed);
+    int shutdowns = 0;
+    for (const auto& s : All<SendAction>(a)) shutdowns += std::holds_alternative<ShutdownMsg>(s.message);
+    CHECK(shutdowns == 2);
+    CHECK(m.state() == MachineState::kDone);
+    // After the end, a join is told the run is over.
+    a = m.Handle(Join("late"), 3);
+    CHECK(std::get<ErrorMsg>(All<SendAction>(a)[0].message).message == "the run is over");
+  }
+  SUBCASE("max rounds") {
+    RoundOptions o = Opts(1, 1);
+    o.max_rounds = 2;
+    RoundMachine m(o);
+    (void)m.Start(0, Model(0));
+    std::vector<Action> a = m.Handle(Join("A"), 0);
+    for (uint64_t r = 1; r <= 2; ++r) {
+      (void)m.Handle(Result("A", r, 1), static_cast<double>(r));
+      a = m.Handle(CentralEvalEvent{r, 0.5, 1}, static_cast<double>(r));
+    }
+    auto stops = All<StopAction>(a);
+    REQUIRE(stops.size() == 1);
+    CHECK_FALSE(stops[0].reached);
+    CHECK_FALSE(stops[0].failed);
+    CHECK(stops[0].reason.find("max rounds (2)") != std::string::npos);
+  }
+}
+
+TEST_CASE("federated evaluation: example-weighted accuracy, and a deadline for the missing") {
+  RoundOptions o = Opts(3, 3);
+  o.fed_eval_every = 1;
+  o.eval_timeout_s = 5;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 1), 1);
+  (void)m.Handle(Result("B", 1, 1), 1);
+  a = m.Handle(Result("C", 1, 1), 1);
+  int evals = 0;
+  for (const auto& s : All<SendAction>(a)) evals += std::holds_alternative<EvaluateMsg>(s.message);
+  CHECK(evals == 3);
+  a = m.Handle(CentralEvalEvent{1, 0.5, 1}, 2);
+  CHECK(All<RoundDoneAction>(a).empty());  // still waiting for clients
+  EvaluateResMsg ra;
+  ra.round = 1;
+  ra.accuracy = 0.5;
+  ra.num_examples = 100;
+  (void)m.Handle(EvaluateResEvent{"A", ra}, 3);
+  ra.accuracy = 1.0;
+  ra.num_examples = 300;
+  (void)m.Handle(EvaluateResEvent{"B", ra}, 3);
+  (void)m.Handle(HeartbeatEvent{"C"}, 5);
+  a = m.Handle(TickEvent{}, 6.5);
+  CHECK(Logged(a, "missed the deadline"));
+  auto done = All<RoundDoneAction>(a);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].fed_accuracy.has_value());
+  CHECK(*done[0].fed_accuracy == doctest::Approx((50.0 + 300.0) / 400.0));
+}
+
+TEST_CASE("options are validated with messages that name the flag") {
+  RoundOptions o = Opts(3, 2);
+  o.min_fit_clients = 4;
+  CHECK(ValidateRoundOptions(o).message().find("--min-fit-clients") != std::string::npos);
+  o = Opts(3, 2);
+  o.fraction_fit = 0;
+  CHECK(ValidateRoundOptions(o).message().find("--fraction-fit") != std::string::npos);
+  o = Opts(3, 2);
+  o.target_accuracy = 1.5;
+  CHECK(ValidateRoundOptions(o).message().find("--target-accuracy") != std::string::npos);
+  o = Opts(3, 2);
+  o.min_available_clients = 4;
+  CHECK(ValidateRoundOptions(o).message().find("--min-available-clients") != std::string::npos);
+  CHECK(ValidateRoundOptions(Opts(3, 2)).ok());
+}

@@ -1,0 +1,338 @@
+// FashionMnistTask with libtorch: parameter export, training on synthetic data,
+// rejection of bad updates, roles and shards, and a short run on the real data.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "fashion_mnist/idx.h"
+#include "fashion_mnist/task.h"
+#include "synthetic_data.h"
+
+namespace {
+
+using greenfed::Code;
+using greenfed::EvalResult;
+using greenfed::FitResult;
+using greenfed::Parameters;
+using greenfed::TaskOptions;
+using greenfed::TaskRole;
+using greenfed::TrainConfig;
+using greenfed::fmnist::FashionMnistTask;
+
+// A directory of synthetic IDX files, removed at scope exit.
+class SyntheticDir {
+ public:
+  SyntheticDir(uint32_t train, uint32_t test, uint64_t seed) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "greenfed_task_XXXXXX").string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+    const greenfed::Status s = greenfed::WriteSyntheticFashionMnist(path_, train, test, seed);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+  }
+  SyntheticDir(const SyntheticDir&) = delete;
+  SyntheticDir& operator=(const SyntheticDir&) = delete;
+  ~SyntheticDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TaskOptions Options(TaskRole role, const std::string& dir) {
+  TaskOptions o;
+  o.role = role;
+  o.data_dir = dir;
+  o.threads = 1;
+  return o;
+}
+
+TrainConfig Config(uint32_t epochs, uint64_t seed) {
+  TrainConfig c;
+  c.epochs = epochs;
+  c.batch_size = 32;
+  c.learning_rate = 0.05;
+  c.momentum = 0.9;
+  c.seed = seed;
+  return c;
+}
+
+int64_t TotalElements(const Parameters& p) {
+  int64_t n = 0;
+  for (const auto& b : p) n += b.NumElements();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("task: InitialParameters is deterministic by init_seed, with the expected names and shapes") {
+  SyntheticDir dir(100, 50, 1);
+  FashionMnistTask task;
+  TaskOptions o = Options(TaskRole::kCoordinator, dir.path());
+  o.init_seed = 42;
+  REQUIRE(task.Prepare(o).ok());
+  auto a = task.InitialParameters();
+  auto b = task.InitialParameters();
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+
+  const std::vector<std::string> names = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                          "fc1.weight",   "fc1.bias",   "fc2.weight",   "fc2.bias"};
+  const std::vector<std::vector<int64_t>> shapes = {{16, 1, 3, 3}, {16}, {32, 16, 3, 3}, {32},
+                                                    {64, 1568},    {64}, {10, 64},       {10}};
+  REQUIRE(a->size() == names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    CHECK((*a)[i].name == names[i]);
+    CHECK((*a)[i].shape == shapes[i]);
+    CHECK((*a)[i].dtype == greenfed::DType::kFloat32);
+    CHECK((*a)[i].data == (*b)[i].data);
+  }
+  CHECK(TotalElements(*a) == 105866);
+  CHECK(greenfed::TotalBytes(*a) == 105866u * 4);
+
+  // Another task with the same seed agrees byte for byte; another seed does not.
+  FashionMnistTask same;
+  REQUIRE(same.Prepare(o).ok());
+  auto c = same.InitialParameters();
+  REQUIRE(c.ok());
+  for (size_t i = 0; i < names.size(); ++i) CHECK((*c)[i].data == (*a)[i].data);
+  o.init_seed = 43;
+  FashionMnistTask other;
+  REQUIRE(other.Prepare(o).ok());
+  auto d = other.InitialParameters();
+  REQUIRE(d.ok());
+  CHECK((*d)[0].data != (*a)[0].data);
+  CHECK((*d)[6].data != (*a)[6].data);
+
+  // Not a silly initialisation: weights are small, not all equal, and finite.
+  const std::vector<float> w = greenfed::FloatValues((*a)[4]);
+  float max_abs = 0;
+  for (float v : w) max_abs = std::max(max_abs, std::fabs(v));
+  CHECK(max_abs > 0.0f);
+  CHECK(max_abs <= 1.0f / std::sqrt(1568.0f) + 1e-6f);  // kaiming-uniform bound of nn::Linear
+}
+
+TEST_CASE("task: the mlp model has 784-128-10 parameters") {
+  SyntheticDir dir(100, 50, 1);
+  FashionMnistTask task;
+  TaskOptions o = Options(TaskRole::kCoordinator, dir.path());
+  o.model = "mlp";
+  REQUIRE(task.Prepare(o).ok());
+  auto p = task.InitialParameters();
+  REQUIRE(p.ok());
+  REQUIRE(p->size() == 4);
+  CHECK((*p)[0].name == "fc1.weight");
+  CHECK((*p)[0].shape == std::vector<int64_t>{128, 784});
+  CHECK((*p)[3].name == "fc2.bias");
+  CHECK(TotalElements(*p) == 101770);
+}
+
+TEST_CASE("task: Fit on synthetic data lowers the loss and reaches > 0.8 accuracy") {
+  SyntheticDir dir(2000, 500, 7);
+  FashionMnistTask task;
+  REQUIRE(task.Prepare(Options(TaskRole::kCentralized, dir.path())).ok());
+  CHECK(task.NumTrainExamples() == 2000);
+  CHECK(task.NumTestExamples() == 500);
+  CHECK(task.TrainLabelHistogram() == std::vector<int64_t>(10, 200));
+
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  auto before = task.Evaluate(*init);
+  REQUIRE(before.ok());
+  CHECK(before->num_examples == 500);
+  CHECK(before->accuracy < 0.3);
+
+  auto fit = task.Fit(*init, Config(2, 5));
+  REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
+  CHECK(fit->num_examples == 2000);
+  CHECK(std::isfinite(fit->train_loss));
+  CHECK(fit->train_loss < before->loss);
+  CHECK(greenfed::SpecsOf(fit->parameters) == greenfed::SpecsOf(*init));
+
+  auto after = task.Evaluate(fit->parameters);
+  REQUIRE(after.ok());
+  MESSAGE("synthetic: loss ", before->loss, " -> ", after->loss, ", accuracy ", before->accuracy, " -> ",
+          after->accuracy, ", train loss ", fit->train_loss);
+  CHECK(after->loss < before->loss);
+  CHECK(after->accuracy > 0.8);
+
+  // Same parameters, config and thread count: the same weights, byte for byte.
+  auto again = task.Fit(*init, Config(2, 5));
+  REQUIRE(again.ok());
+  for (size_t i = 0; i < init->size(); ++i) CHECK(again->parameters[i].data == fit->parameters[i].data);
+  CHECK(again->train_loss == fit->train_loss);
+  // Another seed shuffles differently.
+  auto reshuffled = task.Fit(*init, Config(2, 6));
+  REQUIRE(reshuffled.ok());
+  CHECK(reshuffled->parameters[0].data != fit->parameters[0].data);
+}
+
+TEST_CASE("task: Fit and Evaluate reject malformed parameters and configs") {
+  SyntheticDir dir(200, 50, 2);
+  FashionMnistTask task;
+  REQUIRE(task.Prepare(Options(TaskRole::kCentralized, dir.path())).ok());
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+
+  SUBCASE("wrong shape") {
+    Parameters p = *init;
+    p[7] = greenfed::MakeFloatBlob("fc2.bias", {11}, std::vector<float>(11, 0.0f));
+    auto r = task.Fit(p, Config(1, 0));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kInvalidArgument);
+    CHECK(r.status().message() == "tensor 'fc2.bias' has shape [11], expected [10]");
+    CHECK(task.Evaluate(p).status().message() == "tensor 'fc2.bias' has shape [11], expected [10]");
+  }
+  SUBCASE("non-finite value") {
+    Parameters p = *init;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(p[2].data.data() + 5 * sizeof(float), &nan, sizeof(float));
+    auto r = task.Fit(p, Config(1, 0));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kInvalidArgument);
+    CHECK(r.status().message() == "tensor 'conv2.weight' has a non-finite value (NaN or Inf) at element 5");
+  }
+  SUBCASE("missing tensor and wrong name") {
+    Parameters p = *init;
+    p.pop_back();
+    CHECK(task.Fit(p, Config(1, 0)).status().message() == "expected 8 tensors, got 7");
+    Parameters q = *init;
+    q[0].name = "conv0.weight";
+    CHECK(task.Fit(q, Config(1, 0)).status().message() == "tensor 0 is named 'conv0.weight', expected 'conv1.weight'");
+  }
+  SUBCASE("bad config") {
+    TrainConfig c = Config(1, 0);
+    c.batch_size = 0;
+    CHECK(task.Fit(*init, c).status().message() == "fashion_mnist Fit: batch_size must be >= 1, got 0");
+    c = Config(0, 0);
+    CHECK(task.Fit(*init, c).status().message() == "fashion_mnist Fit: epochs must be >= 1, got 0");
+    c = Config(1, 0);
+    c.learning_rate = -0.1;
+    CHECK(task.Fit(*init, c).status().code() == Code::kInvalidArgument);
+    c = Config(1, 0);
+    c.momentum = 1.0;
+    CHECK(task.Fit(*init, c).status().code() == Code::kInvalidArgument);
+  }
+  SUBCASE("divergence is reported, not returned as weights") {
+    TrainConfig c = Config(1, 0);
+    c.learning_rate = 1e30;
+    auto r = task.Fit(*init, c);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kOutOfRange);
+    CHECK(r.status().message().find("fashion_mnist Fit: loss became") == 0);
+  }
+}
+
+TEST_CASE("task: roles load the right data and clients take their shards") {
+  SyntheticDir dir(2000, 500, 3);
+  SUBCASE("client: iid shard of train, iid shard of test") {
+    TaskOptions o = Options(TaskRole::kClient, dir.path());
+    o.partition.scheme = "iid";
+    o.partition.num_clients = 4;
+    o.partition.seed = 9;
+    o.client_index = 3;
+    FashionMnistTask task;
+    REQUIRE(task.Prepare(o).ok());
+    CHECK(task.NumTrainExamples() == 500);
+    CHECK(task.NumTestExamples() == 125);
+    const auto h = task.TrainLabelHistogram();
+    CHECK(std::accumulate(h.begin(), h.end(), int64_t{0}) == 500);
+  }
+  SUBCASE("client: label shards train, IID test") {
+    TaskOptions o = Options(TaskRole::kClient, dir.path());
+    o.partition.scheme = "shards";
+    o.partition.num_clients = 10;
+    o.partition.shards_per_client = 1;
+    o.client_index = 0;
+    FashionMnistTask task;
+    REQUIRE(task.Prepare(o).ok());
+    CHECK(task.NumTrainExamples() == 200);
+    CHECK(task.NumTestExamples() == 50);
+    const auto h = task.TrainLabelHistogram();
+    CHECK(std::count(h.begin(), h.end(), 200) == 1);  // one whole class
+    auto init = task.InitialParameters();
+    REQUIRE(init.ok());
+    auto eval = task.Evaluate(*init);
+    REQUIRE(eval.ok());
+    CHECK(eval->num_examples == 50);
+  }
+  SUBCASE("caps keep the first N after partitioning") {
+    TaskOptions o = Options(TaskRole::kClient, dir.path());
+    o.partition.num_clients = 2;
+    o.client_index = 1;
+    o.max_train_examples = 100;
+    o.max_test_examples = 30;
+    FashionMnistTask task;
+    REQUIRE(task.Prepare(o).ok());
+    CHECK(task.NumTrainExamples() == 100);
+    CHECK(task.NumTestExamples() == 30);
+  }
+  SUBCASE("coordinator: test only, so Fit is refused") {
+    FashionMnistTask task;
+    REQUIRE(task.Prepare(Options(TaskRole::kCoordinator, dir.path())).ok());
+    CHECK(task.NumTrainExamples() == 0);
+    CHECK(task.NumTestExamples() == 500);
+    auto init = task.InitialParameters();
+    REQUIRE(init.ok());
+    auto r = task.Fit(*init, Config(1, 0));
+    CHECK(r.status().code() == Code::kFailedPrecondition);
+    CHECK(r.status().message() == "fashion_mnist: Fit needs training data, role coordinator has none");
+  }
+  SUBCASE("errors: before Prepare, unknown model, bad shard, missing data") {
+    FashionMnistTask task;
+    CHECK(task.InitialParameters().status().code() == Code::kFailedPrecondition);
+    TaskOptions o = Options(TaskRole::kCentralized, dir.path());
+    o.model = "resnet";
+    const greenfed::Status unknown = task.Prepare(o);
+    CHECK(unknown.code() == Code::kNotFound);
+    CHECK(unknown.message() == "fashion_mnist: unknown model 'resnet' (registered: cnn, mlp)");
+    TaskOptions c = Options(TaskRole::kClient, dir.path());
+    c.partition.num_clients = 2;
+    c.client_index = 2;
+    CHECK(task.Prepare(c).code() == Code::kInvalidArgument);
+    const greenfed::Status missing = task.Prepare(Options(TaskRole::kCoordinator, dir.path() + "/nope"));
+    CHECK(missing.code() == Code::kNotFound);
+    CHECK(missing.message().find("dataset-fashion-mnist") != std::string::npos);
+    CHECK(task.NumTrainExamples() == 0);  // failed Prepares leave the task unprepared
+  }
+}
+
+TEST_CASE("task: RegisterFashionMnist registers \"fashion_mnist\"") {
+  greenfed::TaskRegistry registry;
+  REQUIRE(greenfed::fmnist::RegisterFashionMnist(&registry).ok());
+  CHECK(registry.Names() == std::vector<std::string>{"fashion_mnist"});
+  auto task = registry.Create("fashion_mnist");
+  REQUIRE(task.ok());
+  CHECK(dynamic_cast<FashionMnistTask*>(task->get()) != nullptr);
+  CHECK(greenfed::fmnist::RegisterFashionMnist(&registry).code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("task: one epoch on 6000 real Fashion-MNIST images") {
+  FashionMnistTask task;
+  TaskOptions o = Options(TaskRole::kCentralized, greenfed::fmnist::kDefaultDataDir);
+  o.max_train_examples = 6000;
+  o.max_test_examples = 2000;
+  o.threads = 2;
+  const greenfed::Status prepared = task.Prepare(o);
+  REQUIRE_MESSAGE(prepared.ok(), prepared.ToString());
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  auto fit = task.Fit(*init, Config(1, 0));
+  REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
+  auto eval = task.Evaluate(fit->parameters);
+  REQUIRE(eval.ok());
+  MESSAGE("real data, 6000 train / 2000 test, 1 epoch: train loss ", fit->train_loss, ", test loss ", eval->loss,
+          ", test accuracy ", eval->accuracy);
+  CHECK(eval->num_examples == 2000);
+  CHECK(eval->accuracy > 0.70);
+}

@@ -1,0 +1,205 @@
+// The coordinator's server and a client over real ZeroMQ sockets on loopback,
+// with a small fake task so that the test is about the transport, not training.
+#include <doctest/doctest.h>
+
+#include <msgpack.hpp>
+#include <sstream>
+#include <stdlib.h>
+#include <thread>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "greenfed/client/client.h"
+#include "greenfed/coordinator/server.h"
+
+using namespace greenfed;
+
+namespace {
+
+// Parameters are one tensor "w" of 2 floats; each Fit adds 1; accuracy grows by 0.3
+// per evaluation, so a target of 0.9 is met in round 3.
+class FakeTask : public Task {
+ public:
+  Status Prepare(const TaskOptions&) override { return Status::Ok(); }
+  StatusOr<Parameters> InitialParameters() override { return Parameters{MakeFloatBlob("w", {2}, {0, 0})}; }
+  StatusOr<FitResult> Fit(const Parameters& p, const TrainConfig&) override {
+    auto v = FloatValues(p[0]);
+    FitResult r;
+    r.parameters = {MakeFloatBlob("w", {2}, {v[0] + 1, v[1] + 1})};
+    r.num_examples = 10;
+    r.train_loss = 0.25;
+    return r;
+  }
+  StatusOr<EvalResult> Evaluate(const Parameters&) override {
+    calls_ += 1;
+    return EvalResult{1.0, 0.3 * calls_ + 1e-9, 100};
+  }
+  uint64_t NumTrainExamples() const override { return 10; }
+  std::vector<int64_t> TrainLabelHistogram() const override { return {10}; }
+
+ private:
+  int calls_ = 0;
+};
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/greenfed-transport-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  return tmpl;
+}
+
+struct Coordinator {
+  FakeTask task;
+  CarbonTable carbon = CarbonTable::BuiltIn();
+  std::unique_ptr<Env> env = NewSystemEnv();
+  std::unique_ptr<PhaseMeter> meter;
+  std::unique_ptr<RunDir> run_dir;
+  std::ostringstream out, diag;
+  Logger log{"coordinator", &out, &diag};
+  std::unique_ptr<Server> server;
+  std::string endpoint;
+
+  explicit Coordinator(ServerOptions options) {
+    MeterOptions mo;
+    mo.kind = "model";
+    auto set = OpenMeters(mo, env.get());
+    REQUIRE(set.ok());
+    meter = std::make_unique<PhaseMeter>(std::move(set).value(), env.get());
+    auto rd = RunDir::Create(TempDir() + "/run");
+    REQUIRE(rd.ok());
+    run_dir = std::move(rd).value();
+    options.bind = "tcp://127.0.0.1:*";
+    server = std::make_unique<Server>(options, &task, Parameters{MakeFloatBlob("w", {2}, {0, 0})}, &carbon,
+                                      meter.get(), run_dir.get(), env.get(), &log);
+    auto ep = server->Bind();
+    REQUIRE(ep.ok());
+    endpoint = *ep;
+  }
+};
+
+ServerOptions SmallFederation() {
+  ServerOptions o;
+  o.round.num_clients = 1;
+  o.round.min_available_clients = 1;
+  o.round.min_fit_clients = 1;
+  o.round.max_rounds = 5;
+  o.round.target_accuracy = 0.9;
+  o.round.task = "fake";
+  o.round.heartbeat_timeout_s = 30;
+  o.shutdown_grace_s = 2;
+  return o;
+}
+
+Frames SendAndReceive(zmq::socket_t& s, const std::vector<std::string>& frames) {
+  for (size_t i = 0; i < frames.size(); ++i) {
+    s.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  std::vector<zmq::message_t> parts;
+  s.set(zmq::sockopt::rcvtimeo, 5000);
+  auto got = zmq::recv_multipart(s, std::back_inserter(parts));
+  Frames out;
+  if (!got) return out;
+  for (auto& p : parts) {
+    const auto* d = static_cast<const uint8_t*>(p.data());
+    out.emplace_back(d, d + p.size());
+  }
+  return out;
+}
+
+std::string ErrorText(const Frames& frames) {
+  auto m = Decode(frames);
+  if (!m.ok()) return "undecodable reply: " + m.status().message();
+  if (auto* e = std::get_if<ErrorMsg>(&*m)) return e->message;
+  return std::string("not an error: ") + MsgTypeName(TypeOf(*m));
+}
+
+std::string Packed(int version, int type) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(2);
+  pk.pack(std::string("v"));
+  pk.pack(version);
+  pk.pack(std::string("t"));
+  pk.pack(type);
+  return std::string(buf.data(), buf.size());
+}
+
+}  // namespace
+
+TEST_CASE("bad messages on a real socket get a named error, and a real client still completes the run") {
+  ServerOptions o = SmallFederation();
+  o.max_message_bytes = 4096;
+  Coordinator c(o);
+  StatusOr<ServerResult> result = Internal("not run");
+  std::thread server([&] { result = c.server->Run(); });
+
+  zmq::context_t ctx;
+  zmq::socket_t rogue(ctx, zmq::socket_type::dealer);
+  rogue.set(zmq::sockopt::linger, 0);
+  rogue.connect(c.endpoint);
+  CHECK(ErrorText(SendAndReceive(rogue, {"\xc1garbage"})).find("decode") != std::string::npos);
+  CHECK(ErrorText(SendAndReceive(rogue, {Packed(2, 7)})).find("protocol version 2") != std::string::npos);
+  CHECK(ErrorText(SendAndReceive(rogue, {Packed(1, 99)})).find("99") != std::string::npos);
+  const std::string big(3000, 'x');
+  CHECK(ErrorText(SendAndReceive(rogue, {Packed(1, 7), big, big})).find("4096") != std::string::npos);
+  Frames hb = Encode(HeartbeatMsg{0, {}});
+  CHECK(ErrorText(SendAndReceive(rogue, {std::string(hb[0].begin(), hb[0].end())})).find("join first") !=
+        std::string::npos);
+  JoinMsg bad_country;
+  bad_country.client_id = "rogue";
+  bad_country.country = "XXX";
+  Frames j = Encode(bad_country);
+  CHECK(ErrorText(SendAndReceive(rogue, {std::string(j[0].begin(), j[0].end())})).find("unknown country code 'XXX'") !=
+        std::string::npos);
+
+  // Now a real client joins and the run completes.
+  TaskRegistry registry;
+  REQUIRE(registry.Register("fake", [] { return std::make_unique<FakeTask>(); }).ok());
+  ClientOptions co;
+  co.connect = c.endpoint;
+  co.country = "FRA";
+  co.connect_timeout_s = 20;
+  auto env = NewSystemEnv();
+  MeterOptions mo;
+  mo.kind = "model";
+  auto set = OpenMeters(mo, env.get());
+  REQUIRE(set.ok());
+  PhaseMeter meter(std::move(set).value(), env.get());
+  std::ostringstream cout_, cerr_;
+  Logger clog("client", &cout_, &cerr_);
+  Client client(co, &registry, &meter, env.get(), &clog);
+  auto cres = client.Run();
+  server.join();
+  REQUIRE(cres.ok());
+  CHECK(cres->rounds_trained == 3);
+  CHECK(cres->shutdown_reason.find("reached in round 3") != std::string::npos);
+  REQUIRE(result.ok());
+  CHECK(result->reached);
+  CHECK(result->rounds == 3);
+  // Global model after 3 rounds of +1.
+  CHECK(c.diag.str().find("rejected message from an unjoined peer") != std::string::npos);
+  CHECK(c.diag.str().find("rejected join from rogue: unknown country code 'XXX'") != std::string::npos);
+  const auto rows = c.run_dir->NodeRows();
+  bool client_fra = false;
+  for (const auto& r : rows) client_fra |= (r.node.node_id == "client-0" && r.node.country == "FRA");
+  CHECK(client_fra);
+  CHECK(c.out.str().find("round 3/5 | acc 0.9000") != std::string::npos);
+}
+
+TEST_CASE("a client with no coordinator retries with backoff, then gives up with a message naming the endpoint") {
+  TaskRegistry registry;
+  ClientOptions co;
+  co.connect = "tcp://127.0.0.1:9";  // nothing listens on the discard port here
+  co.connect_timeout_s = 1.2;
+  co.initial_backoff_s = 0.2;
+  auto env = NewSystemEnv();
+  MeterOptions mo;
+  mo.kind = "model";
+  PhaseMeter meter(std::move(OpenMeters(mo, env.get())).value(), env.get());
+  std::ostringstream out, diag;
+  Logger log("client", &out, &diag);
+  Client client(co, &registry, &meter, env.get(), &log);
+  auto r = client.Run();
+  CHECK(r.status().code() == Code::kUnavailable);
+  CHECK(r.status().message().find("no coordinator answered at tcp://127.0.0.1:9") != std::string::npos);
+  CHECK(diag.str().find("retrying in 0.4") != std::string::npos);  // backoff doubled
+}
