@@ -9,6 +9,7 @@
 
 #include "greenfed/client/client.h"
 #include "greenfed/coordinator/server.h"
+#include "greenfed/digest.h"
 #include "greenfed/report/report.h"
 #include "greenfed/run_dir.h"
 #include "node_flags.h"
@@ -321,6 +322,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
     info.final_accuracy = eval->accuracy;
     info.best_accuracy = std::max(info.best_accuracy, eval->accuracy);
     info.wall_s = row.elapsed_s;
+    if (auto digest = Sha256Hex(*params); digest.ok()) info.model_sha256 = *digest;
     if (eval->accuracy >= target) {
       info.reached = true;
       info.round_reached = row.round;

@@ -275,7 +275,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   bool quick = false;
   double target = 0.90;
   uint64_t clients = 10, max_rounds = 40, max_epochs = 30;
-  double central_lr = 0.01, central_lr_decay = 0.9, fl_lr = 0.05;
+  double central_lr = 0.02, central_lr_decay = 0.9, fl_lr = 0.05;
   std::string non_iid = "dirichlet";
   double alpha = 0.5;
   std::string country = "WORLD", client_country;

@@ -21,7 +21,7 @@ readonly BUILD_PKGS=(
   nlohmann-json3-dev    # header-only
   doctest-dev
 )
-readonly TEST_PKGS=(iproute2 python3 python3-yaml)
+readonly TEST_PKGS=(iproute2 python3 python3-yaml docker-compose)
 readonly DATA_PKGS=(dataset-fashion-mnist)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls

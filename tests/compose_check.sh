@@ -78,7 +78,7 @@ def env(service):
 # coordinator.
 check("container_name" not in client, "client has container_name: it could not be scaled")
 check(not client.get("ports"), "client publishes ports: a second replica would collide")
-check(client.get("restart") == "on-failure", f"client restart is {client.get('restart')!r}, expected 'on-failure'")
+check(client.get("restart") == "on-failure:5", f"client restart is {client.get('restart')!r}, expected 'on-failure:5' (bounded retries)")
 dep = client.get("depends_on", {})
 check(isinstance(dep, dict) and dep.get("coordinator", {}).get("condition") == "service_healthy",
       f"client depends_on must be coordinator: condition: service_healthy, got {dep!r}")
@@ -120,7 +120,7 @@ if "centralized" in services:
     check(services["centralized"].get("depends_on", {}).get("coordinator", {}).get("condition")
           == "service_completed_successfully", "centralized must wait for the federated run to complete")
 for name, svc in services.items():
-    check(svc.get("restart") in ("no", "on-failure"),
+    check(svc.get("restart") in ("no", "on-failure", "on-failure:5"),
           f"service '{name}' restart {svc.get('restart')!r}: 'always'/'unless-stopped' would outlive the run")
 
 # Every variable a container receives is handled by the entrypoint and documented; variables

@@ -77,7 +77,7 @@ TEST_CASE("the ledger aggregates per node, round and source; comm counts once on
   const std::string rounds = Read(dir + "/rounds.csv");
   CHECK(rounds.find("\n1,0,0,0,0.5,") != std::string::npos);
 
-  REQUIRE((*rd)->WriteSummary(SummaryInfo{"federated", 0.9, true, 1, 1, 0.91, 0.91, 10, 5, 6, "target"},
+  REQUIRE((*rd)->WriteSummary(SummaryInfo{"federated", 0.9, true, 1, 1, 0.91, 0.91, 10, 5, 6, "target", ""},
                               CarbonTable::BuiltIn(), {"FRA", "WORLD"})
               .ok());
   auto j = nlohmann::json::parse(Read(dir + "/summary.json"));

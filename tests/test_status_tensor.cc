@@ -234,3 +234,22 @@ TEST_CASE("ValidateAgainst") {
 
 }  // namespace
 }  // namespace greenfed
+
+#include "greenfed/digest.h"
+
+TEST_CASE("SHA-256 of parameters: the known digest of empty input, and every field counts") {
+  auto empty = greenfed::Sha256Hex({});
+  REQUIRE(empty.ok());
+  CHECK(*empty == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const greenfed::Parameters a = {greenfed::MakeFloatBlob("w", {2}, {1.0f, 2.0f})};
+  greenfed::Parameters renamed = a, reshaped = a, changed = a;
+  renamed[0].name = "v";
+  reshaped[0].shape = {1, 2};
+  changed[0].data[0] ^= 1;
+  const std::string base = *greenfed::Sha256Hex(a);
+  CHECK(base.size() == 64);
+  CHECK(*greenfed::Sha256Hex(a) == base);
+  CHECK(*greenfed::Sha256Hex(renamed) != base);
+  CHECK(*greenfed::Sha256Hex(reshaped) != base);
+  CHECK(*greenfed::Sha256Hex(changed) != base);
+}

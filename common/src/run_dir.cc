@@ -209,6 +209,7 @@ Status RunDir::WriteSummary(const SummaryInfo& info, const CarbonTable& table,
   j["bytes_sent"] = info.bytes_sent;
   j["bytes_received"] = info.bytes_received;
   j["stop_reason"] = info.stop_reason;
+  if (!info.model_sha256.empty()) j["model_sha256"] = info.model_sha256;
 
   auto energy_json = [](const EnergyTotals& t) {
     json e;

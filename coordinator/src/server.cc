@@ -1,5 +1,7 @@
 #include "greenfed/coordinator/server.h"
 
+#include "greenfed/digest.h"
+
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -239,6 +241,7 @@ struct Server::Impl {
     info.bytes_sent = total_bytes_sent;
     info.bytes_received = total_bytes_received;
     info.stop_reason = reason;
+    if (auto digest = Sha256Hex(machine.global()); digest.ok()) info.model_sha256 = *digest;
     Status s = run_dir->WriteSummary(info, *carbon, options.reference_countries);
     if (!s.ok()) log->Error(s.ToString());
   }

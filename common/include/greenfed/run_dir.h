@@ -87,6 +87,7 @@ struct SummaryInfo {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   std::string stop_reason;
+  std::string model_sha256;    // digest of the final global model (digest.h); empty if unknown
 };
 
 class RunDir {
