@@ -36,7 +36,12 @@ namespace {
 
 // A child process; SIGTERM then SIGKILL if still running when destroyed.
 class ChildProcess {
+  struct Key {
+    explicit Key() = default;
+  };
+
  public:
+  ChildProcess(Key, pid_t pid) : pid_(pid) {}
   static StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::vector<std::string>& argv,
                                                        const std::string& log_path) {
     posix_spawn_file_actions_t actions;
@@ -59,7 +64,7 @@ class ChildProcess {
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) return Unavailable("cannot start " + argv[0] + ": " + std::strerror(rc));
-    return std::unique_ptr<ChildProcess>(new ChildProcess(pid));  // private constructor
+    return std::make_unique<ChildProcess>(Key{}, pid);
   }
 
   ~ChildProcess() {
@@ -92,7 +97,6 @@ class ChildProcess {
   int exit_code() const { return exit_code_; }
 
  private:
-  explicit ChildProcess(pid_t pid) : pid_(pid) {}
   void Record(int status) {
     exited_ = true;
     exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -372,3 +372,25 @@ TEST_CASE("options are validated with messages that name the flag") {
   CHECK(ValidateRoundOptions(o).message().find("--min-available-clients") != std::string::npos);
   CHECK(ValidateRoundOptions(Opts(3, 2)).ok());
 }
+
+TEST_CASE("a client that reports a failed fit counts as failed at once, not at the deadline") {
+  RoundMachine m(Opts(3, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 2.0f), 1);
+  (void)m.Handle(Result("B", 1, 4.0f), 1);
+  a = m.Handle(FitFailedEvent{"C", "OUT_OF_RANGE: loss became nan"}, 2);
+  CHECK(Logged(a, "client-2 (id-C) failed round 1: OUT_OF_RANGE: loss became nan"));
+  CHECK(m.state() == MachineState::kEvaluating);
+  a = m.Handle(CentralEvalEvent{1, 0.3, 2}, 3);
+  CHECK(All<RoundDoneAction>(a)[0].failed == 1);
+  CHECK(All<RoundDoneAction>(a)[0].round_s == 3.0);
+  // Round 2 is under way with all three; a report from a peer that is not pending
+  // changes nothing, one from a pending client fails it.
+  REQUIRE(m.pending().size() == 3);
+  a = m.Handle(FitFailedEvent{"Z", "stray"}, 4);
+  CHECK(m.pending().size() == 3);
+  a = m.Handle(FitFailedEvent{"A", "disk full"}, 4);
+  CHECK(m.pending().size() == 2);
+}

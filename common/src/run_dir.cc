@@ -83,7 +83,7 @@ StatusOr<std::unique_ptr<RunDir>> RunDir::Create(const std::string& path) {
                               " already holds a run (rounds.csv exists); choose another --run-dir");
   }
   GREENFED_RETURN_IF_ERROR(MakeDirs(path));
-  return std::unique_ptr<RunDir>(new RunDir(path));  // private constructor; owned at once
+  return std::make_unique<RunDir>(Key{}, path);
 }
 
 Status RunDir::WriteConfig(const std::string& json_text) {

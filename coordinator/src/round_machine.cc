@@ -121,6 +121,8 @@ std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
           if (it != clients_.end()) it->second.last_seen_s = now_s;
         } else if constexpr (std::is_same_v<T, FitResEvent>) {
           OnFitRes(e, now_s, &out);
+        } else if constexpr (std::is_same_v<T, FitFailedEvent>) {
+          OnFitFailed(e, now_s, &out);
         } else if constexpr (std::is_same_v<T, EvaluateResEvent>) {
           OnEvaluateRes(e, now_s, &out);
         } else if constexpr (std::is_same_v<T, CentralEvalEvent>) {
@@ -280,6 +282,16 @@ void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action
     ++succeeded_;
     train_loss_sum_ += static_cast<double>(r.num_examples) * r.train_loss;
   }
+  if (pending_.empty()) FinishFit(now, out);
+}
+
+void RoundMachine::OnFitFailed(const FitFailedEvent& e, double now, std::vector<Action>* out) {
+  auto it = clients_.find(e.peer);
+  if (it != clients_.end()) it->second.last_seen_s = now;
+  if (state_ != MachineState::kFitting || !pending_.count(e.peer)) return;
+  pending_.erase(e.peer);
+  ++failed_;
+  out->push_back(LogAction{true, Name(e.peer) + " failed round " + std::to_string(round_) + ": " + e.reason});
   if (pending_.empty()) FinishFit(now, out);
 }
 

@@ -291,7 +291,8 @@ struct Server::Impl {
       Execute(machine.Handle(EvaluateResEvent{peer, std::move(*ev)}, now));
     } else if (auto* err = std::get_if<ErrorMsg>(&m)) {
       log->Warn(PeerName(peer) + " reported " + err->code + ": " + err->message);
-      Execute(machine.Handle(HeartbeatEvent{peer}, now));
+      // A sampled client that cannot train is a failure now, not at the deadline.
+      Execute(machine.Handle(FitFailedEvent{peer, err->code + ": " + err->message}, now));
     } else {
       log->Warn("unexpected " + std::string(MsgTypeName(TypeOf(m))) + " from " + PeerName(peer));
       Send(peer, ErrorMsg{"INVALID_ARGUMENT", std::string("a coordinator does not accept ") + MsgTypeName(TypeOf(m))});

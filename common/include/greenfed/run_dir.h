@@ -91,7 +91,13 @@ struct SummaryInfo {
 };
 
 class RunDir {
+  struct Key {
+    explicit Key() = default;
+  };
+
  public:
+  // Use Create(); the key keeps the constructor to this class (no raw new needed).
+  RunDir(Key, std::string path) : path_(std::move(path)) {}
   // Creates `path` (and parents). Refuses a directory that already holds a run
   // (rounds.csv present), so that no earlier result is overwritten.
   static StatusOr<std::unique_ptr<RunDir>> Create(const std::string& path);
@@ -113,7 +119,6 @@ class RunDir {
   std::vector<NodeRow> NodeRows() const;
 
  private:
-  explicit RunDir(std::string path) : path_(std::move(path)) {}
   std::string path_;
   std::vector<RoundRow> rounds_;
   // (round, node_id, source) -> row

@@ -63,12 +63,14 @@ const char* MachineStateName(MachineState s);
 struct JoinEvent { std::string peer; JoinMsg join; };
 struct HeartbeatEvent { std::string peer; };
 struct FitResEvent { std::string peer; FitResMsg result; };
+// A sampled client reported that its local training failed (an Error message).
+struct FitFailedEvent { std::string peer; std::string reason; };
 struct EvaluateResEvent { std::string peer; EvaluateResMsg result; };
 struct CentralEvalEvent { uint64_t round = 0; double accuracy = 0; double loss = 0; };
 struct CentralEvalFailedEvent { uint64_t round = 0; std::string reason; };
 struct TickEvent {};
-using Event = std::variant<JoinEvent, HeartbeatEvent, FitResEvent, EvaluateResEvent, CentralEvalEvent,
-                           CentralEvalFailedEvent, TickEvent>;
+using Event = std::variant<JoinEvent, HeartbeatEvent, FitResEvent, FitFailedEvent, EvaluateResEvent,
+                           CentralEvalEvent, CentralEvalFailedEvent, TickEvent>;
 
 // ---- Actions ------------------------------------------------------------------
 // Send a message to one peer. Fit and Evaluate carry the current global parameters;
@@ -123,6 +125,7 @@ class RoundMachine {
  private:
   void OnJoin(const JoinEvent& e, double now, std::vector<Action>* out);
   void OnFitRes(const FitResEvent& e, double now, std::vector<Action>* out);
+  void OnFitFailed(const FitFailedEvent& e, double now, std::vector<Action>* out);
   void OnEvaluateRes(const EvaluateResEvent& e, double now, std::vector<Action>* out);
   void OnCentralEval(const CentralEvalEvent& e, double now, std::vector<Action>* out);
   void OnTick(double now, std::vector<Action>* out);
