@@ -184,3 +184,13 @@ TEST_CASE("carbon: two nodes in two countries with different PUE") {
 
 }  // namespace
 }  // namespace greenfed
+
+#include "greenfed/csv.h"
+
+TEST_CASE("SplitCsvLine: quotes, escaped quotes, empty fields and errors") {
+  auto f = greenfed::SplitCsvLine(R"(USA,"United States, of America",369,"say ""hi""",)");
+  REQUIRE(f.ok());
+  CHECK(*f == std::vector<std::string>{"USA", "United States, of America", "369", "say \"hi\"", ""});
+  CHECK(greenfed::SplitCsvLine(R"(a,"open)").status().message() == "unterminated quote");
+  CHECK(greenfed::SplitCsvLine(R"(a,"b"c)").status().message() == "text after a closing quote in field 2");
+}

@@ -1,5 +1,7 @@
 #include "greenfed/carbon.h"
 
+#include "greenfed/csv.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -30,46 +32,6 @@ std::string FormatNumber(double value) {
   char buffer[32];
   std::snprintf(buffer, sizeof(buffer), "%g", value);
   return buffer;
-}
-
-// Splits one CSV line. Fields may be double-quoted (RFC 4180) so that names and
-// sources can hold commas; "" inside quotes is a literal quote.
-StatusOr<std::vector<std::string>> SplitCsvLine(const std::string& line, int line_number) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool quoted = false;
-  bool field_was_quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"' && field.empty() && !field_was_quoted) {
-      quoted = true;
-      field_was_quoted = true;
-    } else if (c == ',') {
-      fields.push_back(field);
-      field.clear();
-      field_was_quoted = false;
-    } else if (field_was_quoted) {
-      return InvalidArgument("line " + std::to_string(line_number) +
-                             ": text after a closing quote in field " +
-                             std::to_string(fields.size() + 1));
-    } else {
-      field += c;
-    }
-  }
-  if (quoted) {
-    return InvalidArgument("line " + std::to_string(line_number) + ": unterminated quote");
-  }
-  fields.push_back(field);
-  return fields;
 }
 
 StatusOr<double> ParseIntensity(const std::string& text, int line_number) {
@@ -128,7 +90,9 @@ StatusOr<CarbonTable> CarbonTable::FromCsv(const std::string& csv_text) {
       continue;
     }
     if (line.empty()) continue;
-    GREENFED_ASSIGN_OR_RETURN(std::vector<std::string> fields, SplitCsvLine(line, line_number));
+    auto split = SplitCsvLine(line);
+    if (!split.ok()) return split.status().WithContext("line " + std::to_string(line_number));
+    std::vector<std::string> fields = std::move(split).value();
     if (fields.size() != 5) {
       return InvalidArgument("line " + std::to_string(line_number) + ": expected 5 columns (" +
                              kHeader + "), got " + std::to_string(fields.size()));

@@ -140,10 +140,10 @@ std::vector<NodeRow> RunDir::NodeRows() const {
   return rows;
 }
 
-EnergyTotals RunDir::Totals(int64_t max_round) const {
+EnergyTotals RunDir::Sum(const std::function<bool(int64_t)>& round_filter) const {
   EnergyTotals t;
   for (const auto& [key, row] : nodes_) {
-    if (max_round >= 0 && row.round > max_round) continue;
+    if (!round_filter(row.round)) continue;
     t.compute_j += row.compute_j();
     t.compute_pue_j += row.compute_j() * row.node.pue;
     if (CountsComm(row.node)) t.comm_j += row.comm_j;
@@ -153,17 +153,12 @@ EnergyTotals RunDir::Totals(int64_t max_round) const {
   return t;
 }
 
+EnergyTotals RunDir::Totals(int64_t max_round) const {
+  return Sum([max_round](int64_t round) { return max_round < 0 || round <= max_round; });
+}
+
 EnergyTotals RunDir::RoundTotals(int64_t round) const {
-  EnergyTotals t;
-  for (const auto& [key, row] : nodes_) {
-    if (row.round != round) continue;
-    t.compute_j += row.compute_j();
-    t.compute_pue_j += row.compute_j() * row.node.pue;
-    if (CountsComm(row.node)) t.comm_j += row.comm_j;
-    t.co2e_g += row.co2e_g();
-    t.sources.insert(row.source);
-  }
-  return t;
+  return Sum([round](int64_t r) { return r == round; });
 }
 
 Status RunDir::Flush() {

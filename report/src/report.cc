@@ -1,6 +1,8 @@
 // Run-directory reader and the emission comparison tables. Formulas: docs/report.md.
 #include "greenfed/report/report.h"
 
+#include "greenfed/csv.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -324,39 +326,6 @@ struct CsvFile {
   std::vector<CsvRow> rows;
 };
 
-StatusOr<std::vector<std::string>> SplitCsvLine(const std::string& line, const std::string& name,
-                                                int line_no) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool quoted = false;
-  bool was_quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"' && field.empty() && !was_quoted) {
-      quoted = true;
-      was_quoted = true;
-    } else if (c == ',') {
-      fields.push_back(field);
-      field.clear();
-      was_quoted = false;
-    } else {
-      field += c;
-    }
-  }
-  if (quoted) return DataLoss(name + " line " + std::to_string(line_no) + ": unterminated quote");
-  fields.push_back(field);
-  return fields;
-}
-
 StatusOr<CsvFile> ParseCsv(const std::string& text, const std::string& name,
                            const std::vector<std::string>& required) {
   CsvFile csv;
@@ -369,7 +338,9 @@ StatusOr<CsvFile> ParseCsv(const std::string& text, const std::string& name,
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
-    GREENFED_ASSIGN_OR_RETURN(std::vector<std::string> fields, SplitCsvLine(line, name, line_no));
+    auto split = SplitCsvLine(line);
+    if (!split.ok()) return DataLoss(name + " line " + std::to_string(line_no) + ": " + split.status().message());
+    std::vector<std::string> fields = std::move(split).value();
     if (!have_header) {
       csv.header = fields;
       for (size_t i = 0; i < fields.size(); ++i) csv.column[fields[i]] = i;

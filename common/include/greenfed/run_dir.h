@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -119,6 +120,7 @@ class RunDir {
   std::vector<NodeRow> NodeRows() const;
 
  private:
+  EnergyTotals Sum(const std::function<bool(int64_t)>& round_filter) const;
   std::string path_;
   std::vector<RoundRow> rounds_;
   // (round, node_id, source) -> row
