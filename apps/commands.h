@@ -1,5 +1,7 @@
 // The greenfed subcommands. Each takes its arguments (after the subcommand name)
 // and returns the process exit code: 0 success, 1 runtime failure, 2 bad flags.
+// Thread safety: each command runs on the thread that calls it; `run` calls the
+// coordinator command on a thread of its own, sharing nothing but the AppContext copy.
 #pragma once
 
 #include <string>

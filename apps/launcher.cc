@@ -125,7 +125,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   double client_pue = 1.0;
   int64_t client_threads = 1;
   flags.AddUint("clients", &fed.num_clients, "number of client processes (the federation size)");
-  AddFederationFlags(&flags, &fed);
+  AddFederationFlags(&flags, &fed, /*with_num_clients=*/false);
   AddNodeFlags(&flags, &node);
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
   flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
@@ -274,7 +274,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
 int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ctx) {
   FlagSet flags("greenfed compare",
                 "The main job: centralized baseline, FL IID and FL non-IID on Fashion-MNIST to the same target, then "
-                "the emission comparison report in OUT/report.md.");
+                "the emission comparison report in OUT/<UTC time>-report/report.md.");
   std::string out = "results";
   bool quick = false;
   double target = 0.90;
@@ -344,9 +344,11 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
     const int rc = (*child)->Wait();
     if (rc != 0) return Fail("compare", Internal("step failed with exit code " + std::to_string(rc)), 1);
   }
-  std::vector<std::string> report_args = {central_dir, iid_dir, noniid_dir, "--out=" + out};
-  std::cout << "==> greenfed report " << central_dir << " " << iid_dir << " " << noniid_dir << " --out=" << out
-            << std::endl;
+  // Each comparison keeps its own report, so a second run never overwrites the first.
+  const std::string report_dir = base + "-report";
+  std::vector<std::string> report_args = {central_dir, iid_dir, noniid_dir, "--out=" + report_dir};
+  std::cout << "==> greenfed report " << central_dir << " " << iid_dir << " " << noniid_dir
+            << " --out=" << report_dir << std::endl;
   return RunReportCommand(report_args, ctx);
 }
 

@@ -49,8 +49,10 @@ Status CheckNode(const NodeFlags& n, const CarbonTable& table) {
   return ValidatePue(n.pue).WithContext("--pue");
 }
 
-void AddFederationFlags(FlagSet* f, FederationFlags* d) {
-  f->AddUint("num-clients", &d->num_clients, "federation size: clients get shard indices 0..N-1");
+void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
+  if (with_num_clients) {
+    f->AddUint("num-clients", &d->num_clients, "federation size: clients get shard indices 0..N-1");
+  }
   f->AddUint("min-available-clients", &d->min_available_clients, "connected clients needed before a round starts (0 = num-clients)");
   f->AddUint("min-fit-clients", &d->min_fit_clients, "fewest clients sampled, and fewest results to aggregate a round (0 = min(2, min-available-clients))");
   f->AddDouble("fraction-fit", &d->fraction_fit, "fraction of available clients sampled per round");

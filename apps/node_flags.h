@@ -60,7 +60,8 @@ struct FederationFlags {
   uint64_t max_train_examples = 0;
   uint64_t max_test_examples = 0;
 };
-void AddFederationFlags(FlagSet* flags, FederationFlags* fed);
+// `greenfed run` names the federation size --clients, so it passes false.
+void AddFederationFlags(FlagSet* flags, FederationFlags* fed, bool with_num_clients = true);
 StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& fed, const std::string& run_id);
 std::string DefaultRunDir(const std::string& kind, const std::string& detail);
 std::string RunIdOf(const std::string& run_dir);
