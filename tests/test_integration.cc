@@ -117,21 +117,23 @@ TEST_CASE("greenfed run: a coordinator and 3 client processes complete 2 rounds 
   CHECK(config["train"]["learning_rate"] == 0.0005);
 }
 
-TEST_CASE("SIGKILL of one client mid-run does not stop the run") {
+TEST_CASE("clients started before the coordinator join it; SIGKILL of one client mid-run does not stop the run") {
   Fixture f;
   const std::string run = f.dir + "/fl";
   // Port from the pid keeps parallel test runs apart.
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(20000 + getpid() % 20000);
-  pid_t coord = Spawn({"coordinator", "--bind=" + endpoint, "--num-clients=4", "--min-available-clients=3",
-                       "--min-fit-clients=2", "--max-rounds=4", "--target-accuracy=1.0", "--lr=0.0005",
-                       "--local-epochs=4", "--heartbeat-timeout-s=3", "--round-timeout-s=60",
-                       "--data-dir=" + f.data, "--run-dir=" + run},
-                      f.dir + "/coordinator.log");
+  // The clients come first: they must retry with backoff until the coordinator binds.
   std::vector<pid_t> clients;
   for (int k = 0; k < 4; ++k) {
     clients.push_back(Spawn({"client", "--connect=" + endpoint, "--data-dir=" + f.data, "--connect-timeout-s=60"},
                             f.dir + "/client-" + std::to_string(k) + ".log"));
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  pid_t coord = Spawn({"coordinator", "--bind=" + endpoint, "--num-clients=4", "--min-available-clients=3",
+                       "--min-fit-clients=2", "--max-rounds=4", "--target-accuracy=1.0", "--lr=0.0005",
+                       "--local-epochs=4", "--heartbeat-timeout-s=3", "--round-timeout-s=60",
+                       "--data-dir=" + f.data, "--run-dir=" + run},
+                      f.dir + "/coordinator.log");
   // Kill one client once round 1 is in the books.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (CountLines(run + "/rounds.csv") < 2 && std::chrono::steady_clock::now() < until) {
@@ -144,6 +146,8 @@ TEST_CASE("SIGKILL of one client mid-run does not stop the run") {
   CHECK(rc == 0);
   CHECK(Wait(clients[3]) == 128 + SIGKILL);
   for (int k = 0; k < 3; ++k) CHECK(Wait(clients[static_cast<size_t>(k)]) == 0);
+  CHECK(Read(f.dir + "/client-0.log").find("no answer from coordinator at " + endpoint + "; retrying") !=
+        std::string::npos);
   CHECK(CountLines(run + "/rounds.csv") == 5);  // header + 4 rounds
   const std::string log = Read(f.dir + "/coordinator.log");
   CHECK(log.find("dropped client-") != std::string::npos);
