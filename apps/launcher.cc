@@ -142,6 +142,16 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   if (auto ci = carbon->Lookup(client_country); !ci.ok()) return Fail("run", ci.status().WithContext("--client-country"), 2);
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   if (auto r = RoundOptionsFor(fed, RunIdOf(fed.run_dir)); !r.ok()) return Fail("run", r.status(), 2);
+  // A package counter sees every process on the package: with the whole federation
+  // on one host, each node would report the same joules. Say so before it happens.
+  if (node.meter == "auto" || node.meter == "rapl") {
+    if (auto rapl = OpenRaplMeter(MeterOptions{}.powercap_root, 0); rapl.ok()) {
+      log.Warn("RAPL is readable here and counts the whole CPU package: with " + std::to_string(fed.num_clients + 1) +
+               " greenfed processes on this host, each reports all of the package's energy, so the run's totals "
+               "count it " + std::to_string(fed.num_clients + 1) + " times. Use --meter model for per-process "
+               "figures, or compare per-host totals (docs/energy.md).");
+    }
+  }
 
   // The coordinator runs in a thread of this process; clients are processes. The
   // coordinator command is reused whole so `run` and `coordinator` cannot drift.
