@@ -70,6 +70,9 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
   if (!round.ok()) return Fail("coordinator", round.status(), 2);
 
+  // Refuse an existing run before the (slow) data loading, so nothing is overwritten.
+  auto run_dir = RunDir::Create(fed.run_dir);
+  if (!run_dir.ok()) return Fail("coordinator", run_dir.status(), 1);
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("coordinator", registry.status(), 1);
   auto task = registry->Create(fed.task);
@@ -85,8 +88,6 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   auto initial = (*task)->InitialParameters();
   if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
 
-  auto run_dir = RunDir::Create(fed.run_dir);
-  if (!run_dir.ok()) return Fail("coordinator", run_dir.status(), 1);
   auto env = NewSystemEnv();
   auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
   if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
@@ -237,6 +238,9 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   auto meter_options = MeterOptionsFor(node);
   if (!meter_options.ok()) return Fail("centralized", meter_options.status(), 2);
   const CarbonIntensity intensity = *carbon->Lookup(node.country);
+  if (run_dir_path.empty()) run_dir_path = DefaultRunDir("centralized", "");
+  auto run_dir = RunDir::Create(run_dir_path);
+  if (!run_dir.ok()) return Fail("centralized", run_dir.status(), 1);
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("centralized", registry.status(), 1);
   auto task = registry->Create(task_name);
@@ -252,9 +256,6 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   if (Status s = (*task)->Prepare(topt); !s.ok()) return Fail("centralized", s, 1);
   auto params = (*task)->InitialParameters();
   if (!params.ok()) return Fail("centralized", params.status(), 1);
-  if (run_dir_path.empty()) run_dir_path = DefaultRunDir("centralized", "");
-  auto run_dir = RunDir::Create(run_dir_path);
-  if (!run_dir.ok()) return Fail("centralized", run_dir.status(), 1);
   auto env = NewSystemEnv();
   auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
   if (!meter.ok()) return Fail("centralized", meter.status(), 2);

@@ -196,7 +196,7 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
       {{"coordinator", "--min-fit-clients=20"}, 2, "--min-fit-clients"},
       {{"client", "--country=XXX"}, 2, "unknown country code 'XXX'"},
       {{"client", "--pue=0.5"}, 2, "PUE must be >= 1.0"},
-      {{"centralized", "--data-dir=/nonexistent"}, 1, "dataset-fashion-mnist"},
+      {{"centralized", "--data-dir=/nonexistent", "--run-dir=" + f.dir + "/nodata"}, 1, "dataset-fashion-mnist"},
       {{"report"}, 2, "give at least one run directory"},
       {{"report", "/nonexistent-run"}, 1, "/nonexistent-run"},
       {{"frobnicate"}, 2, "unknown command 'frobnicate'"},
