@@ -71,6 +71,15 @@ void JoinAll(RoundMachine* m, const std::vector<std::string>& peers, double t, s
   for (const auto& p : peers) *last = m->Handle(Join(p), t);
 }
 
+// Round 1 with clients A, B, C: A (w=2) answers at t=1, B (w=4) at t=b_time; C is pending.
+void TwoOfThreeIn(RoundMachine* m, double b_time) {
+  (void)m->Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(m, {"A", "B", "C"}, 0, &a);
+  (void)m->Handle(Result("A", 1, 2.0f), 1);
+  (void)m->Handle(Result("B", 1, 4.0f), b_time);
+}
+
 }  // namespace
 
 TEST_CASE("the first round starts once min_available_clients have joined, with indices handed out in order") {
@@ -151,11 +160,8 @@ TEST_CASE("a complete round aggregates by examples, asks for central evaluation 
 
 TEST_CASE("a straggler misses the deadline: the round completes without it and its late result is discarded") {
   RoundMachine m(Opts(3, 2));
-  (void)m.Start(0, Model(0));
   std::vector<Action> a;
-  JoinAll(&m, {"A", "B", "C"}, 0, &a);
-  (void)m.Handle(Result("A", 1, 2.0f), 1);
-  (void)m.Handle(Result("B", 1, 4.0f), 2);
+  TwoOfThreeIn(&m, 2);
   CHECK(m.state() == MachineState::kFitting);
   // Heartbeats keep C registered, but its result is late.
   (void)m.Handle(HeartbeatEvent{"C"}, 9);
@@ -375,11 +381,8 @@ TEST_CASE("options are validated with messages that name the flag") {
 
 TEST_CASE("a client that reports a failed fit counts as failed at once, not at the deadline") {
   RoundMachine m(Opts(3, 2));
-  (void)m.Start(0, Model(0));
   std::vector<Action> a;
-  JoinAll(&m, {"A", "B", "C"}, 0, &a);
-  (void)m.Handle(Result("A", 1, 2.0f), 1);
-  (void)m.Handle(Result("B", 1, 4.0f), 1);
+  TwoOfThreeIn(&m, 1);
   a = m.Handle(FitFailedEvent{"C", "OUT_OF_RANGE: loss became nan"}, 2);
   CHECK(Logged(a, "client-2 (id-C) failed round 1: OUT_OF_RANGE: loss became nan"));
   CHECK(m.state() == MachineState::kEvaluating);
