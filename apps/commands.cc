@@ -119,6 +119,10 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   config["train"] = {{"epochs", fed.local_epochs}, {"batch_size", fed.batch_size}, {"learning_rate", fed.lr},
                      {"momentum", fed.momentum}, {"lr_decay", 1.0}, {"send_delta", fed.send_delta},
                      {"momentum_restarts", "every round"}};
+  if (auto strategy = MakeStrategy(round->strategy); strategy.ok()) {
+    config["strategy"] = {{"name", round->strategy.name}, {"settings", (*strategy)->Describe()}};
+    log.Info("strategy: " + (*strategy)->Describe());
+  }
   config["coordinator"] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},
