@@ -31,7 +31,7 @@ JoinEvent Join(const std::string& peer, int32_t index = -1) {
   j.client_id = "id-" + peer;
   j.requested_index = index;
   j.country = "FRA";
-  return JoinEvent{peer, j};
+  return JoinEvent{peer, "", j};
 }
 
 FitResEvent Result(const std::string& peer, uint64_t round, float v, uint64_t n = 10) {

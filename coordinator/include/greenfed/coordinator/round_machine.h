@@ -60,7 +60,8 @@ enum class MachineState : uint8_t { kIdle, kWaitingForClients, kFitting, kEvalua
 const char* MachineStateName(MachineState s);
 
 // ---- Events -------------------------------------------------------------------
-struct JoinEvent { std::string peer; JoinMsg join; };
+// identity: "curve:<Z85 public key>" when CURVE authenticated the peer, "" in --insecure mode.
+struct JoinEvent { std::string peer; std::string identity; JoinMsg join; };
 struct HeartbeatEvent { std::string peer; };
 struct FitResEvent { std::string peer; FitResMsg result; };
 // A sampled client reported that its local training failed (an Error message).
