@@ -64,8 +64,6 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
 
   Logger log("coordinator", &std::cout, &std::cerr);
-  auto keys = LoadCoordinatorKeys(security, &log);
-  if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
   auto carbon = LoadCarbonTable(node);
   if (!carbon.ok()) return Fail("coordinator", carbon.status(), 2);
   if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("coordinator", s, 2);
@@ -74,6 +72,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
   if (!round.ok()) return Fail("coordinator", round.status(), 2);
+  auto keys = LoadCoordinatorKeys(security, &log);
+  if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
 
   // Refuse an existing run before the (slow) data loading, so nothing is overwritten.
   auto run_dir = RunDir::Create(fed.run_dir);

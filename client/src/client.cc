@@ -120,7 +120,10 @@ struct Client::Impl {
         socket->set(zmq::sockopt::curve_serverkey, options.curve_server_key);
         socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
         socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
-        // The handshake fails silently in ZeroMQ; its monitor tells.
+      }
+      {
+        // The handshake fails silently in ZeroMQ; its monitor tells (a plaintext client
+        // meeting a CURVE coordinator fails the same way).
         const std::string endpoint = "inproc://greenfed-client-monitor-" + std::to_string(++monitors_opened);
         const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
@@ -172,14 +175,15 @@ struct Client::Impl {
                                  "): is its public key on the coordinator's --allow-clients list?";
       } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
         last_handshake_failure = "protocol error " + std::to_string(value) +
-                                 " (a plaintext --insecure coordinator, or another security mechanism?)";
+                                 (options.insecure ? " (this client is --insecure: does the coordinator use CURVE?)"
+                                                   : " (is the coordinator plaintext, --insecure?)");
       } else {
         last_handshake_failure = "the coordinator dropped the handshake: is --server-key its public key?";
       }
     }
     if (handshake_failures >= std::max(1, options.max_handshake_failures)) {
       return PermissionDenied("server key mismatch or handshake failed with " + options.connect + " (" +
-                              std::to_string(handshake_failures) + " CURVE handshakes in a row): " +
+                              std::to_string(handshake_failures) + " handshakes in a row): " +
                               last_handshake_failure);
     }
     return Status::Ok();

@@ -171,12 +171,12 @@ StatusOr<std::string> PublicKeyOf(std::string_view secret_key) {
 
 Status ValidateKeyName(std::string_view name) {
   if (name.empty() || name.size() > 64) return InvalidArgument("a key name is 1-64 characters");
-  if (name[0] == '.') return InvalidArgument("a key name must not start with '.'");
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
                     c == '-' || c == '.';
     if (!ok) return InvalidArgument("key name '" + std::string(name) + "' may only hold [A-Za-z0-9_.-]");
   }
+  if (name[0] == '.') return InvalidArgument("a key name must not start with '.'");
   return Status::Ok();
 }
 
