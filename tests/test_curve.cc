@@ -205,7 +205,7 @@ std::string Header(const Message& m) {
 
 // ------------------------------------------------------------------ key files
 
-TEST_CASE("curve: keygen writes NAME.key 0600 with both keys and NAME.pub 0644 with one line; reloads the same keys") {
+TEST_CASE("curve: keygen writes NAME.key 0600 with both keys and NAME.pub 0644 with one line, reloads the same keys") {
   const std::string dir = TempDir() + "/keys";
   const CurveKeyPair k = NewKeys();
   auto stem = WriteKeyPair(dir, "client-3", k);
@@ -414,7 +414,7 @@ TEST_CASE("curve: neither a coordinator nor a client starts without keys unless 
   CHECK(r.status().message().find("--secret-key and --server-key") != std::string::npos);
 }
 
-TEST_CASE("curve: an unlisted key, a wrong server key and a plaintext peer get nowhere; the listed client completes the run") {
+TEST_CASE("curve: an unlisted key, a wrong server key and a plaintext peer get nowhere, the listed client completes the run") {
   const CurveKeyPair server_keys = NewKeys(), honest = NewKeys(), stranger = NewKeys(), impostor = NewKeys();
   ServerOptions o = OneClientFederation();
   o.curve_secret_key = server_keys.secret_key;
@@ -466,7 +466,7 @@ TEST_CASE("curve: an unlisted key, a wrong server key and a plaintext peer get n
   CHECK(diag.find("plaintext") == std::string::npos);          // the plaintext join never reached the machine
 }
 
-TEST_CASE("curve: an oversized multipart and a peer over its byte budget are refused unread; the run completes") {
+TEST_CASE("curve: an oversized multipart and a peer over its byte budget are refused unread, the run completes") {
   const CurveKeyPair server_keys = NewKeys(), honest = NewKeys(), rogue = NewKeys(), flooder = NewKeys();
   ServerOptions o = OneClientFederation();
   o.curve_secret_key = server_keys.secret_key;
