@@ -53,6 +53,10 @@ struct ClientOptions {
   std::string curve_server_key;           // the coordinator's Z85 public key, pinned
   bool insecure = false;                  // plaintext; must be asked for explicitly
   int max_handshake_failures = 3;         // failed CURVE handshakes in a row before giving up
+  // Fault injection for robustness experiments (docs/strategies.md): this client
+  // turns its honest update d = w_local - w_global into attack_scale * d before
+  // sending, e.g. 100 (a scaled update) or -1 (a sign flip). 1 = honest.
+  double attack_scale = 1.0;
 };
 
 struct ClientResult {
