@@ -14,7 +14,7 @@
 
 #include "../coordinator/src/zap.h"
 #include "greenfed/client/client.h"
-#include "greenfed/coordinator/peer_budget.h"
+#include "greenfed/coordinator/peer_guard.h"
 #include "greenfed/coordinator/server.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
@@ -332,6 +332,19 @@ TEST_CASE("curve: the per-peer byte budget refuses a peer past its window's byte
   CHECK(b.Remaining("a", 10.5) == 1000);  // a new window
   for (const char* p : {"c", "d", "e", "f"}) b.Charge(p, 1, 11);
   CHECK(b.tracked_peers() <= 3);
+}
+
+TEST_CASE("curve: a routing id belongs to the first key seen with it, and the table is bounded") {
+  RoutingIdBinding b(2);
+  CHECK(b.Bind("r1", "curve:A") == BindResult::kBound);
+  CHECK(b.Bind("r1", "curve:A") == BindResult::kBound);
+  std::string owner;
+  CHECK(b.Bind("r1", "curve:B", &owner) == BindResult::kOtherIdentity);
+  CHECK(owner == "curve:A");
+  CHECK(b.Bind("r1", "") == BindResult::kBound);  // insecure mode binds nothing
+  CHECK(b.Bind("r2", "curve:B") == BindResult::kBound);
+  CHECK(b.Bind("r3", "curve:C") == BindResult::kFull);
+  CHECK(b.size() == 2);
 }
 
 // ------------------------------------------------------------ bounded receive

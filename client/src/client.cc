@@ -16,6 +16,7 @@
 
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
+#include "handshake_monitor.h"
 
 namespace greenfed {
 
@@ -86,10 +87,7 @@ struct Client::Impl {
 
   zmq::context_t ctx{1};
   std::unique_ptr<zmq::socket_t> socket;
-  std::unique_ptr<zmq::socket_t> monitor;  // handshake events of `socket` (PAIR)
-  uint64_t monitors_opened = 0;            // makes each monitor endpoint unique
-  int handshake_failures = 0;              // in a row, across reconnects and rejoins
-  std::string last_handshake_failure;
+  HandshakeMonitor handshakes;            // why a connection never completes
   bool logged_too_large = false;
   std::mt19937_64 rng{std::random_device{}()};
 
@@ -112,7 +110,8 @@ struct Client::Impl {
   double last_heartbeat_s = 0;
 
   Impl(ClientOptions o, const TaskRegistry* t, PhaseMeter* m, Env* e, Logger* l)
-      : options(std::move(o)), tasks(t), meter(m), env(e), log(l) {
+      : options(std::move(o)), tasks(t), meter(m), env(e), log(l),
+        handshakes(options.connect, options.max_handshake_failures, options.insecure) {
     if (options.client_id.empty()) options.client_id = DefaultClientId();
   }
 
@@ -139,19 +138,9 @@ struct Client::Impl {
         socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
         socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
       }
-      {
-        // The handshake fails silently in ZeroMQ; its monitor tells (a plaintext client
-        // meeting a CURVE coordinator fails the same way).
-        const std::string endpoint = "inproc://greenfed-client-monitor-" + std::to_string(++monitors_opened);
-        const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
-        if (zmq_socket_monitor(static_cast<void*>(*socket), endpoint.c_str(), events) != 0) {
-          return Internal(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
-        }
-        monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
-        monitor->set(zmq::sockopt::linger, 0);
-        monitor->connect(endpoint);
-      }
+      // The handshake fails silently in ZeroMQ; its monitor tells (a plaintext client
+      // meeting a CURVE coordinator fails the same way).
+      GREENFED_RETURN_IF_ERROR(handshakes.Attach(&ctx, socket.get()));
       socket->connect(options.connect);
     } catch (const zmq::error_t& e) {
       return InvalidArgument("cannot connect to " + options.connect + ": " + e.what());
@@ -160,51 +149,9 @@ struct Client::Impl {
   }
 
   void Close() {
-    if (socket && monitor) (void)zmq_socket_monitor(static_cast<void*>(*socket), nullptr, 0);
-    if (monitor) monitor->close();
-    monitor.reset();
+    handshakes.Detach();
     if (socket) socket->close();
     socket.reset();
-  }
-
-  // Reads the monitor's handshake events; PERMISSION_DENIED once
-  // max_handshake_failures handshakes in a row have failed.
-  Status DrainHandshakeEvents() {
-    if (!monitor) return Status::Ok();
-    for (;;) {
-      std::vector<zmq::message_t> parts;
-      try {
-        if (!zmq::recv_multipart(*monitor, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
-      } catch (const zmq::error_t&) {
-        break;
-      }
-      if (parts.empty() || parts[0].size() < 6) continue;
-      uint16_t event = 0;
-      uint32_t value = 0;
-      std::memcpy(&event, parts[0].data(), 2);
-      std::memcpy(&value, static_cast<const char*>(parts[0].data()) + 2, 4);
-      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-        handshake_failures = 0;
-        continue;
-      }
-      ++handshake_failures;
-      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-        last_handshake_failure = "the coordinator refused this client's key (status " + std::to_string(value) +
-                                 "): is its public key on the coordinator's --allow-clients list?";
-      } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-        last_handshake_failure = "protocol error " + std::to_string(value) +
-                                 (options.insecure ? " (this client is --insecure: does the coordinator use CURVE?)"
-                                                   : " (is the coordinator plaintext, --insecure?)");
-      } else {
-        last_handshake_failure = "the coordinator dropped the handshake: is --server-key its public key?";
-      }
-    }
-    if (handshake_failures >= std::max(1, options.max_handshake_failures)) {
-      return PermissionDenied("server key mismatch or handshake failed with " + options.connect + " (" +
-                              std::to_string(handshake_failures) + " handshakes in a row): " +
-                              last_handshake_failure);
-    }
-    return Status::Ok();
   }
 
   Status Send(const Message& m) {
@@ -225,11 +172,11 @@ struct Client::Impl {
   // Waits up to timeout_ms. Returns: a decoded message, nullopt on timeout, or an
   // error (including a failed CURVE handshake). Sets *stop when stop_fd fired.
   StatusOr<std::optional<Message>> Receive(long timeout_ms, int stop_fd, bool* stop) {
-    GREENFED_RETURN_IF_ERROR(DrainHandshakeEvents());
+    GREENFED_RETURN_IF_ERROR(handshakes.Check());
     std::vector<zmq::pollitem_t> items = {{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0}};
     const size_t stop_item = items.size();
     if (stop_fd >= 0) items.push_back({nullptr, stop_fd, ZMQ_POLLIN, 0});
-    if (monitor) items.push_back({static_cast<void*>(*monitor), 0, ZMQ_POLLIN, 0});
+    if (void* m = handshakes.pollable()) items.push_back({m, 0, ZMQ_POLLIN, 0});
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
     } catch (const zmq::error_t& e) {
@@ -242,7 +189,7 @@ struct Client::Impl {
       *stop = true;
       return std::optional<Message>();
     }
-    GREENFED_RETURN_IF_ERROR(DrainHandshakeEvents());
+    GREENFED_RETURN_IF_ERROR(handshakes.Check());
     if (!(items[0].revents & ZMQ_POLLIN)) return std::optional<Message>();
     ReceiveLimits limits;
     limits.max_message_bytes = options.max_message_bytes;

@@ -1,6 +1,6 @@
 #include "greenfed/coordinator/server.h"
 
-#include "greenfed/coordinator/peer_budget.h"
+#include "greenfed/coordinator/peer_guard.h"
 #include "greenfed/digest.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
@@ -60,10 +60,7 @@ struct Server::Impl {
   std::unique_ptr<ZapHandler> zap;  // CURVE only; destroyed before ctx
   bool bound = false;
   PeerByteBudget budget;
-  // Identity each routing id was first seen with: a routing id is the client's
-  // choice, so a second connection under another key must not inherit it.
-  std::map<std::string, std::string> peer_identity;
-  static constexpr size_t kMaxBoundPeers = 65536;
+  RoutingIdBinding routing_ids;  // a routing id belongs to the first key seen with it
   std::set<ReceiveOutcome> logged_outcomes;  // each kind of refusal is logged once in full
   uint64_t refused_messages = 0, peak_copied_message_bytes = 0;
 
@@ -457,19 +454,18 @@ struct Server::Impl {
 
   // False (and answered) when the routing id was bound to another identity.
   bool BindIdentity(const std::string& peer, const std::string& identity) {
-    if (identity.empty()) return true;  // insecure mode: nothing to bind
-    auto it = peer_identity.find(peer);
-    if (it == peer_identity.end()) {
-      if (peer_identity.size() >= kMaxBoundPeers) {
+    std::string owner;
+    switch (routing_ids.Bind(peer, identity, &owner)) {
+      case BindResult::kBound:
+        return true;
+      case BindResult::kFull:
         SendError(peer, ErrorCode::kBusy, "too many connections; try again later");
         return false;
-      }
-      peer_identity.emplace(peer, identity);
-      return true;
+      case BindResult::kOtherIdentity:
+        break;
     }
-    if (it->second == identity) return true;
-    log->Warn("refused a message: routing id of " + PeerName(peer) + " is bound to key " +
-              KeyPrefix(it->second.substr(6)) + ", this connection has key " + KeyPrefix(identity.substr(6)));
+    WarnStranger("refused a message: routing id of " + PeerName(peer) + " is bound to key " +
+                 KeyPrefix(owner.substr(6)) + ", this connection has key " + KeyPrefix(identity.substr(6)));
     SendError(peer, ErrorCode::kIdentityInUse, "this routing id belongs to another client key");
     return false;
   }

@@ -1,4 +1,4 @@
-#include "greenfed/coordinator/peer_budget.h"
+#include "greenfed/coordinator/peer_guard.h"
 
 namespace greenfed {
 
@@ -31,6 +31,19 @@ uint64_t PeerByteBudget::Remaining(const std::string& peer, double now_s) {
 void PeerByteBudget::Charge(const std::string& peer, uint64_t bytes, double now_s) {
   Window& w = WindowOf(peer, now_s);
   w.used = bytes > UINT64_MAX - w.used ? UINT64_MAX : w.used + bytes;
+}
+
+BindResult RoutingIdBinding::Bind(const std::string& routing_id, const std::string& identity, std::string* owner) {
+  if (identity.empty()) return BindResult::kBound;
+  auto it = bound_.find(routing_id);
+  if (it == bound_.end()) {
+    if (bound_.size() >= max_bindings_) return BindResult::kFull;
+    bound_.emplace(routing_id, identity);
+    return BindResult::kBound;
+  }
+  if (it->second == identity) return BindResult::kBound;
+  if (owner) *owner = it->second;
+  return BindResult::kOtherIdentity;
 }
 
 }  // namespace greenfed

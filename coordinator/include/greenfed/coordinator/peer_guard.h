@@ -1,3 +1,6 @@
+// Per-peer guards of the coordinator's receive path, pure logic with the time passed
+// in, tested without sockets. Thread safety: none; owned by the server loop.
+//
 // PeerByteBudget: how many bytes each peer may still send in the current window.
 // A fixed window per peer: the first byte a peer sends opens a window of window_s
 // seconds in which it may send bytes_per_window bytes; what it sends beyond that is
@@ -6,8 +9,11 @@
 // the bytes the loop copies per window are bounded per peer.
 // Memory is bounded too: at most max_peers windows are kept; when full, expired
 // windows are forgotten first, then the oldest.
-// Pure logic with the time passed in; tested without sockets.
-// Thread safety: none; owned by the server loop.
+//
+// RoutingIdBinding: a ZeroMQ routing id is the client's choice, so a second
+// connection could reuse one that an earlier connection (another key) used. The
+// first identity seen with a routing id owns it; any other identity is refused.
+// Bounded: at most max_bindings routing ids; a new one past that is refused too.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +46,21 @@ class PeerByteBudget {
   Window& WindowOf(const std::string& peer, double now_s);
   PeerBudgetOptions options_;
   std::map<std::string, Window> windows_;
+};
+
+enum class BindResult { kBound, kOtherIdentity, kFull };
+
+class RoutingIdBinding {
+ public:
+  explicit RoutingIdBinding(size_t max_bindings = 65536) : max_bindings_(max_bindings) {}
+  // `identity` "" (insecure mode) binds nothing and is always kBound. On
+  // kOtherIdentity, *owner is the identity that holds the routing id.
+  BindResult Bind(const std::string& routing_id, const std::string& identity, std::string* owner = nullptr);
+  size_t size() const { return bound_.size(); }
+
+ private:
+  size_t max_bindings_;
+  std::map<std::string, std::string> bound_;  // routing id -> identity
 };
 
 }  // namespace greenfed
