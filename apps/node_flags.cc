@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "fashion_mnist/task.h"
+#include "greenfed/keys.h"
 
 namespace greenfed {
 
@@ -155,6 +156,84 @@ std::string RunIdOf(const std::string& run_dir) {
   while (!d.empty() && d.back() == '/') d.pop_back();
   auto slash = d.find_last_of('/');
   return slash == std::string::npos ? d : d.substr(slash + 1);
+}
+
+void AddCoordinatorSecurityFlags(FlagSet* f, SecurityFlags* s) {
+  f->AddString("secret-key", &s->secret_key, "the coordinator's CURVE key file NAME.key (from `greenfed keygen`, mode 0600)");
+  f->AddString("allow-clients", &s->allow_clients,
+               "client public keys admitted: a file with one Z85 key per line ('#' comments), or a directory of *.pub");
+  f->AddBool("insecure", &s->insecure, "plaintext without authentication: anyone who reaches --bind may join (tests only)");
+}
+
+void AddClientSecurityFlags(FlagSet* f, SecurityFlags* s) {
+  f->AddString("secret-key", &s->secret_key, "this client's CURVE key file NAME.key (from `greenfed keygen`, mode 0600)");
+  f->AddString("server-key", &s->server_key, "the coordinator's public key file NAME.pub: the only coordinator this client talks to");
+  f->AddBool("insecure", &s->insecure, "plaintext without authentication, to an --insecure coordinator (tests only)");
+}
+
+namespace {
+
+const char* kInsecureWarning =
+    "--insecure: plaintext transport without authentication. Anyone who can reach this endpoint can read and alter "
+    "the model and join under any name. Use CURVE keys (`greenfed keygen`) outside a test.";
+
+}  // namespace
+
+StatusOr<CoordinatorKeys> LoadCoordinatorKeys(const SecurityFlags& s, Logger* log) {
+  CoordinatorKeys k;
+  if (s.insecure) {
+    if (!s.secret_key.empty() || !s.allow_clients.empty()) {
+      return InvalidArgument("--insecure cannot be combined with --secret-key or --allow-clients");
+    }
+    log->Warn(kInsecureWarning);
+    return k;
+  }
+  if (s.secret_key.empty()) {
+    return InvalidArgument("missing --secret-key (the coordinator's NAME.key from `greenfed keygen`); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  if (s.allow_clients.empty()) {
+    return InvalidArgument("missing --allow-clients (a file of client public keys or a directory of *.pub); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  auto pair = LoadSecretKeyFile(s.secret_key);
+  if (!pair.ok()) return pair.status().WithContext("--secret-key");
+  auto allowed = LoadAllowList(s.allow_clients);
+  if (!allowed.ok()) return allowed.status().WithContext("--allow-clients");
+  k.allowed_keys = std::move(allowed).value();
+  k.secret_key = pair->secret_key;
+  if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support (built without libsodium)");
+  log->Info("CURVE: coordinator key " + KeyPrefix(pair->public_key) + ", " + std::to_string(k.allowed_keys.size()) +
+            " client key(s) allowed");
+  return k;
+}
+
+StatusOr<ClientKeys> LoadClientKeys(const SecurityFlags& s, Logger* log) {
+  ClientKeys k;
+  if (s.insecure) {
+    if (!s.secret_key.empty() || !s.server_key.empty()) {
+      return InvalidArgument("--insecure cannot be combined with --secret-key or --server-key");
+    }
+    log->Warn(kInsecureWarning);
+    return k;
+  }
+  if (s.secret_key.empty()) {
+    return InvalidArgument("missing --secret-key (this client's NAME.key from `greenfed keygen`); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  if (s.server_key.empty()) {
+    return InvalidArgument("missing --server-key (the coordinator's NAME.pub); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  auto pair = LoadSecretKeyFile(s.secret_key);
+  if (!pair.ok()) return pair.status().WithContext("--secret-key");
+  auto server = LoadPublicKeyFile(s.server_key);
+  if (!server.ok()) return server.status().WithContext("--server-key");
+  k.server_key = *server;
+  k.secret_key = pair->secret_key;
+  k.public_key = pair->public_key;
+  if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support (built without libsodium)");
+  return k;
 }
 
 StatusOr<TaskRegistry> BuildTaskRegistry() {

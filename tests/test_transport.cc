@@ -86,6 +86,7 @@ ServerOptions SmallFederation() {
   o.round.task = "fake";
   o.round.heartbeat_timeout_s = 30;
   o.shutdown_grace_s = 2;
+  o.insecure = true;  // these tests are about the protocol; CURVE is tests/test_curve.cc
   return o;
 }
 
@@ -165,6 +166,7 @@ TEST_CASE("bad messages on a real socket get a named error, and a real client st
   REQUIRE(registry.Register("fake", [] { return std::make_unique<FakeTask>(); }).ok());
   ClientOptions co;
   co.connect = c.endpoint;
+  co.insecure = true;
   co.country = "FRA";
   co.connect_timeout_s = 20;
   auto env = NewSystemEnv();
@@ -198,6 +200,7 @@ TEST_CASE("a client with no coordinator retries with backoff, then gives up with
   TaskRegistry registry;
   ClientOptions co;
   co.connect = "tcp://127.0.0.1:9";  // nothing listens on the discard port here
+  co.insecure = true;
   co.connect_timeout_s = 1.2;
   co.initial_backoff_s = 0.2;
   auto env = NewSystemEnv();
@@ -291,6 +294,7 @@ TEST_CASE("a hostile joined peer cannot forge the energy ledger, and its NaN upd
   REQUIRE(registry.Register("fake", [] { return std::make_unique<FakeTask>(); }).ok());
   ClientOptions co;
   co.connect = c.endpoint;
+  co.insecure = true;
   co.country = "FRA";
   co.connect_timeout_s = 20;
   auto env = NewSystemEnv();

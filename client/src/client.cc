@@ -10,8 +10,13 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <new>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
+
+#include "greenfed/keys.h"
+#include "greenfed/transport.h"
+#include "handshake_monitor.h"
 
 namespace greenfed {
 
@@ -82,6 +87,8 @@ struct Client::Impl {
 
   zmq::context_t ctx{1};
   std::unique_ptr<zmq::socket_t> socket;
+  HandshakeMonitor handshakes;            // why a connection never completes
+  bool logged_too_large = false;
   std::mt19937_64 rng{std::random_device{}()};
 
   std::unique_ptr<Task> task;
@@ -103,11 +110,22 @@ struct Client::Impl {
   double last_heartbeat_s = 0;
 
   Impl(ClientOptions o, const TaskRegistry* t, PhaseMeter* m, Env* e, Logger* l)
-      : options(std::move(o)), tasks(t), meter(m), env(e), log(l) {
+      : options(std::move(o)), tasks(t), meter(m), env(e), log(l),
+        handshakes(options.connect, options.max_handshake_failures, options.insecure) {
     if (options.client_id.empty()) options.client_id = DefaultClientId();
   }
 
   Status Open() {
+    const bool curve = !options.curve_secret_key.empty();
+    if (!curve && !options.insecure) {
+      return FailedPrecondition("no CURVE keys for this client (--secret-key and --server-key); plaintext needs --insecure");
+    }
+    if (curve) {
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(options.curve_secret_key).WithContext("client secret key"));
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(options.curve_public_key).WithContext("client public key"));
+      if (options.curve_server_key.empty()) return FailedPrecondition("CURVE needs the coordinator's public key (--server-key)");
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(options.curve_server_key).WithContext("coordinator public key"));
+    }
     try {
       socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
       std::ostringstream id;
@@ -115,6 +133,14 @@ struct Client::Impl {
       socket->set(zmq::sockopt::routing_id, id.str());
       socket->set(zmq::sockopt::linger, 0);
       socket->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.max_message_bytes));
+      if (curve) {
+        socket->set(zmq::sockopt::curve_serverkey, options.curve_server_key);
+        socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
+        socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
+      }
+      // The handshake fails silently in ZeroMQ; its monitor tells (a plaintext client
+      // meeting a CURVE coordinator fails the same way).
+      GREENFED_RETURN_IF_ERROR(handshakes.Attach(&ctx, socket.get()));
       socket->connect(options.connect);
     } catch (const zmq::error_t& e) {
       return InvalidArgument("cannot connect to " + options.connect + ": " + e.what());
@@ -123,6 +149,7 @@ struct Client::Impl {
   }
 
   void Close() {
+    handshakes.Detach();
     if (socket) socket->close();
     socket.reset();
   }
@@ -143,43 +170,62 @@ struct Client::Impl {
   }
 
   // Waits up to timeout_ms. Returns: a decoded message, nullopt on timeout, or an
-  // error. Sets *stop when stop_fd fired.
+  // error (including a failed CURVE handshake). Sets *stop when stop_fd fired.
   StatusOr<std::optional<Message>> Receive(long timeout_ms, int stop_fd, bool* stop) {
+    GREENFED_RETURN_IF_ERROR(handshakes.Check());
     std::vector<zmq::pollitem_t> items = {{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0}};
+    const size_t stop_item = items.size();
     if (stop_fd >= 0) items.push_back({nullptr, stop_fd, ZMQ_POLLIN, 0});
+    if (void* m = handshakes.pollable()) items.push_back({m, 0, ZMQ_POLLIN, 0});
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) return std::optional<Message>();
       return Unavailable(std::string("poll failed: ") + e.what());
     }
-    if (items.size() > 1 && (items[1].revents & ZMQ_POLLIN)) {
+    if (stop_fd >= 0 && (items[stop_item].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info{};
       if (::read(stop_fd, &info, sizeof(info)) < 0) { /* the request stands either way */ }
       *stop = true;
       return std::optional<Message>();
     }
+    GREENFED_RETURN_IF_ERROR(handshakes.Check());
     if (!(items[0].revents & ZMQ_POLLIN)) return std::optional<Message>();
-    std::vector<zmq::message_t> parts;
+    ReceiveLimits limits;
+    limits.max_message_bytes = options.max_message_bytes;
+    StatusOr<std::optional<ReceivedMessage>> got = Internal("not received");
     try {
-      if (!zmq::recv_multipart(*socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
-        return std::optional<Message>();
+      got = ReceiveBounded(static_cast<void*>(*socket), limits);
+    } catch (const std::bad_alloc&) {
+      log->Warn("out of memory while receiving a message from the coordinator; it was dropped");
+      return std::optional<Message>();
+    }
+    if (!got.ok()) return got.status();
+    if (!*got) return std::optional<Message>();
+    ReceivedMessage& r = **got;
+    if (r.outcome != ReceiveOutcome::kMessage) {
+      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += r.wire_bytes;
+      if (!logged_too_large) {
+        log->Warn(std::string("refused a message from the coordinator (") + ReceiveOutcomeName(r.outcome) + "): " +
+                  std::to_string(r.wire_bytes) + " bytes in " + std::to_string(r.num_frames) +
+                  " frames, limit " + std::to_string(options.max_message_bytes) +
+                  " bytes; discarded unread (logged once)");
+        logged_too_large = true;
       }
-    } catch (const zmq::error_t& e) {
-      return Unavailable(std::string("receive failed: ") + e.what());
+      return std::optional<Message>();
     }
-    Frames frames;
-    for (auto& p : parts) {
-      const auto* d = static_cast<const uint8_t*>(p.data());
-      frames.emplace_back(d, d + p.size());
+    StatusOr<Message> m = Internal("not decoded");
+    try {
+      m = Decode(r.frames, options.max_message_bytes);
+    } catch (const std::bad_alloc&) {
+      m = OutOfRange("out of memory decoding a message of " + std::to_string(r.wire_bytes) + " bytes");
     }
-    auto m = Decode(frames, options.max_message_bytes);
     if (!m.ok()) {
-      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += FramesBytes(frames);
+      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += r.wire_bytes;
       log->Warn("rejected message from the coordinator: " + m.status().message());
       return std::optional<Message>();
     }
-    unreported_bytes[RoundOf(*m)].second += FramesBytes(frames);
+    unreported_bytes[RoundOf(*m)].second += r.wire_bytes;
     last_heard_s = env->NowSeconds();
     return std::optional<Message>(std::move(m).value());
   }

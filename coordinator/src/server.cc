@@ -1,12 +1,17 @@
 #include "greenfed/coordinator/server.h"
 
+#include "greenfed/coordinator/peer_guard.h"
 #include "greenfed/digest.h"
+#include "greenfed/keys.h"
+#include "greenfed/transport.h"
+#include "zap.h"
 
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <deque>
+#include <new>
 #include <iomanip>
 #include <sstream>
 #include <zmq.hpp>
@@ -52,7 +57,12 @@ struct Server::Impl {
 
   zmq::context_t ctx{1};
   zmq::socket_t socket{ctx, zmq::socket_type::router};
+  std::unique_ptr<ZapHandler> zap;  // CURVE only; destroyed before ctx
   bool bound = false;
+  PeerByteBudget budget;
+  RoutingIdBinding routing_ids;  // a routing id belongs to the first key seen with it
+  std::set<ReceiveOutcome> logged_outcomes;  // each kind of refusal is logged once in full
+  uint64_t refused_messages = 0, peak_copied_message_bytes = 0;
 
   double start_s = 0;
   uint64_t round_bytes_sent = 0, round_bytes_received = 0;
@@ -82,7 +92,22 @@ struct Server::Impl {
 
   Impl(ServerOptions o, Task* t, Parameters init, const CarbonTable* c, PhaseMeter* m, RunDir* r, Env* e, Logger* l)
       : options(std::move(o)), task(t), carbon(c), meter(m), run_dir(r), env(e), log(l), machine(options.round),
-        initial(std::move(init)) {}
+        initial(std::move(init)), budget(BudgetOptions(options)) {}
+
+  ~Impl() {
+    socket.close();  // before the ZAP handler stops: no connection is ever admitted without it
+    zap.reset();
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  static PeerBudgetOptions BudgetOptions(const ServerOptions& o) {
+    PeerBudgetOptions b;
+    const uint64_t four = o.max_message_bytes > UINT64_MAX / 4 ? UINT64_MAX : 4 * o.max_message_bytes;
+    b.bytes_per_window = o.peer_bytes_per_window ? o.peer_bytes_per_window : four;
+    b.window_s = o.peer_window_s;
+    return b;
+  }
 
   void SendFrames(const std::string& peer, const Frames& frames) {
     try {
@@ -392,6 +417,59 @@ struct Server::Impl {
     return "an unjoined peer";
   }
 
+  static std::string BudgetKey(const std::string& routing_id, const std::string& user_id) {
+    return user_id.empty() ? "id:" + routing_id : "key:" + user_id;
+  }
+
+  ReceiveLimits Limits() {
+    ReceiveLimits l;
+    l.max_message_bytes = options.max_message_bytes;
+    l.routing_id = true;
+    l.peer_limit = [this](const std::string& routing_id, const std::string& user_id) {
+      return budget.Remaining(BudgetKey(routing_id, user_id), env->NowSeconds());
+    };
+    return l;
+  }
+
+  // A message drained unread: answered (the sender learns why), logged in full once
+  // per kind of refusal, counted always.
+  void RefuseReceived(const ReceivedMessage& r) {
+    ++refused_messages;
+    std::string text;
+    if (r.outcome == ReceiveOutcome::kTooLarge) {
+      text = "message of " + std::to_string(r.wire_bytes) + " bytes in " + std::to_string(r.num_frames) +
+             " frames is over the limit of " + std::to_string(options.max_message_bytes) + " bytes";
+    } else if (r.outcome == ReceiveOutcome::kOverBudget) {
+      text = "over this peer's budget of " + std::to_string(budget.options().bytes_per_window) + " bytes per " +
+             Fixed(budget.options().window_s, 0) + " s (" + std::to_string(r.wire_bytes) + " bytes refused)";
+    } else {
+      text = "out of memory receiving a message of " + std::to_string(r.wire_bytes) + " bytes";
+    }
+    if (logged_outcomes.insert(r.outcome).second) {
+      log->Warn("refused a message from " + PeerName(r.routing_id) + " (" + ReceiveOutcomeName(r.outcome) +
+                "), discarded unread: " + text + "; further refusals of this kind are counted, not logged");
+    }
+    SendError(r.routing_id, r.outcome == ReceiveOutcome::kNoMemory ? ErrorCode::kInternal : ErrorCode::kTooLarge, text);
+  }
+
+  // False (and answered) when the routing id was bound to another identity.
+  bool BindIdentity(const std::string& peer, const std::string& identity) {
+    std::string owner;
+    switch (routing_ids.Bind(peer, identity, &owner)) {
+      case BindResult::kBound:
+        return true;
+      case BindResult::kFull:
+        SendError(peer, ErrorCode::kBusy, "too many connections; try again later");
+        return false;
+      case BindResult::kOtherIdentity:
+        break;
+    }
+    WarnStranger("refused a message: routing id of " + PeerName(peer) + " is bound to key " +
+                 KeyPrefix(owner.substr(6)) + ", this connection has key " + KeyPrefix(identity.substr(6)));
+    SendError(peer, ErrorCode::kIdentityInUse, "this routing id belongs to another client key");
+    return false;
+  }
+
   // Receives everything queued, waiting up to timeout_ms for the first message.
   // Returns false when the stop fd fired.
   bool Poll(long timeout_ms) {
@@ -410,30 +488,40 @@ struct Server::Impl {
       return false;
     }
     if (!(items[0].revents & ZMQ_POLLIN)) return true;
-    for (int budget = 0; budget < 1000; ++budget) {
-      std::vector<zmq::message_t> parts;
-      zmq::recv_result_t got;
+    for (int count = 0; count < 1000; ++count) {
+      StatusOr<std::optional<ReceivedMessage>> got = Internal("not received");
       try {
-        got = zmq::recv_multipart(socket, std::back_inserter(parts), zmq::recv_flags::dontwait);
-      } catch (const zmq::error_t& e) {
-        log->Warn(std::string("receive failed: ") + e.what());
+        got = ReceiveBounded(static_cast<void*>(socket), Limits());
+      } catch (const std::bad_alloc&) {
+        // ReceiveBounded keeps its own copies bounded; this is the Status or the id.
+        log->Error("out of memory while receiving a message; it was dropped");
+        continue;
+      }
+      if (!got.ok()) {
+        log->Warn(got.status().message());
         break;
       }
-      if (!got) break;
-      if (parts.size() < 2) continue;  // a ROUTER always prefixes the routing id
-      const std::string peer = parts[0].to_string();
-      Frames frames;
-      frames.reserve(parts.size() - 1);
-      uint64_t n = 0;
-      for (size_t i = 1; i < parts.size(); ++i) {
-        const auto* p = static_cast<const uint8_t*>(parts[i].data());
-        frames.emplace_back(p, p + parts[i].size());
-        n += parts[i].size();
+      if (!*got) break;
+      ReceivedMessage& r = **got;
+      if (r.num_frames == 0) continue;  // a ROUTER always prefixes the routing id
+      const double now = env->NowSeconds();
+      const std::string identity = r.user_id.empty() ? std::string() : "curve:" + r.user_id;
+      budget.Charge(BudgetKey(r.routing_id, r.user_id), r.wire_bytes, now);
+      round_bytes_received += r.wire_bytes;
+      total_bytes_received += r.wire_bytes;
+      if (auto it = peer_ledgers.find(r.routing_id); it != peer_ledgers.end()) it->second.observed_received += r.wire_bytes;
+      peak_copied_message_bytes = std::max(peak_copied_message_bytes, r.peak_copied_bytes);
+      if (r.outcome != ReceiveOutcome::kMessage) {
+        RefuseReceived(r);
+        continue;
       }
-      round_bytes_received += n;
-      total_bytes_received += n;
-      if (auto it = peer_ledgers.find(peer); it != peer_ledgers.end()) it->second.observed_received += n;
-      OnMessage(peer, /*identity=*/"", frames, env->NowSeconds());
+      if (!BindIdentity(r.routing_id, identity)) continue;
+      try {
+        OnMessage(r.routing_id, identity, r.frames, now);
+      } catch (const std::bad_alloc&) {
+        log->Error("out of memory while handling a message from " + PeerName(r.routing_id) + "; it was dropped");
+        SendError(r.routing_id, ErrorCode::kInternal, "out of memory while handling this message");
+      }
     }
     return true;
   }
@@ -448,9 +536,31 @@ Server::~Server() = default;
 
 StatusOr<std::string> Server::Bind() {
   Impl& s = *impl_;
+  const bool curve = !s.options.curve_secret_key.empty();
+  if (!curve && !s.options.insecure) {
+    return FailedPrecondition("no CURVE secret key for the coordinator (--secret-key); plaintext needs --insecure");
+  }
+  if (curve && s.options.allowed_client_keys.empty()) {
+    return FailedPrecondition("CURVE needs an allow-list of client public keys (--allow-clients)");
+  }
   try {
     s.socket.set(zmq::sockopt::linger, 0);
     s.socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(s.options.max_message_bytes));
+    s.socket.set(zmq::sockopt::rcvhwm, std::max(1, s.options.receive_hwm_messages));
+    if (curve) {
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(s.options.curve_secret_key).WithContext("coordinator secret key"));
+      for (const auto& k : s.options.allowed_client_keys) {
+        GREENFED_RETURN_IF_ERROR(ValidateZ85Key(k).WithContext("allow-listed key " + KeyPrefix(k)));
+      }
+      if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support; rebuild with libsodium or use --insecure");
+      GREENFED_ASSIGN_OR_RETURN(s.zap, ZapHandler::Start(&s.ctx, s.options.allowed_client_keys, s.log));
+      s.socket.set(zmq::sockopt::curve_server, true);
+      s.socket.set(zmq::sockopt::curve_secretkey, s.options.curve_secret_key);
+      // libzmq 4.3 admits every CURVE client when no handler is bound (ZMQ_ZAP_ENFORCE_DOMAIN
+      // is a draft option there): the handler is bound above, before this socket, and
+      // the socket is closed before the handler stops (~Impl).
+      s.socket.set(zmq::sockopt::zap_domain, "greenfed");
+    }
     s.socket.bind(s.options.bind);
     s.bound = true;
     return s.socket.get(zmq::sockopt::last_endpoint);
@@ -505,6 +615,12 @@ StatusOr<ServerResult> Server::Run() {
   r.rounds = s.rounds_done;
   r.final_accuracy = s.last_accuracy;
   r.stop_reason = stop.reason;
+  r.refused_messages = s.refused_messages;
+  r.peak_copied_message_bytes = s.peak_copied_message_bytes;
+  r.refused_handshakes = s.zap ? s.zap->refused() : 0;
+  if (s.refused_messages) {
+    s.log->Warn(std::to_string(s.refused_messages) + " message(s) refused unread (too large or over budget)");
+  }
   return r;
 }
 
