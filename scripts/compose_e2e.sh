@@ -73,7 +73,11 @@ cleanup() {
   if [[ "${GREENFED_E2E_KEEP:-0}" == 1 ]]; then
     log "kept $tmp"
   else
-    umount -R "$tmp/exec" 2>/dev/null
+    # dockerd leaves its netns bind mount (exec-root/netns/default) behind: unmount what is
+    # mounted under the temp dir, deepest first, then remove it.
+    awk -v t="$tmp/" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+    done
     rm -rf -- "$tmp"
   fi
   log "total $((SECONDS - t0)) s, exit $rc"
@@ -266,7 +270,10 @@ code=$("$docker" inspect -f '{{.State.ExitCode}}' "$coord")
 grep -E 'coordinator.*no-such-flag' "$tmp/up3.log" | grep -v 'exec ' | head -2 | sed "s/^/$PROG:   up output: /"
 grep -E 'coordinator.*no-such-flag' "$tmp/up3.log" | grep -vq 'exec ' ||
   { tail -30 "$tmp/up3.log"; fail "the coordinator's error is not in 'docker-compose up' output"; }
-log "failing coordinator: exit 2, its reason shown by 'up' (up exit $rc)"
+grep -E "the coordinator \('coordinator'\) is not running" "$tmp/up3.log" | head -1 | sed "s/^/$PROG:   up output: /"
+grep -q "the coordinator ('coordinator') is not running" "$tmp/up3.log" ||
+  { tail -30 "$tmp/up3.log"; fail "the client did not stop with 'the coordinator is not running'"; }
+log "failing coordinator: exit 2, its reason shown by 'up', the client stopped at once (up exit $rc)"
 stage_done failing-coordinator
 
 stage teardown
