@@ -10,6 +10,7 @@
 #include "greenfed/client/client.h"
 #include "greenfed/coordinator/server.h"
 #include "greenfed/digest.h"
+#include "greenfed/keys.h"
 #include "greenfed/report/report.h"
 #include "greenfed/run_dir.h"
 #include "node_flags.h"
@@ -55,9 +56,11 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   std::string bind = "tcp://0.0.0.0:5555";
   NodeFlags node;
   FederationFlags fed;
+  SecurityFlags security;
   flags.AddString("bind", &bind, "ZeroMQ endpoint to listen on");
   AddFederationFlags(&flags, &fed);
   AddNodeFlags(&flags, &node);
+  AddCoordinatorSecurityFlags(&flags, &security);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
 
   Logger log("coordinator", &std::cout, &std::cerr);
@@ -69,6 +72,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
   if (!round.ok()) return Fail("coordinator", round.status(), 2);
+  auto keys = LoadCoordinatorKeys(security, &log);
+  if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
 
   // Refuse an existing run before the (slow) data loading, so nothing is overwritten.
   auto run_dir = RunDir::Create(fed.run_dir);
@@ -85,6 +90,16 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   topt.threads = static_cast<int>(node.threads);
   topt.max_test_examples = fed.max_test_examples;
   if (Status s = (*task)->Prepare(topt); !s.ok()) return Fail("coordinator", s, 1);
+  // Bounds on each client's num_examples, from the partition (a client cannot
+  // weigh in with more examples than its shard holds).
+  if (auto sizes = (*task)->ShardSizes(round->partition); sizes.ok()) {
+    round->shard_sizes = std::move(sizes).value();
+    if (fed.max_train_examples > 0) {
+      for (auto& n : round->shard_sizes) n = std::min<uint64_t>(n, fed.max_train_examples);
+    }
+  } else {
+    log.Warn("num_examples bound: " + sizes.status().message() + "; using what clients declare at join");
+  }
   auto initial = (*task)->InitialParameters();
   if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
 
@@ -115,6 +130,11 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                            {"min_available_clients", round->min_available_clients},
                            {"round_timeout_s", fed.round_timeout_s},
                            {"heartbeat_timeout_s", fed.heartbeat_timeout_s},
+                           {"client_wait_s", fed.client_wait_s},
+                           {"max_idle_s", fed.max_idle_s},
+                           {"exclude_after_failures", fed.exclude_after_failures},
+                           {"exclude_rounds", fed.exclude_rounds},
+                           {"max_node_power_w", fed.max_node_power_w},
                            {"fed_eval_every", fed.fed_eval_every}};
   config["data"] = {{"data_dir", node.data_dir},
                     {"max_train_examples", fed.max_train_examples},
@@ -130,6 +150,10 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.pue = node.pue;
   so.comm.kwh_per_gb = node.comm_kwh_per_gb;
   so.stop_fd = ctx.stop_fd;
+  so.insecure = security.insecure;
+  so.curve_secret_key = keys->secret_key;
+  so.allowed_client_keys = keys->allowed_keys;
+  so.max_node_power_w = fed.max_node_power_w;
   Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir->get(), env.get(), &log);
   auto endpoint = server.Bind();
   if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);
@@ -158,6 +182,8 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddUint("max-train-examples", &max_train, "cap on this client's training examples (0 = all)");
   flags.AddUint("max-test-examples", &max_test, "cap on this client's test examples for federated evaluation (0 = all)");
   AddNodeFlags(&flags, &node);
+  SecurityFlags security;
+  AddClientSecurityFlags(&flags, &security);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
   if (!partition.empty() && partition != "iid" && partition != "shards" && partition != "dirichlet") {
@@ -185,6 +211,12 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   co.task.max_test_examples = max_test;
 
   Logger log(client_index >= 0 ? "client-" + std::to_string(client_index) : "client", &std::cout, &std::cerr);
+  auto keys = LoadClientKeys(security, &log);
+  if (!keys.ok()) return Fail("client", keys.status(), 2);
+  co.insecure = security.insecure;
+  co.curve_secret_key = keys->secret_key;
+  co.curve_public_key = keys->public_key;
+  co.curve_server_key = keys->server_key;
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("client", registry.status(), 1);
   auto env = NewSystemEnv();
@@ -353,6 +385,31 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
                Fixed(t.compute_pue_j / 3600.0, 3) + " Wh " + (t.measured() ? "measured" : "modelled") + ", " +
                Fixed(t.co2e_g, 3) + " g CO2e");
   return interrupted ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------- keygen
+int RunKeygenCommand(const std::vector<std::string>& args, const AppContext&) {
+  FlagSet flags("greenfed keygen",
+                "Writes a CURVE key pair: OUT/NAME.key (public and secret key, mode 0600; stays on this node) and "
+                "OUT/NAME.pub (the public key; give it to the other side: clients' .pub files go into the "
+                "coordinator's --allow-clients, the coordinator's .pub is every client's --server-key).");
+  std::string out, name;
+  flags.AddString("out", &out, "directory for NAME.key and NAME.pub (created with mode 0700 when missing)");
+  flags.AddString("name", &name, "file name stem, e.g. coordinator or client-3: [A-Za-z0-9_.-], 1-64 characters");
+  if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  if (out.empty()) return Fail("keygen", InvalidArgument("missing --out DIR"), 2);
+  if (name.empty()) return Fail("keygen", InvalidArgument("missing --name NAME"), 2);
+  if (Status s = ValidateKeyName(name); !s.ok()) return Fail("keygen", s.WithContext("--name"), 2);
+  auto keys = GenerateCurveKeyPair();
+  if (!keys.ok()) return Fail("keygen", keys.status(), 1);
+  auto stem = WriteKeyPair(out, name, *keys);
+  if (!stem.ok()) {
+    const Code c = stem.status().code();
+    return Fail("keygen", stem.status(), c == Code::kUnavailable ? 1 : 2);
+  }
+  std::cout << "wrote " << *stem << ".key (secret, mode 0600) and " << *stem << ".pub\n"
+            << "public key: " << keys->public_key << "\n";
+  return 0;
 }
 
 // ------------------------------------------------------------------- countries

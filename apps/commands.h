@@ -19,6 +19,7 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
 int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext& ctx);
 int RunReportCommand(const std::vector<std::string>& args, const AppContext& ctx);
 int RunCountriesCommand(const std::vector<std::string>& args, const AppContext& ctx);
+int RunKeygenCommand(const std::vector<std::string>& args, const AppContext& ctx);    // greenfed keygen
 int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx);    // greenfed run
 int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ctx);  // greenfed compare
 

@@ -25,6 +25,7 @@
 
 #include "commands.h"
 #include "greenfed/coordinator/server.h"
+#include "greenfed/keys.h"
 #include "greenfed/report/report.h"
 #include "node_flags.h"
 
@@ -118,7 +119,8 @@ std::string Str(double v) {
 int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx) {
   FlagSet flags("greenfed run",
                 "Starts one coordinator (this process) and --clients client processes on loopback and trains to "
-                "--target-accuracy. Client logs go to RUN_DIR/client-K.log.");
+                "--target-accuracy. Client logs go to RUN_DIR/client-K.log. The processes talk CURVE with keys "
+                "generated into RUN_DIR/keys/ (coordinator.key, clients/client-K.key), unless --insecure.");
   FederationFlags fed;
   NodeFlags node;
   std::string client_country;
@@ -130,6 +132,8 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
   flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
   flags.AddInt("client-threads", &client_threads, "intra-op threads per client process");
+  bool insecure = false;  // passed on to the coordinator with the other flags
+  flags.AddBool("insecure", &insecure, "plaintext without authentication instead of CURVE keys in RUN_DIR/keys (tests only)");
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (Status s = ValidatePue(client_pue); !s.ok()) return Fail("run", s.WithContext("--client-pue"), 2);
   if (client_threads < 1) return Fail("run", InvalidArgument("--client-threads must be >= 1"), 2);
@@ -211,6 +215,27 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
       }
     }
   }
+  // CURVE by default: one key pair for the coordinator, one per client, all in the
+  // run directory; the clients' public keys are the coordinator's allow-list.
+  std::vector<std::vector<std::string>> client_security(fed.num_clients);
+  if (insecure) {
+    for (auto& c : client_security) c = {"--insecure"};
+  } else {
+    const std::string keys_dir = fed.run_dir + "/keys", clients_dir = keys_dir + "/clients";
+    auto coordinator_keys = GenerateCurveKeyPair();
+    if (!coordinator_keys.ok()) return Fail("run", coordinator_keys.status(), 1);
+    auto coordinator_stem = WriteKeyPair(keys_dir, "coordinator", *coordinator_keys);
+    if (!coordinator_stem.ok()) return Fail("run", coordinator_stem.status(), 1);
+    for (uint64_t k = 0; k < fed.num_clients; ++k) {
+      auto client_keys = GenerateCurveKeyPair();
+      if (!client_keys.ok()) return Fail("run", client_keys.status(), 1);
+      auto stem = WriteKeyPair(clients_dir, "client-" + std::to_string(k), *client_keys);
+      if (!stem.ok()) return Fail("run", stem.status(), 1);
+      client_security[k] = {"--secret-key=" + *stem + ".key", "--server-key=" + *coordinator_stem + ".pub"};
+    }
+    coord_args.push_back("--secret-key=" + *coordinator_stem + ".key");
+    coord_args.push_back("--allow-clients=" + clients_dir);
+  }
   // The coordinator thread stops when this eventfd is written: on SIGINT/SIGTERM,
   // or when every client process has died (nobody is left to train).
   const int coord_stop = ::eventfd(0, EFD_CLOEXEC);
@@ -239,6 +264,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                                      "--max-train-examples=" + std::to_string(fed.max_train_examples),
                                      "--connect-timeout-s=120"};
     if (!node.carbon_table.empty()) argv.push_back("--carbon-table=" + node.carbon_table);
+    argv.insert(argv.end(), client_security[k].begin(), client_security[k].end());
     auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log");
     if (!child.ok()) {
       log.Error(child.status().ToString());

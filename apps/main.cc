@@ -25,6 +25,7 @@ commands:
   compare      centralized + FL IID + FL non-IID, then the report (the main job)
   report       emission comparison tables from run directories
   countries    the built-in carbon-intensity table
+  keygen       a CURVE key pair for a coordinator or a client (NAME.key, NAME.pub)
 
 exit codes: 0 success, 1 runtime failure, 2 bad flags
 )";
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
     code = greenfed::RunCompareCommand(args, ctx);
   } else if (command == "report") {
     code = greenfed::RunReportCommand(args, ctx);
+  } else if (command == "keygen") {
+    code = greenfed::RunKeygenCommand(args, ctx);
   } else if (command == "countries") {
     code = greenfed::RunCountriesCommand(args, ctx);
   } else {

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "fashion_mnist/task.h"
+#include "greenfed/keys.h"
 
 namespace greenfed {
 
@@ -68,6 +69,14 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("seed", &d->seed, "seed of partitions, sampling, initial weights and local shuffling");
   f->AddDouble("round-timeout-s", &d->round_timeout_s, "per-round deadline; late results are discarded");
   f->AddDouble("heartbeat-timeout-s", &d->heartbeat_timeout_s, "a client silent this long is dropped");
+  f->AddDouble("client-wait-s", &d->client_wait_s,
+                "round 1 waits this long for --min-available-clients, then starts with >= --min-fit-clients");
+  f->AddDouble("max-idle-s", &d->max_idle_s, "stop the run when no round could start for this long");
+  f->AddUint("exclude-after-failures", &d->exclude_after_failures,
+             "exclude a client after this many consecutive failed rounds (0 = never)");
+  f->AddUint("exclude-rounds", &d->exclude_rounds, "rounds an excluded client is refused");
+  f->AddDouble("max-node-power-w", &d->max_node_power_w,
+               "plausibility bound: energy reports above this many watts per node are rejected");
   f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
   f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
   f->AddString("task", &d->task, "registered task");
@@ -81,6 +90,7 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
     }
     if (!(d->alpha > 0)) return InvalidArgument("--alpha must be positive");
     if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
+    if (!(d->max_node_power_w > 0)) return InvalidArgument("--max-node-power-w must be positive");
     return Status::Ok();
   });
 }
@@ -96,6 +106,10 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.target_accuracy = d.target_accuracy;
   o.round_timeout_s = d.round_timeout_s;
   o.heartbeat_timeout_s = d.heartbeat_timeout_s;
+  o.client_wait_s = d.client_wait_s;
+  o.max_idle_s = d.max_idle_s;
+  o.exclude_after_failures = static_cast<uint32_t>(d.exclude_after_failures);
+  o.exclude_rounds = d.exclude_rounds;
   o.seed = d.seed;
   o.train.epochs = static_cast<uint32_t>(d.local_epochs);
   o.train.batch_size = static_cast<uint32_t>(d.batch_size);
@@ -129,6 +143,84 @@ std::string RunIdOf(const std::string& run_dir) {
   while (!d.empty() && d.back() == '/') d.pop_back();
   auto slash = d.find_last_of('/');
   return slash == std::string::npos ? d : d.substr(slash + 1);
+}
+
+void AddCoordinatorSecurityFlags(FlagSet* f, SecurityFlags* s) {
+  f->AddString("secret-key", &s->secret_key, "the coordinator's CURVE key file NAME.key (from `greenfed keygen`, mode 0600)");
+  f->AddString("allow-clients", &s->allow_clients,
+               "client public keys admitted: a file with one Z85 key per line ('#' comments), or a directory of *.pub");
+  f->AddBool("insecure", &s->insecure, "plaintext without authentication: anyone who reaches --bind may join (tests only)");
+}
+
+void AddClientSecurityFlags(FlagSet* f, SecurityFlags* s) {
+  f->AddString("secret-key", &s->secret_key, "this client's CURVE key file NAME.key (from `greenfed keygen`, mode 0600)");
+  f->AddString("server-key", &s->server_key, "the coordinator's public key file NAME.pub: the only coordinator this client talks to");
+  f->AddBool("insecure", &s->insecure, "plaintext without authentication, to an --insecure coordinator (tests only)");
+}
+
+namespace {
+
+const char* kInsecureWarning =
+    "--insecure: plaintext transport without authentication. Anyone who can reach this endpoint can read and alter "
+    "the model and join under any name. Use CURVE keys (`greenfed keygen`) outside a test.";
+
+}  // namespace
+
+StatusOr<CoordinatorKeys> LoadCoordinatorKeys(const SecurityFlags& s, Logger* log) {
+  CoordinatorKeys k;
+  if (s.insecure) {
+    if (!s.secret_key.empty() || !s.allow_clients.empty()) {
+      return InvalidArgument("--insecure cannot be combined with --secret-key or --allow-clients");
+    }
+    log->Warn(kInsecureWarning);
+    return k;
+  }
+  if (s.secret_key.empty()) {
+    return InvalidArgument("missing --secret-key (the coordinator's NAME.key from `greenfed keygen`); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  if (s.allow_clients.empty()) {
+    return InvalidArgument("missing --allow-clients (a file of client public keys or a directory of *.pub); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  auto pair = LoadSecretKeyFile(s.secret_key);
+  if (!pair.ok()) return pair.status().WithContext("--secret-key");
+  auto allowed = LoadAllowList(s.allow_clients);
+  if (!allowed.ok()) return allowed.status().WithContext("--allow-clients");
+  k.allowed_keys = std::move(allowed).value();
+  k.secret_key = pair->secret_key;
+  if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support (built without libsodium)");
+  log->Info("CURVE: coordinator key " + KeyPrefix(pair->public_key) + ", " + std::to_string(k.allowed_keys.size()) +
+            " client key(s) allowed");
+  return k;
+}
+
+StatusOr<ClientKeys> LoadClientKeys(const SecurityFlags& s, Logger* log) {
+  ClientKeys k;
+  if (s.insecure) {
+    if (!s.secret_key.empty() || !s.server_key.empty()) {
+      return InvalidArgument("--insecure cannot be combined with --secret-key or --server-key");
+    }
+    log->Warn(kInsecureWarning);
+    return k;
+  }
+  if (s.secret_key.empty()) {
+    return InvalidArgument("missing --secret-key (this client's NAME.key from `greenfed keygen`); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  if (s.server_key.empty()) {
+    return InvalidArgument("missing --server-key (the coordinator's NAME.pub); "
+                           "or pass --insecure for plaintext without authentication");
+  }
+  auto pair = LoadSecretKeyFile(s.secret_key);
+  if (!pair.ok()) return pair.status().WithContext("--secret-key");
+  auto server = LoadPublicKeyFile(s.server_key);
+  if (!server.ok()) return server.status().WithContext("--server-key");
+  k.server_key = *server;
+  k.secret_key = pair->secret_key;
+  k.public_key = pair->public_key;
+  if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support (built without libsodium)");
+  return k;
 }
 
 StatusOr<TaskRegistry> BuildTaskRegistry() {

@@ -52,6 +52,11 @@ struct FederationFlags {
   uint64_t seed = 1;
   double round_timeout_s = 600;
   double heartbeat_timeout_s = 30;
+  double client_wait_s = 60;            // RoundOptions::client_wait_s
+  double max_idle_s = 900;              // RoundOptions::max_idle_s
+  uint64_t exclude_after_failures = 2;  // RoundOptions::exclude_after_failures
+  uint64_t exclude_rounds = 5;          // RoundOptions::exclude_rounds
+  double max_node_power_w = 10000;      // ServerOptions::max_node_power_w
   uint64_t fed_eval_every = 0;
   bool send_delta = false;
   std::string task = "fashion_mnist";
@@ -65,6 +70,28 @@ void AddFederationFlags(FlagSet* flags, FederationFlags* fed, bool with_num_clie
 StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& fed, const std::string& run_id);
 std::string DefaultRunDir(const std::string& kind, const std::string& detail);
 std::string RunIdOf(const std::string& run_dir);
+
+// Transport security of a coordinator or a client (docs/deployment.md, "Security").
+struct SecurityFlags {
+  std::string secret_key;     // --secret-key: this node's NAME.key (mode 0600)
+  std::string allow_clients;  // coordinator --allow-clients: file of public keys, or a directory of *.pub
+  std::string server_key;     // client --server-key: the coordinator's NAME.pub, pinned
+  bool insecure = false;      // --insecure: plaintext, no authentication
+};
+void AddCoordinatorSecurityFlags(FlagSet* flags, SecurityFlags* sec);
+void AddClientSecurityFlags(FlagSet* flags, SecurityFlags* sec);
+// Loads the key files named by the flags. Errors name the missing flag or the bad
+// file (callers exit 2). In --insecure mode, logs a warning and loads nothing.
+struct CoordinatorKeys {
+  std::string secret_key;                 // Z85; empty with --insecure
+  std::vector<std::string> allowed_keys;  // Z85 client public keys
+};
+StatusOr<CoordinatorKeys> LoadCoordinatorKeys(const SecurityFlags& sec, Logger* log);
+struct ClientKeys {
+  std::string secret_key, public_key;  // Z85; empty with --insecure
+  std::string server_key;              // Z85 coordinator public key
+};
+StatusOr<ClientKeys> LoadClientKeys(const SecurityFlags& sec, Logger* log);
 
 // Registers every task this binary knows.
 StatusOr<TaskRegistry> BuildTaskRegistry();

@@ -11,11 +11,15 @@
 #   - Variables that do not apply to the role are ignored: one shared environment (compose's
 #     x-greenfed-env) serves every service. The command line is printed to stderr before exec.
 #   - `entrypoint.sh healthcheck` exits 0 when the coordinator's TCP port (from GREENFED_BIND)
-#     accepts a connection; it needs only bash and coreutils (present in debian:bookworm-slim).
+#     accepts a connection; it needs only bash and coreutils (timeout), which the image has.
 #   - `entrypoint.sh greenfed ARGS...` runs the binary with ARGS verbatim (no environment flags).
 #   - GREENFED_BIN overrides the binary (default: `greenfed` on PATH); the namespace test uses it.
 #   - GREENFED_RUN_DIR_ROTATE=1: an existing, non-empty run directory (coordinator, centralized) is
 #     renamed to <dir>.<UTC time> first, so each run gets a fresh directory (rotate_existing).
+#   - Transport security: CURVE unless GREENFED_INSECURE is true. Coordinator: GREENFED_SECRET_KEY
+#     (its .key file) and GREENFED_ALLOW_CLIENTS (file or directory of client .pub keys); client:
+#     GREENFED_SECRET_KEY and GREENFED_SERVER_KEY (the coordinator's .pub). With neither keys nor
+#     GREENFED_INSECURE=1 the binary exits 2 naming the missing flag (docs/deployment.md, Security).
 #   - Exit codes: those of greenfed; 2 for an unknown role or a bad boolean; 1 when the run or
 #     output directory cannot be written by this user.
 # Every GREENFED_* variable compose may set must appear in this file: tests/compose_check.sh
@@ -147,6 +151,9 @@ case "$role" in
     flag GREENFED_MAX_TRAIN_EXAMPLES --max-train-examples
     flag GREENFED_MAX_TEST_EXAMPLES --max-test-examples
     flag GREENFED_THREADS --threads
+    flag GREENFED_SECRET_KEY --secret-key
+    flag GREENFED_ALLOW_CLIENTS --allow-clients
+    switch GREENFED_INSECURE --insecure
     node_flags
     check_writable GREENFED_RUN_DIR
     rotate_existing GREENFED_RUN_DIR
@@ -163,6 +170,9 @@ case "$role" in
     flag GREENFED_MAX_TRAIN_EXAMPLES --max-train-examples
     flag GREENFED_MAX_TEST_EXAMPLES --max-test-examples
     flag GREENFED_THREADS --threads
+    flag GREENFED_SECRET_KEY --secret-key
+    flag GREENFED_SERVER_KEY --server-key
+    switch GREENFED_INSECURE --insecure
     node_flags
     ;;
   centralized)

@@ -25,6 +25,8 @@
 #   --rate RATE       token-bucket limit (tc tbf) on client 1's uplink, e.g. 20mbit
 #   --timeout S       deadline for the whole run in seconds (default 240)
 #   --env VAR=VALUE   extra variable for every node (repeatable), e.g. GREENFED_MAX_TEST_EXAMPLES=500
+#   --insecure        plaintext (GREENFED_INSECURE=1) instead of CURVE keys made by `greenfed keygen`
+#                     in WORK/keys (coordinator.key, clients/client-K.key; the default)
 #   --keep            keep the temp work dir
 # Exit: 0 when the coordinator and every client exited 0; 1 otherwise; 2 for bad arguments;
 # 77 when network namespaces cannot be created here (not root, no `ip`, no permission).
@@ -45,9 +47,10 @@ netem=0
 rate=
 timeout_s=240
 keep=0
+insecure=0
 extra_env=()
 
-usage() { sed -n '13,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '13,33p' "$0" | sed 's/^# \{0,1\}//'; }
 bad_arg() { echo "$PROG: $*" >&2; usage >&2; exit 2; }
 need_value() { (($# >= 2)) || bad_arg "$1 needs a value"; }
 
@@ -67,6 +70,7 @@ while (($# > 0)); do
     --env) need_value "$@"; [[ "$2" == GREENFED_*=* ]] || bad_arg "--env expects GREENFED_VAR=VALUE, got '$2'"
            extra_env+=("$2"); shift ;;
     --keep) keep=1 ;;
+    --insecure) insecure=1 ;;
     -h|--help) usage; exit 0 ;;
     *) bad_arg "unknown argument '$1'" ;;
   esac
@@ -184,6 +188,29 @@ shared_env=(
   GREENFED_DATA_DIR="$data_dir"
   "${extra_env[@]}"
 )
+# CURVE keys, made as an operator would: one pair per node with `greenfed keygen`; the clients'
+# .pub files form the coordinator's allow-list directory, the coordinator's .pub is pinned by
+# every client. Secret keys are 0600 and each node is given only its own.
+coord_security=(GREENFED_INSECURE=1)
+client_security() { echo GREENFED_INSECURE=1; }
+if ((!insecure)); then
+  keys=$work_dir/keys
+  "$binary" keygen --out "$keys" --name coordinator >"$work_dir/logs/keygen.log" 2>&1 ||
+    { echo "$PROG: greenfed keygen failed: $(cat "$work_dir/logs/keygen.log")" >&2; exit 1; }
+  for ((k = 1; k <= clients; k++)); do
+    "$binary" keygen --out "$keys/clients" --name "client-$k" >>"$work_dir/logs/keygen.log" 2>&1 ||
+      { echo "$PROG: greenfed keygen failed: $(cat "$work_dir/logs/keygen.log")" >&2; exit 1; }
+  done
+  coord_security=(GREENFED_SECRET_KEY="$keys/coordinator.key" GREENFED_ALLOW_CLIENTS="$keys/clients")
+  client_security() {
+    echo "GREENFED_SECRET_KEY=$keys/clients/client-$1.key"
+    echo "GREENFED_SERVER_KEY=$keys/coordinator.pub"
+  }
+  echo "$PROG: CURVE keys for the coordinator and $clients clients in $keys (greenfed keygen)"
+else
+  echo "$PROG: --insecure: plaintext, no authentication" >&2
+fi
+
 # Per-node accounting, as on real machines: each node declares its own grid and PUE.
 readonly countries=(USA CHN DEU IND BRA)
 
@@ -209,8 +236,9 @@ started_at=$SECONDS
 # its healthcheck passes (what compose's depends_on: service_healthy does).
 early=$(((clients + 1) / 2))
 start_client() {
-  local k=$1
-  start "client-$k" "$tag-c$k" GREENFED_ROLE=client GREENFED_CLIENT_ID="$tag-c$k" \
+  local k=$1 security
+  mapfile -t security < <(client_security "$k")
+  start "client-$k" "$tag-c$k" GREENFED_ROLE=client GREENFED_CLIENT_ID="$tag-c$k" "${security[@]}" \
     GREENFED_COORDINATOR="tcp://$coord_addr:5555" GREENFED_THREADS=1 \
     GREENFED_COUNTRY="${countries[$(((k - 1) % ${#countries[@]}))]}" GREENFED_PUE=1.2
 }
@@ -218,7 +246,7 @@ for ((k = 1; k <= early; k++)); do
   start_client "$k"
 done
 sleep 1  # the early clients are now retrying against a port nobody listens on
-start coordinator "$tag-coord" GREENFED_ROLE=coordinator GREENFED_BIND=tcp://0.0.0.0:5555 \
+start coordinator "$tag-coord" GREENFED_ROLE=coordinator GREENFED_BIND=tcp://0.0.0.0:5555 "${coord_security[@]}" \
   GREENFED_RUN_DIR="$work_dir/run" GREENFED_COUNTRY=FRA GREENFED_PUE=1.1
 coord_pid=${pids[-1]}
 

@@ -155,11 +155,27 @@ got=$(run_ep GREENFED_ROLE=client GREENFED_COORDINATOR=tcp://coordinator:5555 GR
   GREENFED_RUN_DIR=/results/fl GREENFED_PUE=1.2)
 [[ "$got" == "client|--connect|tcp://coordinator:5555|--num-clients|4|--pue|1.2|" ]] ||
   fail "client flags: got '$got' (coordinator-only variables must not reach a client)"
+got=$(run_ep GREENFED_ROLE=coordinator GREENFED_SECRET_KEY=/keys/coordinator.key \
+  GREENFED_ALLOW_CLIENTS=/keys/clients GREENFED_SERVER_KEY=/keys/x.pub)
+[[ "$got" == "coordinator|--secret-key|/keys/coordinator.key|--allow-clients|/keys/clients|" ]] ||
+  fail "coordinator key flags: got '$got' (GREENFED_SERVER_KEY is the client's)"
+got=$(run_ep GREENFED_ROLE=client GREENFED_SECRET_KEY=/keys/c.key GREENFED_SERVER_KEY=/keys/coordinator.pub \
+  GREENFED_ALLOW_CLIENTS=/keys/clients)
+[[ "$got" == "client|--secret-key|/keys/c.key|--server-key|/keys/coordinator.pub|" ]] ||
+  fail "client key flags: got '$got' (GREENFED_ALLOW_CLIENTS is the coordinator's)"
+got=$(run_ep GREENFED_ROLE=client GREENFED_INSECURE=1)
+[[ "$got" == "client|--insecure|" ]] || fail "GREENFED_INSECURE=1: got '$got'"
+got=$(run_ep GREENFED_ROLE=coordinator GREENFED_INSECURE=0)
+[[ "$got" == "coordinator|" ]] || fail "GREENFED_INSECURE=0 must add no flag: got '$got'"
+rc=0
+run_ep GREENFED_ROLE=client GREENFED_INSECURE=maybe >/dev/null || rc=$?
+((rc == 2)) && grep -q "GREENFED_INSECURE='maybe' is not a boolean" "$tmp/err" ||
+  fail "GREENFED_INSECURE=maybe: exit $rc, stderr '$(cat "$tmp/err")' (expected 2 and a message)"
 rc=0
 run_ep GREENFED_ROLE=bogus >/dev/null || rc=$?
 ((rc == 2)) && grep -q "unknown role 'bogus'" "$tmp/err" ||
   fail "unknown role: exit $rc, stderr '$(cat "$tmp/err")' (expected 2 and a message)"
-echo "$PROG: entrypoint maps variables to flags; unknown role exits 2"
+echo "$PROG: entrypoint maps variables (and CURVE keys) to flags; unknown role and bad boolean exit 2"
 
 # 4. Dockerfile invariants.
 grep -Eq '^FROM debian:bookworm AS build' "$dockerfile" || fail "build stage must be FROM debian:bookworm"

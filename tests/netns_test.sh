@@ -2,6 +2,9 @@
 # ctest deploy/netns: a federated run across separate network namespaces (scripts/netns_run.sh):
 # 1 coordinator + 4 clients, each started by docker/entrypoint.sh from GREENFED_* variables, on
 # synthetic IDX data so it takes seconds. Asserts exit codes, the run directory and cleanup.
+# Transport: CURVE, with keys made by `greenfed keygen` (scripts/netns_run.sh does it as an
+# operator would) and passed through GREENFED_SECRET_KEY / GREENFED_ALLOW_CLIENTS /
+# GREENFED_SERVER_KEY; the test checks that the coordinator admitted exactly the clients' keys.
 # The synthetic set is easy (accuracy 1.0 in 2 rounds at the default learning rate), so the run
 # uses target 1.0 and lr 1e-5: it cannot stop early and ends at max rounds, deterministically.
 #
@@ -58,6 +61,13 @@ for ((k = 1; k <= clients; k++)); do
   grep -qx "client-$k $tag-c$k 0" "$codes" || fail "client-$k did not exit 0: $(cat "$codes")"
 done
 (($(wc -l <"$codes") == clients + 1)) || fail "expected $((clients + 1)) nodes in $codes"
+coord_log=$tmp/work/logs/coordinator.log
+grep -q "CURVE: coordinator key .*, $clients client key(s) allowed" "$coord_log" ||
+  fail "the coordinator did not run CURVE with $clients allowed keys: $(grep -i curve "$coord_log" || true)"
+! grep -q -- "--insecure" "$tmp/work/logs/"*.log || fail "a node ran --insecure"
+for ((k = 1; k <= clients; k++)); do
+  [[ -f "$tmp/work/keys/clients/client-$k.key" ]] || fail "no key for client-$k from greenfed keygen"
+done
 
 python3 - "$tmp/work/run" "$rounds" "$clients" <<'EOF' || fail "run directory check failed"
 import csv, json, sys

@@ -10,8 +10,12 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <new>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
+
+#include "greenfed/keys.h"
+#include "greenfed/transport.h"
 
 namespace greenfed {
 
@@ -64,6 +68,11 @@ struct Client::Impl {
 
   zmq::context_t ctx{1};
   std::unique_ptr<zmq::socket_t> socket;
+  std::unique_ptr<zmq::socket_t> monitor;  // handshake events of `socket` (PAIR)
+  uint64_t monitors_opened = 0;            // makes each monitor endpoint unique
+  int handshake_failures = 0;              // in a row, across reconnects and rejoins
+  std::string last_handshake_failure;
+  bool logged_too_large = false;
   std::mt19937_64 rng{std::random_device{}()};
 
   std::unique_ptr<Task> task;
@@ -90,6 +99,16 @@ struct Client::Impl {
   }
 
   Status Open() {
+    const bool curve = !options.curve_secret_key.empty();
+    if (!curve && !options.insecure) {
+      return FailedPrecondition("no CURVE keys for this client (--secret-key and --server-key); plaintext needs --insecure");
+    }
+    if (curve) {
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(options.curve_secret_key).WithContext("client secret key"));
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(options.curve_public_key).WithContext("client public key"));
+      if (options.curve_server_key.empty()) return FailedPrecondition("CURVE needs the coordinator's public key (--server-key)");
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(options.curve_server_key).WithContext("coordinator public key"));
+    }
     try {
       socket = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
       std::ostringstream id;
@@ -97,6 +116,24 @@ struct Client::Impl {
       socket->set(zmq::sockopt::routing_id, id.str());
       socket->set(zmq::sockopt::linger, 0);
       socket->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.max_message_bytes));
+      if (curve) {
+        socket->set(zmq::sockopt::curve_serverkey, options.curve_server_key);
+        socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
+        socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
+      }
+      {
+        // The handshake fails silently in ZeroMQ; its monitor tells (a plaintext client
+        // meeting a CURVE coordinator fails the same way).
+        const std::string endpoint = "inproc://greenfed-client-monitor-" + std::to_string(++monitors_opened);
+        const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        if (zmq_socket_monitor(static_cast<void*>(*socket), endpoint.c_str(), events) != 0) {
+          return Internal(std::string("cannot monitor the client socket: ") + zmq_strerror(zmq_errno()));
+        }
+        monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+        monitor->set(zmq::sockopt::linger, 0);
+        monitor->connect(endpoint);
+      }
       socket->connect(options.connect);
     } catch (const zmq::error_t& e) {
       return InvalidArgument("cannot connect to " + options.connect + ": " + e.what());
@@ -105,8 +142,51 @@ struct Client::Impl {
   }
 
   void Close() {
+    if (socket && monitor) (void)zmq_socket_monitor(static_cast<void*>(*socket), nullptr, 0);
+    if (monitor) monitor->close();
+    monitor.reset();
     if (socket) socket->close();
     socket.reset();
+  }
+
+  // Reads the monitor's handshake events; PERMISSION_DENIED once
+  // max_handshake_failures handshakes in a row have failed.
+  Status DrainHandshakeEvents() {
+    if (!monitor) return Status::Ok();
+    for (;;) {
+      std::vector<zmq::message_t> parts;
+      try {
+        if (!zmq::recv_multipart(*monitor, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
+      } catch (const zmq::error_t&) {
+        break;
+      }
+      if (parts.empty() || parts[0].size() < 6) continue;
+      uint16_t event = 0;
+      uint32_t value = 0;
+      std::memcpy(&event, parts[0].data(), 2);
+      std::memcpy(&value, static_cast<const char*>(parts[0].data()) + 2, 4);
+      if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        handshake_failures = 0;
+        continue;
+      }
+      ++handshake_failures;
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        last_handshake_failure = "the coordinator refused this client's key (status " + std::to_string(value) +
+                                 "): is its public key on the coordinator's --allow-clients list?";
+      } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        last_handshake_failure = "protocol error " + std::to_string(value) +
+                                 (options.insecure ? " (this client is --insecure: does the coordinator use CURVE?)"
+                                                   : " (is the coordinator plaintext, --insecure?)");
+      } else {
+        last_handshake_failure = "the coordinator dropped the handshake: is --server-key its public key?";
+      }
+    }
+    if (handshake_failures >= std::max(1, options.max_handshake_failures)) {
+      return PermissionDenied("server key mismatch or handshake failed with " + options.connect + " (" +
+                              std::to_string(handshake_failures) + " handshakes in a row): " +
+                              last_handshake_failure);
+    }
+    return Status::Ok();
   }
 
   Status Send(const Message& m) {
@@ -125,43 +205,62 @@ struct Client::Impl {
   }
 
   // Waits up to timeout_ms. Returns: a decoded message, nullopt on timeout, or an
-  // error. Sets *stop when stop_fd fired.
+  // error (including a failed CURVE handshake). Sets *stop when stop_fd fired.
   StatusOr<std::optional<Message>> Receive(long timeout_ms, int stop_fd, bool* stop) {
+    GREENFED_RETURN_IF_ERROR(DrainHandshakeEvents());
     std::vector<zmq::pollitem_t> items = {{static_cast<void*>(*socket), 0, ZMQ_POLLIN, 0}};
+    const size_t stop_item = items.size();
     if (stop_fd >= 0) items.push_back({nullptr, stop_fd, ZMQ_POLLIN, 0});
+    if (monitor) items.push_back({static_cast<void*>(*monitor), 0, ZMQ_POLLIN, 0});
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) return std::optional<Message>();
       return Unavailable(std::string("poll failed: ") + e.what());
     }
-    if (items.size() > 1 && (items[1].revents & ZMQ_POLLIN)) {
+    if (stop_fd >= 0 && (items[stop_item].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info{};
       if (::read(stop_fd, &info, sizeof(info)) < 0) { /* the request stands either way */ }
       *stop = true;
       return std::optional<Message>();
     }
+    GREENFED_RETURN_IF_ERROR(DrainHandshakeEvents());
     if (!(items[0].revents & ZMQ_POLLIN)) return std::optional<Message>();
-    std::vector<zmq::message_t> parts;
+    ReceiveLimits limits;
+    limits.max_message_bytes = options.max_message_bytes;
+    StatusOr<std::optional<ReceivedMessage>> got = Internal("not received");
     try {
-      if (!zmq::recv_multipart(*socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
-        return std::optional<Message>();
+      got = ReceiveBounded(static_cast<void*>(*socket), limits);
+    } catch (const std::bad_alloc&) {
+      log->Warn("out of memory while receiving a message from the coordinator; it was dropped");
+      return std::optional<Message>();
+    }
+    if (!got.ok()) return got.status();
+    if (!*got) return std::optional<Message>();
+    ReceivedMessage& r = **got;
+    if (r.outcome != ReceiveOutcome::kMessage) {
+      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += r.wire_bytes;
+      if (!logged_too_large) {
+        log->Warn(std::string("refused a message from the coordinator (") + ReceiveOutcomeName(r.outcome) + "): " +
+                  std::to_string(r.wire_bytes) + " bytes in " + std::to_string(r.num_frames) +
+                  " frames, limit " + std::to_string(options.max_message_bytes) +
+                  " bytes; discarded unread (logged once)");
+        logged_too_large = true;
       }
-    } catch (const zmq::error_t& e) {
-      return Unavailable(std::string("receive failed: ") + e.what());
+      return std::optional<Message>();
     }
-    Frames frames;
-    for (auto& p : parts) {
-      const auto* d = static_cast<const uint8_t*>(p.data());
-      frames.emplace_back(d, d + p.size());
+    StatusOr<Message> m = Internal("not decoded");
+    try {
+      m = Decode(r.frames, options.max_message_bytes);
+    } catch (const std::bad_alloc&) {
+      m = OutOfRange("out of memory decoding a message of " + std::to_string(r.wire_bytes) + " bytes");
     }
-    auto m = Decode(frames, options.max_message_bytes);
     if (!m.ok()) {
-      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += FramesBytes(frames);
+      unreported_bytes[std::max<uint64_t>(last_round, 1)].second += r.wire_bytes;
       log->Warn("rejected message from the coordinator: " + m.status().message());
       return std::optional<Message>();
     }
-    unreported_bytes[RoundOf(*m)].second += FramesBytes(frames);
+    unreported_bytes[RoundOf(*m)].second += r.wire_bytes;
     last_heard_s = env->NowSeconds();
     return std::optional<Message>(std::move(m).value());
   }
@@ -288,7 +387,7 @@ struct Client::Impl {
     unreported.insert(unreported.end(), r.energy.begin(), r.energy.end());
     if (r.kind == WorkKind::kPrepare) {
       if (!r.status.ok()) {
-        (void)Send(ErrorMsg{CodeName(r.status.code()), r.status.message()});
+        (void)Send(ErrorMsg{ErrorCode::kFitFailed, 0, "cannot build its shard: " + r.status.message()});
         return r.status.WithContext("client-" + std::to_string(welcome->client_index) + " cannot build its shard");
       }
       prepared = true;
@@ -303,7 +402,8 @@ struct Client::Impl {
     }
     if (!r.status.ok()) {
       log->Warn("round " + std::to_string(r.round) + " failed locally: " + r.status.ToString());
-      return Send(ErrorMsg{CodeName(r.status.code()), r.status.message()});
+      return Send(ErrorMsg{r.kind == WorkKind::kEvaluate ? ErrorCode::kEvalFailed : ErrorCode::kFitFailed, r.round,
+                           r.status.ToString()});
     }
     if (r.kind == WorkKind::kFit) {
       FitResMsg res;
@@ -331,7 +431,7 @@ struct Client::Impl {
   enum class JoinOutcome { kWelcomed, kRunOver };
 
   StatusOr<JoinOutcome> Join(int stop_fd, bool* stop) {
-    const double started = env->NowSeconds();
+    double started = env->NowSeconds();
     double backoff = options.initial_backoff_s;
     for (;;) {
       GREENFED_RETURN_IF_ERROR(Open());
@@ -363,11 +463,23 @@ struct Client::Impl {
           return JoinOutcome::kWelcomed;
         }
         if (auto* err = std::get_if<ErrorMsg>(&*m)) {
-          if (err->message == "the run is over") return JoinOutcome::kRunOver;
-          if (err->code == "INVALID_ARGUMENT" || err->code == "NOT_FOUND") {
-            return InvalidArgument("coordinator refused to admit this client: " + err->message);
+          started = env->NowSeconds();  // an answer: the coordinator is there, so keep trying
+          const std::string what = std::string(ErrorCodeName(err->code)) + ": " + EscapeForLog(err->message);
+          switch (err->code) {
+            case ErrorCode::kRunOver:
+              return JoinOutcome::kRunOver;
+            case ErrorCode::kIndexOutOfRange:
+            case ErrorCode::kIncompatible:
+            case ErrorCode::kBadIdentifier:
+            case ErrorCode::kVersionMismatch:
+            case ErrorCode::kBadMessage:
+              // Retrying cannot help: the same join would be refused again.
+              return InvalidArgument("coordinator refused to admit this client: " + what);
+            default:
+              // Index taken, identity in use, federation full, excluded: the
+              // holder may leave or the exclusion end, so retry with backoff.
+              log->Warn("coordinator answered " + what);
           }
-          log->Warn("coordinator answered " + err->code + ": " + err->message);
         }
       }
       Close();
@@ -424,7 +536,7 @@ struct Client::Impl {
             if (!prepared && !queued) {
               queued = std::move(*m);
             } else {
-              (void)Send(ErrorMsg{"FAILED_PRECONDITION", "busy with earlier work"});
+              (void)Send(ErrorMsg{ErrorCode::kBusy, RoundOf(*m), "busy with earlier work"});
             }
           } else {
             StartWork(std::move(*m));
@@ -432,8 +544,12 @@ struct Client::Impl {
         } else if (auto* s = std::get_if<ShutdownMsg>(&*m)) {
           return Finish(s->reason);
         } else if (auto* err = std::get_if<ErrorMsg>(&*m)) {
-          log->Warn("coordinator: " + err->code + ": " + err->message);
-          if (err->message.find("join first") != std::string::npos) rejoin = true;
+          log->Warn("coordinator: " + std::string(ErrorCodeName(err->code)) + " (round " + std::to_string(err->round) +
+                    "): " + EscapeForLog(err->message));
+          if (err->code == ErrorCode::kRunOver) return Finish("the run is over");
+          // Not (or no longer) joined, or excluded for a while: join again; the join
+          // loop backs off while the coordinator refuses.
+          if (err->code == ErrorCode::kNotJoined || err->code == ErrorCode::kExcluded) rejoin = true;
         }
       }
       Close();

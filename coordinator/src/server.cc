@@ -1,12 +1,17 @@
 #include "greenfed/coordinator/server.h"
 
+#include "greenfed/coordinator/peer_budget.h"
 #include "greenfed/digest.h"
+#include "greenfed/keys.h"
+#include "greenfed/transport.h"
+#include "zap.h"
 
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <deque>
+#include <new>
 #include <iomanip>
 #include <sstream>
 #include <zmq.hpp>
@@ -52,7 +57,15 @@ struct Server::Impl {
 
   zmq::context_t ctx{1};
   zmq::socket_t socket{ctx, zmq::socket_type::router};
+  std::unique_ptr<ZapHandler> zap;  // CURVE only; destroyed before ctx
   bool bound = false;
+  PeerByteBudget budget;
+  // Identity each routing id was first seen with: a routing id is the client's
+  // choice, so a second connection under another key must not inherit it.
+  std::map<std::string, std::string> peer_identity;
+  static constexpr size_t kMaxBoundPeers = 65536;
+  std::set<ReceiveOutcome> logged_outcomes;  // each kind of refusal is logged once in full
+  uint64_t refused_messages = 0, peak_copied_message_bytes = 0;
 
   double start_s = 0;
   uint64_t round_bytes_sent = 0, round_bytes_received = 0;
@@ -65,10 +78,39 @@ struct Server::Impl {
   std::optional<StopAction> stopped;
   std::map<std::string, NodeInfo> client_nodes;  // by peer; kept after a client leaves
   std::set<std::string> awaiting_final;          // peers sent Shutdown, final report not yet in
+  // What each peer has moved with us and claimed in its energy reports, for the
+  // plausibility bounds (energy_record.h): a peer cannot claim more bytes than
+  // crossed this socket, nor more metered seconds per source than the run lasted.
+  struct PeerLedger {
+    uint64_t observed_sent = 0, observed_received = 0;  // by us, to and from the peer
+    uint64_t claimed_sent = 0, claimed_received = 0;    // by the peer, in comm records
+    std::map<int, double> claimed_wall_s;               // by source
+  };
+  std::map<std::string, PeerLedger> peer_ledgers;
+  // Warnings about peers that have not joined are rate-limited: a stranger must
+  // not be able to fill the log.
+  double warn_window_start_s = 0;
+  uint32_t warn_window_count = 0;
+  uint64_t warn_suppressed = 0;
 
   Impl(ServerOptions o, Task* t, Parameters init, const CarbonTable* c, PhaseMeter* m, RunDir* r, Env* e, Logger* l)
       : options(std::move(o)), task(t), carbon(c), meter(m), run_dir(r), env(e), log(l), machine(options.round),
-        initial(std::move(init)) {}
+        initial(std::move(init)), budget(BudgetOptions(options)) {}
+
+  ~Impl() {
+    socket.close();  // before the ZAP handler stops: no connection is ever admitted without it
+    zap.reset();
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  static PeerBudgetOptions BudgetOptions(const ServerOptions& o) {
+    PeerBudgetOptions b;
+    const uint64_t four = o.max_message_bytes > UINT64_MAX / 4 ? UINT64_MAX : 4 * o.max_message_bytes;
+    b.bytes_per_window = o.peer_bytes_per_window ? o.peer_bytes_per_window : four;
+    b.window_s = o.peer_window_s;
+    return b;
+  }
 
   void SendFrames(const std::string& peer, const Frames& frames) {
     try {
@@ -83,6 +125,29 @@ struct Server::Impl {
     const uint64_t n = FramesBytes(frames);
     round_bytes_sent += n;
     total_bytes_sent += n;
+    if (auto it = peer_ledgers.find(peer); it != peer_ledgers.end()) it->second.observed_sent += n;
+  }
+
+  // A warning caused by a stranger: at most 20 per 10 s, then a count.
+  void WarnStranger(const std::string& text) {
+    const double now = env->NowSeconds();
+    if (now - warn_window_start_s >= 10) {
+      if (warn_suppressed > 0) {
+        log->Warn("suppressed " + std::to_string(warn_suppressed) + " similar warning(s) about unjoined peers");
+      }
+      warn_window_start_s = now;
+      warn_window_count = 0;
+      warn_suppressed = 0;
+    }
+    if (++warn_window_count <= 20) {
+      log->Warn(text);
+    } else {
+      ++warn_suppressed;
+    }
+  }
+
+  void SendError(const std::string& peer, ErrorCode code, const std::string& message) {
+    Send(peer, ErrorMsg{code, machine.round(), message});
   }
 
   void Send(const std::string& peer, const Message& m) { SendFrames(peer, Encode(m)); }
@@ -98,25 +163,16 @@ struct Server::Impl {
     return n;
   }
 
-  void BookEnergy(const std::string& peer, std::vector<EnergyRecord> records) {
-    // A report is bookkeeping, not a model update: drop the impossible records
-    // with a reason and keep the rest.
-    for (auto it = records.begin(); it != records.end();) {
-      const bool finite = std::isfinite(it->energy_j) && std::isfinite(it->wall_s) && std::isfinite(it->cpu_s);
-      if (!finite || it->energy_j < 0 || it->wall_s < 0 || it->cpu_s < 0 || it->round < 0) {
-        log->Warn("dropped an energy record from " + PeerName(peer) + ": negative or non-finite value (phase " +
-                  PhaseName(it->phase) + ", round " + std::to_string(it->round) + ")");
-        it = records.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  // Books a peer's energy report. Each record is checked against the plausibility
+  // bounds; a rejected one is logged and answered with a kBadEnergy Error naming
+  // the reason, and never reaches the ledger. The rest are kept.
+  void BookEnergy(const std::string& peer, const std::vector<EnergyRecord>& records) {
     if (records.empty()) return;
+    auto c = machine.ClientByPeer(peer);
     auto it = client_nodes.find(peer);
     if (it == client_nodes.end()) {
-      auto c = machine.ClientByPeer(peer);
       if (!c) {
-        log->Warn("energy report from an unknown peer ignored (" + std::to_string(records.size()) + " records)");
+        WarnStranger("energy report from an unjoined peer ignored (" + std::to_string(records.size()) + " records)");
         return;
       }
       auto node = NodeFor(*c);
@@ -126,7 +182,47 @@ struct Server::Impl {
       }
       it = client_nodes.emplace(peer, *node).first;
     }
-    run_dir->AddEnergy(it->second, records);
+    PeerLedger& ledger = peer_ledgers[peer];
+    // A client meters from its own start, which may precede ours by its connect
+    // wait (300 s by default): allow 600 s on top of the run's length.
+    constexpr double kPreJoinSlackS = 600;
+    // Bytes in flight when a coordinator restarted, or counted at the far end of a
+    // message we then refused, may be claimed: 4 MiB of slack (~10 model transfers).
+    constexpr uint64_t kByteSlack = 4ull << 20;
+    const double allowed_wall_s = (env->NowSeconds() - start_s) + kPreJoinSlackS;
+    std::vector<EnergyRecord> kept;
+    kept.reserve(records.size());
+    std::string first_reason;
+    size_t rejected = 0;
+    for (const EnergyRecord& r : records) {
+      EnergyBounds b;
+      b.max_round = static_cast<int64_t>(std::max<uint64_t>(machine.round(), 1));
+      b.max_power_w = options.max_node_power_w;
+      const double claimed = ledger.claimed_wall_s[static_cast<int>(r.source)];
+      b.max_wall_s = std::max(0.0, allowed_wall_s - claimed);
+      b.max_bytes_sent = ledger.observed_received + kByteSlack - std::min(ledger.claimed_sent, ledger.observed_received + kByteSlack);
+      b.max_bytes_received = ledger.observed_sent + kByteSlack - std::min(ledger.claimed_received, ledger.observed_sent + kByteSlack);
+      Status ok = CheckEnergyRecord(r, b);
+      if (!ok.ok()) {
+        ++rejected;
+        if (first_reason.empty()) first_reason = ok.message();
+        continue;
+      }
+      if (r.phase == Phase::kComm) {
+        ledger.claimed_sent += r.bytes_sent;
+        ledger.claimed_received += r.bytes_received;
+      } else {
+        ledger.claimed_wall_s[static_cast<int>(r.source)] += r.wall_s;
+      }
+      kept.push_back(r);
+    }
+    if (rejected > 0) {
+      log->Warn("rejected " + std::to_string(rejected) + " of " + std::to_string(records.size()) +
+                " energy record(s) from " + PeerName(peer) + ": " + first_reason);
+      SendError(peer, ErrorCode::kBadEnergy,
+                "rejected " + std::to_string(rejected) + " energy record(s): " + first_reason);
+    }
+    if (!kept.empty()) run_dir->AddEnergy(it->second, kept);
   }
 
   void BookSelf(Phase phase, int64_t round) {
@@ -142,6 +238,13 @@ struct Server::Impl {
     auto ci = carbon->Lookup(j.country);
     if (!ci.ok()) return ci.status();
     return ValidatePue(j.pue);
+  }
+
+  // The work a peer owes now fails at once: its last message was refused.
+  void FailPending(const std::string& peer, const std::string& reason, double now) {
+    if (machine.pending().count(peer) || machine.state() == MachineState::kEvaluating) {
+      Execute(machine.Handle(FitFailedEvent{peer, reason}, now));
+    }
   }
 
   void Execute(std::vector<Action> actions) {
@@ -246,28 +349,38 @@ struct Server::Impl {
     if (!s.ok()) log->Error(s.ToString());
   }
 
-  void OnMessage(const std::string& peer, const Frames& frames, double now) {
+  void OnMessage(const std::string& peer, const std::string& identity, const Frames& frames, double now) {
     auto decoded = Decode(frames, options.max_message_bytes);
+    const bool known = machine.ClientByPeer(peer).has_value();
     if (!decoded.ok()) {
-      log->Warn("rejected message from " + PeerName(peer) + ": " + decoded.status().message());
-      Send(peer, ErrorMsg{CodeName(decoded.status().code()), decoded.status().message()});
+      const ErrorCode code = DecodeErrorCode(decoded.status());
+      const std::string text = "rejected message from " + PeerName(peer) + ": " + ErrorCodeName(code) + ": " +
+                               decoded.status().message();
+      if (known) {
+        log->Warn(text);
+      } else {
+        WarnStranger(text);
+      }
+      SendError(peer, code, decoded.status().message());
+      if (known) FailPending(peer, std::string(ErrorCodeName(code)) + ": " + decoded.status().message(), now);
       return;
     }
     Message& m = *decoded;
-    const bool known = machine.ClientByPeer(peer).has_value();
     if (auto* join = std::get_if<JoinMsg>(&m)) {
       Status ok = CheckJoin(*join);
       if (!ok.ok()) {
-        log->Warn("rejected join from " + join->client_id + ": " + ok.message());
-        Send(peer, ErrorMsg{CodeName(ok.code()), ok.message()});
+        WarnStranger("rejected join from " + join->client_id + ": " + ok.message());
+        SendError(peer, ErrorCode::kBadIdentifier, ok.message());
         return;
       }
-      Execute(machine.Handle(JoinEvent{peer, std::move(*join)}, now));
+      peer_ledgers.try_emplace(peer);
+      Execute(machine.Handle(JoinEvent{peer, std::move(*join), identity}, now));
+      if (!machine.ClientByPeer(peer)) peer_ledgers.erase(peer);
       return;
     }
     if (auto* hb = std::get_if<HeartbeatMsg>(&m)) {
       if (!known && !awaiting_final.count(peer)) {
-        Send(peer, ErrorMsg{"FAILED_PRECONDITION", "unknown client: join first"});
+        SendError(peer, ErrorCode::kNotJoined, "unknown client: join first");
         return;
       }
       BookEnergy(peer, hb->energy);
@@ -279,8 +392,8 @@ struct Server::Impl {
       return;
     }
     if (!known) {
-      log->Warn("message " + std::string(MsgTypeName(TypeOf(m))) + " from a peer that has not joined");
-      Send(peer, ErrorMsg{"FAILED_PRECONDITION", "unknown client: join first"});
+      WarnStranger("message " + std::string(MsgTypeName(TypeOf(m))) + " from a peer that has not joined");
+      SendError(peer, ErrorCode::kNotJoined, "unknown client: join first");
       return;
     }
     if (auto* res = std::get_if<FitResMsg>(&m)) {
@@ -290,12 +403,14 @@ struct Server::Impl {
       BookEnergy(peer, ev->energy);
       Execute(machine.Handle(EvaluateResEvent{peer, std::move(*ev)}, now));
     } else if (auto* err = std::get_if<ErrorMsg>(&m)) {
-      log->Warn(PeerName(peer) + " reported " + err->code + ": " + err->message);
+      const std::string what = std::string(ErrorCodeName(err->code)) + " (round " + std::to_string(err->round) +
+                               "): " + EscapeForLog(err->message);
+      log->Warn(PeerName(peer) + " reported " + what);
       // A sampled client that cannot train is a failure now, not at the deadline.
-      Execute(machine.Handle(FitFailedEvent{peer, err->code + ": " + err->message}, now));
+      Execute(machine.Handle(FitFailedEvent{peer, what}, now));
     } else {
       log->Warn("unexpected " + std::string(MsgTypeName(TypeOf(m))) + " from " + PeerName(peer));
-      Send(peer, ErrorMsg{"INVALID_ARGUMENT", std::string("a coordinator does not accept ") + MsgTypeName(TypeOf(m))});
+      SendError(peer, ErrorCode::kUnexpected, std::string("a coordinator does not accept ") + MsgTypeName(TypeOf(m)));
     }
   }
 
@@ -303,6 +418,60 @@ struct Server::Impl {
     auto c = machine.ClientByPeer(peer);
     if (c) return "client-" + std::to_string(c->index);
     return "an unjoined peer";
+  }
+
+  static std::string BudgetKey(const std::string& routing_id, const std::string& user_id) {
+    return user_id.empty() ? "id:" + routing_id : "key:" + user_id;
+  }
+
+  ReceiveLimits Limits() {
+    ReceiveLimits l;
+    l.max_message_bytes = options.max_message_bytes;
+    l.routing_id = true;
+    l.peer_limit = [this](const std::string& routing_id, const std::string& user_id) {
+      return budget.Remaining(BudgetKey(routing_id, user_id), env->NowSeconds());
+    };
+    return l;
+  }
+
+  // A message drained unread: answered (the sender learns why), logged in full once
+  // per kind of refusal, counted always.
+  void RefuseReceived(const ReceivedMessage& r) {
+    ++refused_messages;
+    std::string text;
+    if (r.outcome == ReceiveOutcome::kTooLarge) {
+      text = "message of " + std::to_string(r.wire_bytes) + " bytes in " + std::to_string(r.num_frames) +
+             " frames is over the limit of " + std::to_string(options.max_message_bytes) + " bytes";
+    } else if (r.outcome == ReceiveOutcome::kOverBudget) {
+      text = "over this peer's budget of " + std::to_string(budget.options().bytes_per_window) + " bytes per " +
+             Fixed(budget.options().window_s, 0) + " s (" + std::to_string(r.wire_bytes) + " bytes refused)";
+    } else {
+      text = "out of memory receiving a message of " + std::to_string(r.wire_bytes) + " bytes";
+    }
+    if (logged_outcomes.insert(r.outcome).second) {
+      log->Warn("refused a message from " + PeerName(r.routing_id) + " (" + ReceiveOutcomeName(r.outcome) +
+                "), discarded unread: " + text + "; further refusals of this kind are counted, not logged");
+    }
+    SendError(r.routing_id, r.outcome == ReceiveOutcome::kNoMemory ? ErrorCode::kInternal : ErrorCode::kTooLarge, text);
+  }
+
+  // False (and answered) when the routing id was bound to another identity.
+  bool BindIdentity(const std::string& peer, const std::string& identity) {
+    if (identity.empty()) return true;  // insecure mode: nothing to bind
+    auto it = peer_identity.find(peer);
+    if (it == peer_identity.end()) {
+      if (peer_identity.size() >= kMaxBoundPeers) {
+        SendError(peer, ErrorCode::kBusy, "too many connections; try again later");
+        return false;
+      }
+      peer_identity.emplace(peer, identity);
+      return true;
+    }
+    if (it->second == identity) return true;
+    log->Warn("refused a message: routing id of " + PeerName(peer) + " is bound to key " +
+              KeyPrefix(it->second.substr(6)) + ", this connection has key " + KeyPrefix(identity.substr(6)));
+    SendError(peer, ErrorCode::kIdentityInUse, "this routing id belongs to another client key");
+    return false;
   }
 
   // Receives everything queued, waiting up to timeout_ms for the first message.
@@ -323,29 +492,40 @@ struct Server::Impl {
       return false;
     }
     if (!(items[0].revents & ZMQ_POLLIN)) return true;
-    for (int budget = 0; budget < 1000; ++budget) {
-      std::vector<zmq::message_t> parts;
-      zmq::recv_result_t got;
+    for (int count = 0; count < 1000; ++count) {
+      StatusOr<std::optional<ReceivedMessage>> got = Internal("not received");
       try {
-        got = zmq::recv_multipart(socket, std::back_inserter(parts), zmq::recv_flags::dontwait);
-      } catch (const zmq::error_t& e) {
-        log->Warn(std::string("receive failed: ") + e.what());
+        got = ReceiveBounded(static_cast<void*>(socket), Limits());
+      } catch (const std::bad_alloc&) {
+        // ReceiveBounded keeps its own copies bounded; this is the Status or the id.
+        log->Error("out of memory while receiving a message; it was dropped");
+        continue;
+      }
+      if (!got.ok()) {
+        log->Warn(got.status().message());
         break;
       }
-      if (!got) break;
-      if (parts.size() < 2) continue;  // a ROUTER always prefixes the routing id
-      const std::string peer = parts[0].to_string();
-      Frames frames;
-      frames.reserve(parts.size() - 1);
-      uint64_t n = 0;
-      for (size_t i = 1; i < parts.size(); ++i) {
-        const auto* p = static_cast<const uint8_t*>(parts[i].data());
-        frames.emplace_back(p, p + parts[i].size());
-        n += parts[i].size();
+      if (!*got) break;
+      ReceivedMessage& r = **got;
+      if (r.num_frames == 0) continue;  // a ROUTER always prefixes the routing id
+      const double now = env->NowSeconds();
+      const std::string identity = r.user_id.empty() ? std::string() : "curve:" + r.user_id;
+      budget.Charge(BudgetKey(r.routing_id, r.user_id), r.wire_bytes, now);
+      round_bytes_received += r.wire_bytes;
+      total_bytes_received += r.wire_bytes;
+      if (auto it = peer_ledgers.find(r.routing_id); it != peer_ledgers.end()) it->second.observed_received += r.wire_bytes;
+      peak_copied_message_bytes = std::max(peak_copied_message_bytes, r.peak_copied_bytes);
+      if (r.outcome != ReceiveOutcome::kMessage) {
+        RefuseReceived(r);
+        continue;
       }
-      round_bytes_received += n;
-      total_bytes_received += n;
-      OnMessage(peer, frames, env->NowSeconds());
+      if (!BindIdentity(r.routing_id, identity)) continue;
+      try {
+        OnMessage(r.routing_id, identity, r.frames, now);
+      } catch (const std::bad_alloc&) {
+        log->Error("out of memory while handling a message from " + PeerName(r.routing_id) + "; it was dropped");
+        SendError(r.routing_id, ErrorCode::kInternal, "out of memory while handling this message");
+      }
     }
     return true;
   }
@@ -360,9 +540,31 @@ Server::~Server() = default;
 
 StatusOr<std::string> Server::Bind() {
   Impl& s = *impl_;
+  const bool curve = !s.options.curve_secret_key.empty();
+  if (!curve && !s.options.insecure) {
+    return FailedPrecondition("no CURVE secret key for the coordinator (--secret-key); plaintext needs --insecure");
+  }
+  if (curve && s.options.allowed_client_keys.empty()) {
+    return FailedPrecondition("CURVE needs an allow-list of client public keys (--allow-clients)");
+  }
   try {
     s.socket.set(zmq::sockopt::linger, 0);
     s.socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(s.options.max_message_bytes));
+    s.socket.set(zmq::sockopt::rcvhwm, std::max(1, s.options.receive_hwm_messages));
+    if (curve) {
+      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(s.options.curve_secret_key).WithContext("coordinator secret key"));
+      for (const auto& k : s.options.allowed_client_keys) {
+        GREENFED_RETURN_IF_ERROR(ValidateZ85Key(k).WithContext("allow-listed key " + KeyPrefix(k)));
+      }
+      if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support; rebuild with libsodium or use --insecure");
+      GREENFED_ASSIGN_OR_RETURN(s.zap, ZapHandler::Start(&s.ctx, s.options.allowed_client_keys, s.log));
+      s.socket.set(zmq::sockopt::curve_server, true);
+      s.socket.set(zmq::sockopt::curve_secretkey, s.options.curve_secret_key);
+      // libzmq 4.3 admits every CURVE client when no handler is bound (ZMQ_ZAP_ENFORCE_DOMAIN
+      // is a draft option there): the handler is bound above, before this socket, and
+      // the socket is closed before the handler stops (~Impl).
+      s.socket.set(zmq::sockopt::zap_domain, "greenfed");
+    }
     s.socket.bind(s.options.bind);
     s.bound = true;
     return s.socket.get(zmq::sockopt::last_endpoint);
@@ -417,6 +619,12 @@ StatusOr<ServerResult> Server::Run() {
   r.rounds = s.rounds_done;
   r.final_accuracy = s.last_accuracy;
   r.stop_reason = stop.reason;
+  r.refused_messages = s.refused_messages;
+  r.peak_copied_message_bytes = s.peak_copied_message_bytes;
+  r.refused_handshakes = s.zap ? s.zap->refused() : 0;
+  if (s.refused_messages) {
+    s.log->Warn(std::to_string(s.refused_messages) + " message(s) refused unread (too large or over budget)");
+  }
   return r;
 }
 

@@ -8,6 +8,13 @@
 // Shutdown, carries the remainder.
 // A client started before its coordinator keeps retrying with exponential backoff;
 // one that loses its coordinator mid-run rejoins with the same index.
+// Transport security: CURVE by default, pinned to the coordinator's public key;
+// plaintext only with `insecure`. A CURVE handshake that fails (wrong server key, a
+// key the coordinator does not allow, a plaintext coordinator) is silent in ZeroMQ:
+// a socket monitor counts the failures, and after max_handshake_failures in a row
+// Run() returns PERMISSION_DENIED "server key mismatch or handshake failed".
+// Every message from the coordinator is received within max_message_bytes before
+// it is copied (greenfed/transport.h): a hostile coordinator cannot make it buffer more.
 // Thread safety: Run() blocks the calling thread; one Client per thread.
 #pragma once
 
@@ -39,7 +46,13 @@ struct ClientOptions {
   double initial_backoff_s = 0.5;         // first retry delay; doubles up to max_backoff_s
   double max_backoff_s = 5.0;
   double coordinator_timeout_s = 120;     // silence after which the client rejoins
-  uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages are refused
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages are drained unread and refused
+  // Transport security (docs/deployment.md, "Security").
+  std::string curve_secret_key;           // this client's Z85 secret key; "" = no CURVE
+  std::string curve_public_key;           // this client's Z85 public key (from the same .key file)
+  std::string curve_server_key;           // the coordinator's Z85 public key, pinned
+  bool insecure = false;                  // plaintext; must be asked for explicitly
+  int max_handshake_failures = 3;         // failed CURVE handshakes in a row before giving up
 };
 
 struct ClientResult {

@@ -6,7 +6,19 @@
 // Bad input never stops the run: a message that fails to decode, a join with an
 // unknown country, an update of the wrong shape — each is logged with its reason,
 // answered with an Error where there is a peer to answer, and the loop carries on.
-// Thread safety: Run() blocks the calling thread; one Server per thread.
+// Transport security: CURVE by default. Bind() refuses to start without a secret key
+// and a non-empty allow-list unless `insecure` is set. With CURVE, a ZAP handler
+// (coordinator/src/zap.h) admits only allow-listed client keys, and every message
+// reaches the machine with identity "curve:<Z85 client key>"; a routing id, once
+// seen with one identity, is refused under another.
+// Byte budgets, before anything is copied: a message over max_message_bytes, or over
+// its peer's remaining budget, is drained frame by frame without being kept and
+// answered with an Error (greenfed/transport.h). The loop copies one message at a
+// time, so its memory for received data is max_message_bytes whatever the number of
+// senders; libzmq's own queue is bounded per peer by receive_hwm_messages complete
+// messages (plus one incomplete multipart: see transport.h and docs/deployment.md).
+// Thread safety: Run() blocks the calling thread; one Server per thread. With CURVE
+// the server owns one more thread, the ZAP handler's.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +40,16 @@ namespace greenfed {
 struct ServerOptions {
   std::string bind = "tcp://0.0.0.0:5555";  // ZeroMQ endpoint; "tcp://127.0.0.1:*" picks a free port
   RoundOptions round;                        // round logic
-  uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages are refused
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages are drained unread and refused
+  // Transport security (docs/deployment.md, "Security").
+  std::string curve_secret_key;              // the coordinator's Z85 secret key; "" = no CURVE
+  std::vector<std::string> allowed_client_keys;  // Z85 public keys admitted with CURVE
+  bool insecure = false;                     // plaintext, anyone may join; must be asked for explicitly
+  // Per-peer budget (by CURVE key, else by routing id): bytes one peer may send per
+  // window; beyond it its messages are drained unread and refused until the window ends.
+  uint64_t peer_bytes_per_window = 0;        // 0 = 4 x max_message_bytes
+  double peer_window_s = 10.0;               // budget window in seconds
+  int receive_hwm_messages = 16;             // ZMQ_RCVHWM: complete messages libzmq queues per peer
   double tick_s = 0.1;                       // how often deadlines and heartbeats are checked
   double shutdown_grace_s = 3.0;             // wait for clients' last energy reports after Shutdown
   std::string country = "WORLD";             // the coordinator's own country (ISO alpha-3)
@@ -36,6 +57,7 @@ struct ServerOptions {
   CommModel comm;                            // energy per byte moved
   std::vector<std::string> reference_countries = DefaultReferenceCountries();  // for summary.json
   int stop_fd = -1;                          // readable fd (signalfd) that requests a clean stop; -1 = none
+  double max_node_power_w = 10000;           // plausibility bound on a client's reported power (energy_record.h)
 };
 
 struct ServerResult {
@@ -44,6 +66,10 @@ struct ServerResult {
   int64_t rounds = 0;
   double final_accuracy = 0;
   std::string stop_reason;
+  // Transport figures of the run.
+  uint64_t refused_messages = 0;        // drained unread: too large, over budget or out of memory
+  uint64_t peak_copied_message_bytes = 0;  // most bytes the receive path held for one message
+  uint64_t refused_handshakes = 0;      // CURVE handshakes the ZAP handler refused
 };
 
 class Server {
