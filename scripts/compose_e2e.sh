@@ -158,6 +158,11 @@ stage build
 "$docker" build --network host -f "$src/docker/Dockerfile" -t "$image" "$src" >"$tmp/build.log" 2>&1 ||
   { tail -30 "$tmp/build.log"; fail "docker build failed"; }
 grep -E 'runtime-rootfs.sh:' "$tmp/build.log" | sed "s/^/$PROG: /" || true
+# Keep the build stages' layers (the compile) tagged, then drop what earlier builds left untagged,
+# so the cached data root stays bounded and the next run on this machine reuses the compile.
+"$docker" build --network host --target rootfs -f "$src/docker/Dockerfile" -t "$image-rootfs" "$src" \
+  >>"$tmp/build.log" 2>&1 || fail "docker build --target rootfs (all cached) failed"
+"$docker" image prune -f >/dev/null 2>&1 || true
 size=$("$docker" image inspect -f '{{.Size}}' "$image")
 log "image $image: $((size / 1000000)) MB ($size bytes)"
 stage_done build
