@@ -11,9 +11,11 @@
 #   - Variables that do not apply to the role are ignored: one shared environment (compose's
 #     x-greenfed-env) serves every service. The command line is printed to stderr before exec.
 #   - `entrypoint.sh healthcheck` exits 0 when the coordinator's TCP port (from GREENFED_BIND)
-#     accepts a connection; it needs only bash and coreutils (present in debian:bookworm-slim).
+#     accepts a connection; it needs only bash and coreutils (timeout), which the image has.
 #   - `entrypoint.sh greenfed ARGS...` runs the binary with ARGS verbatim (no environment flags).
 #   - GREENFED_BIN overrides the binary (default: `greenfed` on PATH); the namespace test uses it.
+#   - GREENFED_RUN_DIR_ROTATE=1: an existing, non-empty run directory (coordinator, centralized) is
+#     renamed to <dir>.<UTC time> first, so each run gets a fresh directory (rotate_existing).
 #   - Transport security: CURVE unless GREENFED_INSECURE is true. Coordinator: GREENFED_SECRET_KEY
 #     (its .key file) and GREENFED_ALLOW_CLIENTS (file or directory of client .pub keys); client:
 #     GREENFED_SECRET_KEY and GREENFED_SERVER_KEY (the coordinator's .pub). With neither keys nor
@@ -80,6 +82,29 @@ check_writable() {
   fi
 }
 
+# With GREENFED_RUN_DIR_ROTATE=1 (compose sets it), a run directory that exists and is not empty is
+# renamed to <dir>.<UTC time it was last written> before the run, so every `up` starts a new run
+# in the same place and the previous one is kept next to it (the binary refuses a used one).
+rotate_existing() {
+  local var=$1 dir=${!1:-}
+  case "${GREENFED_RUN_DIR_ROTATE:-}" in
+    1|true|TRUE|True|yes|on) ;;
+    ''|0|false|FALSE|False|no|off) return 0 ;;
+    *) die 2 "GREENFED_RUN_DIR_ROTATE='$GREENFED_RUN_DIR_ROTATE' is not a boolean" ;;
+  esac
+  [[ -n "$dir" && -d "$dir" && -n "$(ls -A -- "$dir")" ]] || return 0
+  dir=${dir%/}
+  local stamp to n=1
+  stamp=$(date -u -r "$dir" +%Y%m%dT%H%M%SZ)
+  to=$dir.$stamp
+  while [[ -e "$to" ]]; do
+    n=$((n + 1))
+    to=$dir.$stamp-$n
+  done
+  mv -- "$dir" "$to" || die 1 "$var=$dir: cannot move the previous run to $to"
+  echo "$PROG: $var=$dir held a previous run: moved to $to" >&2
+}
+
 healthcheck() {
   local bind=${GREENFED_BIND:-tcp://127.0.0.1:5555}
   local hostport=${bind#*://}
@@ -131,6 +156,7 @@ case "$role" in
     switch GREENFED_INSECURE --insecure
     node_flags
     check_writable GREENFED_RUN_DIR
+    rotate_existing GREENFED_RUN_DIR
     ;;
   client)
     flag GREENFED_COORDINATOR --connect
@@ -162,6 +188,7 @@ case "$role" in
     flag GREENFED_THREADS --threads
     node_flags
     check_writable GREENFED_RUN_DIR
+    rotate_existing GREENFED_RUN_DIR
     ;;
   report)
     # Run directories are positional; word splitting is intended (paths without spaces).

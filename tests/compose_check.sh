@@ -38,7 +38,7 @@ if ((${#compose_cmd[@]})); then
   "${clean_env[@]}" "${compose_cmd[@]}" -f "$compose" --profile baseline config -q ||
     fail "'${compose_cmd[*]} --profile baseline config' rejected the file"
   services=$("${clean_env[@]}" "${compose_cmd[@]}" -f "$compose" --profile baseline config --services | sort | tr '\n' ' ')
-  [[ "$services" == "centralized client coordinator report " ]] ||
+  [[ "$services" == "centralized client coordinator keys report " ]] ||
     fail "services with --profile baseline: '$services'"
   echo "$PROG: '${compose_cmd[*]} config' accepts $compose (default and baseline profile)"
 else
@@ -54,7 +54,8 @@ import re, sys, yaml
 compose_path, entrypoint_path, doc_path = sys.argv[1:]
 raw = open(compose_path).read()
 cfg = yaml.safe_load(raw)  # resolves the x-* anchors and << merge keys
-entrypoint = open(entrypoint_path).read()
+# docker/keys.sh (greenfed-keys) wraps the entrypoint for keys, coordinator and client.
+entrypoint = open(entrypoint_path).read() + open(entrypoint_path.replace("entrypoint.sh", "keys.sh")).read()
 doc = open(doc_path).read()
 errors = []
 def check(cond, msg):
@@ -80,8 +81,8 @@ check("container_name" not in client, "client has container_name: it could not b
 check(not client.get("ports"), "client publishes ports: a second replica would collide")
 check(client.get("restart") == "on-failure:5", f"client restart is {client.get('restart')!r}, expected 'on-failure:5' (bounded retries)")
 dep = client.get("depends_on", {})
-check(isinstance(dep, dict) and dep.get("coordinator", {}).get("condition") == "service_healthy",
-      f"client depends_on must be coordinator: condition: service_healthy, got {dep!r}")
+check(isinstance(dep, dict) and dep.get("coordinator", {}).get("condition") == "service_started",
+      f"client depends_on must be coordinator: condition: service_started (so `up` shows the coordinator's errors), got {dep!r}")
 hc = coord.get("healthcheck", {})
 test = hc.get("test", [])
 check("healthcheck" in " ".join(test if isinstance(test, list) else [test]),
@@ -91,7 +92,7 @@ check(all(k in hc for k in ("interval", "timeout", "retries")), f"healthcheck la
 # Results: every greenfed service mounts the host's ./results (compose file in docker/).
 for name, svc in services.items():
     vols = [v if isinstance(v, str) else f"{v.get('source')}:{v.get('target')}" for v in svc.get("volumes", [])]
-    check("../results:/results" in vols, f"service '{name}' does not bind ../results to /results: {vols}")
+    check("${GREENFED_RESULTS:-../results}:/results" in vols, f"service '{name}' does not bind ${{GREENFED_RESULTS:-../results}} to /results: {vols}")
     check(env(svc).get("GREENFED_ROLE") == name, f"service '{name}' has GREENFED_ROLE={env(svc).get('GREENFED_ROLE')!r}")
 
 # The variables the deployment contract names.
@@ -178,7 +179,7 @@ echo "$PROG: entrypoint maps variables (and CURVE keys) to flags; unknown role a
 
 # 4. Dockerfile invariants.
 grep -Eq '^FROM debian:bookworm AS build' "$dockerfile" || fail "build stage must be FROM debian:bookworm"
-grep -Eq '^FROM debian:bookworm-slim' "$dockerfile" || fail "runtime stage must be FROM debian:bookworm-slim"
+grep -Eq '^FROM scratch AS runtime' "$dockerfile" || fail "runtime stage must be FROM scratch (docker/runtime-rootfs.sh)"
 grep -Eq '^USER greenfed' "$dockerfile" || fail "runtime must run as user greenfed"
 grep -Eq '^ENTRYPOINT \["/usr/local/bin/greenfed-entrypoint"\]' "$dockerfile" ||
   fail "ENTRYPOINT must be /usr/local/bin/greenfed-entrypoint (the healthcheck calls it)"
@@ -186,4 +187,77 @@ grep -Eq 'GREENFED_BUILD_TESTS=OFF' "$dockerfile" || fail "image build must disa
 if grep -Ev '^[[:space:]]*#' "$dockerfile" | grep -Eqi 'curl[^|]*\|[[:space:]]*(ba)?sh|pip3? install'; then
   fail "Dockerfile uses curl|sh or pip"
 fi
+# 5. Second `up` and CURVE keys for Compose, without an engine (docker/entrypoint.sh's
+#    GREENFED_RUN_DIR_ROTATE, docker/keys.sh). The engine run is scripts/compose_e2e.sh.
+check_rotation_and_keys() {
+  local d=$tmp/rot out rc
+  mkdir -p "$d/results/fl" && echo first >"$d/results/fl/rounds.csv"
+  # Without rotation the directory stays (the binary refuses a used one itself).
+  run_ep GREENFED_ROLE=coordinator GREENFED_RUN_DIR="$d/results/fl" >/dev/null ||
+    fail "coordinator without GREENFED_RUN_DIR_ROTATE failed: $(cat "$tmp/err")"
+  [[ -f "$d/results/fl/rounds.csv" ]] || fail "the run dir moved without GREENFED_RUN_DIR_ROTATE"
+  run_ep GREENFED_ROLE=coordinator GREENFED_RUN_DIR="$d/results/fl" GREENFED_RUN_DIR_ROTATE=1 >/dev/null ||
+    fail "coordinator with GREENFED_RUN_DIR_ROTATE=1 failed: $(cat "$tmp/err")"
+  out=$(find "$d/results" -maxdepth 1 -name 'fl.*')
+  [[ ! -e "$d/results/fl" && -n "$out" && "$(cat "$out/rounds.csv")" == first ]] ||
+    fail "GREENFED_RUN_DIR_ROTATE=1 did not move results/fl to results/fl.<time>: $(ls "$d/results")"
+  grep -q "moved to $out" "$tmp/err" || fail "rotation is not reported on stderr: $(cat "$tmp/err")"
+  # A second previous run with the same timestamp gets its own name; an empty dir is left alone.
+  mkdir -p "$d/results/fl" && echo second >"$d/results/fl/rounds.csv" && touch -r "$out" "$d/results/fl"
+  run_ep GREENFED_ROLE=centralized GREENFED_RUN_DIR="$d/results/fl" GREENFED_RUN_DIR_ROTATE=1 >/dev/null ||
+    fail "centralized rotation failed: $(cat "$tmp/err")"
+  [[ "$(cat "$out-2/rounds.csv" 2>/dev/null)" == second ]] || fail "same-second rotation: $(ls "$d/results")"
+  mkdir -p "$d/results/fl"
+  run_ep GREENFED_ROLE=coordinator GREENFED_RUN_DIR="$d/results/fl" GREENFED_RUN_DIR_ROTATE=1 >/dev/null &&
+    [[ -d "$d/results/fl" ]] || fail "an empty run dir must not be rotated"
+
+  # keys.sh against a fake `greenfed keygen`.
+  cat >"$tmp/fakekg" <<'FAKE'
+#!/bin/bash
+if [[ "$1" == keygen ]]; then
+  [[ "$2" == --help ]] && exit 0
+  out=$3 name=$5
+  mkdir -p "$out" && echo "secret-$name-$RANDOM" >"$out/$name.key" && echo "public-$name-$RANDOM" >"$out/$name.pub"
+  exit 0
+fi
+printf '%s|' "$@"
+FAKE
+  chmod +x "$tmp/fakekg"
+  # keys VAR=VALUE... COMMAND: docker/keys.sh COMMAND in a clean environment plus the VARs.
+  keys() {
+    local vars=()
+    while [[ "$1" == *=* ]]; do vars+=("$1"); shift; done
+    env -i PATH="$PATH" GREENFED_BIN="$tmp/fakekg" GREENFED_ENTRYPOINT="$entrypoint" \
+      GREENFED_KEYS_DIR="$d/keys" "${vars[@]}" bash "$src/docker/keys.sh" "$@" 2>"$tmp/err"
+  }
+  keys GREENFED_NUM_CLIENTS=2 HOSTNAME=x generate >/dev/null || fail "keys generate: $(cat "$tmp/err")"
+  local pub1
+  pub1=$(cat "$d/keys/clients/client-1.pub")
+  [[ -s "$d/keys/coordinator/coordinator.key" && -s "$d/keys/clients/client-2.key" ]] ||
+    fail "keys generate did not write coordinator + 2 client keys"
+  keys GREENFED_NUM_CLIENTS=3 generate >/dev/null || fail "keys generate (2nd): $(cat "$tmp/err")"
+  [[ "$(cat "$d/keys/clients/client-1.pub")" == "$pub1" && -s "$d/keys/clients/client-3.key" ]] ||
+    fail "a second generate must keep existing keys and add the missing one"
+  out=$(keys GREENFED_ROLE=client GREENFED_BIN="$tmp/fake" HOSTNAME=a client)
+  [[ "$out" == "client|--connect|"* || "$out" == "client|"* ]] || fail "keys client: got '$out' ($(cat "$tmp/err"))"
+  grep -q "client-1.key" "$tmp/err" || fail "first client did not claim client-1: $(cat "$tmp/err")"
+  keys GREENFED_BIN="$tmp/fake" HOSTNAME=b client >/dev/null && grep -q "client-2.key" "$tmp/err" ||
+    fail "second client did not claim client-2: $(cat "$tmp/err")"
+  keys GREENFED_BIN="$tmp/fake" HOSTNAME=a client >/dev/null && grep -q "client-1.key" "$tmp/err" ||
+    fail "a restarted client (same hostname) must keep client-1: $(cat "$tmp/err")"
+  keys GREENFED_BIN="$tmp/fake" HOSTNAME=c client >/dev/null || fail "third client: $(cat "$tmp/err")"
+  rc=0
+  keys GREENFED_BIN="$tmp/fake" HOSTNAME=d client >/dev/null || rc=$?
+  ((rc == 1)) && grep -q "no free client key" "$tmp/err" ||
+    fail "a 4th client with 3 keys: exit $rc, '$(cat "$tmp/err")' (expected 1, 'no free client key')"
+  rc=0
+  env -i PATH="$PATH" GREENFED_BIN=/bin/false GREENFED_KEYS_DIR="$d/nokeygen" GREENFED_NUM_CLIENTS=1 \
+    bash "$src/docker/keys.sh" generate 2>"$tmp/err" || rc=$?
+  ((rc == 1)) && grep -q "GREENFED_INSECURE=1" "$tmp/err" ||
+    fail "generate without keygen: exit $rc, '$(cat "$tmp/err")' (expected 1 naming GREENFED_INSECURE=1)"
+  keys GREENFED_INSECURE=1 GREENFED_NUM_CLIENTS=1 generate >/dev/null || fail "insecure generate must succeed"
+  echo "$PROG: GREENFED_RUN_DIR_ROTATE keeps the previous run; keys.sh keeps keys, one per client"
+}
+check_rotation_and_keys
+
 echo "$PROG: PASS"
