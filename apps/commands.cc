@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "greenfed/client/client.h"
+#include "greenfed/coordinator/checkpoint.h"
 #include "greenfed/coordinator/server.h"
 #include "greenfed/digest.h"
 #include "greenfed/report/report.h"
@@ -47,6 +48,33 @@ StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* 
   return meter;
 }
 
+// What must match between a run and the checkpoint it resumes.
+RunIdentity IdentityOf(const FederationFlags& fed, const RoundOptions& round) {
+  RunIdentity id = RunIdentityFor(round);
+  id.settings.emplace_back("--max-train-examples", std::to_string(fed.max_train_examples));
+  id.settings.emplace_back("--max-test-examples", std::to_string(fed.max_test_examples));
+  return id;
+}
+
+// --resume: the run directory with its ledger restored from checkpoint.bin, which
+// must be intact and written for these settings. Every refusal is exit code 2.
+Status OpenForResume(const FederationFlags& fed, const RunIdentity& identity, std::unique_ptr<RunDir>* run_dir,
+                     std::optional<Checkpoint>* checkpoint) {
+  GREENFED_ASSIGN_OR_RETURN(*run_dir, RunDir::Open(fed.run_dir));
+  GREENFED_ASSIGN_OR_RETURN(Checkpoint c, LoadCheckpoint(fed.run_dir));
+  GREENFED_RETURN_IF_ERROR(CheckSameRun(c.identity, identity));
+  if (c.server.round_reached || c.machine.completed_rounds >= fed.max_rounds) {
+    return FailedPrecondition("the run in " + fed.run_dir + " is already complete (" +
+                              std::to_string(c.machine.completed_rounds) + " rounds" +
+                              (c.server.round_reached ? ", target reached" : "") + "); nothing to resume");
+  }
+  GREENFED_RETURN_IF_ERROR((*run_dir)->Restore(c.ledger).WithContext(CheckpointPath(fed.run_dir)));
+  // rounds.csv and nodes.csv as of the checkpoint: a round booked after it is redone.
+  GREENFED_RETURN_IF_ERROR((*run_dir)->Flush());
+  *checkpoint = std::move(c);
+  return Status::Ok();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- coordinator
@@ -70,9 +98,25 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
   if (!round.ok()) return Fail("coordinator", round.status(), 2);
 
-  // Refuse an existing run before the (slow) data loading, so nothing is overwritten.
-  auto run_dir = RunDir::Create(fed.run_dir);
-  if (!run_dir.ok()) return Fail("coordinator", run_dir.status(), 1);
+  // Refuse an existing run (or a bad checkpoint) before the (slow) data loading, so
+  // nothing is overwritten.
+  const RunIdentity identity = IdentityOf(fed, *round);
+  std::unique_ptr<RunDir> opened;
+  std::optional<Checkpoint> checkpoint;
+  if (fed.resume) {
+    if (Status s = OpenForResume(fed, identity, &opened, &checkpoint); !s.ok()) return Fail("coordinator", s, 2);
+  } else {
+    auto created = RunDir::Create(fed.run_dir);
+    if (!created.ok() && created.status().code() == Code::kFailedPrecondition) {
+      return Fail("coordinator",
+                  FailedPrecondition(created.status().message() + ", or add --resume to continue it from its " +
+                                     kCheckpointFile),
+                  2);
+    }
+    if (!created.ok()) return Fail("coordinator", created.status(), 1);
+    opened = std::move(created).value();
+  }
+  RunDir* run_dir = opened.get();
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("coordinator", registry.status(), 1);
   auto task = registry->Create(fed.task);
@@ -121,7 +165,10 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                     {"max_test_examples", fed.max_test_examples}};
   config["node"] = {{"country", node.country}, {"pue", node.pue}, {"threads", node.threads}};
   config["meter"] = MeterJson(node, *meter_options, **meter);
-  if (Status s = (*run_dir)->WriteConfig(config.dump(2)); !s.ok()) return Fail("coordinator", s, 1);
+  // A resumed run keeps the config.json of its first start (the settings match).
+  if (!fed.resume) {
+    if (Status s = run_dir->WriteConfig(config.dump(2)); !s.ok()) return Fail("coordinator", s, 1);
+  }
 
   ServerOptions so;
   so.bind = bind;
@@ -130,7 +177,9 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.pue = node.pue;
   so.comm.kwh_per_gb = node.comm_kwh_per_gb;
   so.stop_fd = ctx.stop_fd;
-  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir->get(), env.get(), &log);
+  so.identity = identity;
+  so.resume = std::move(checkpoint);
+  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir, env.get(), &log);
   auto endpoint = server.Bind();
   if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);
   log.Info("listening on " + *endpoint + "; run directory " + fed.run_dir);

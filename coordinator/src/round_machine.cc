@@ -103,6 +103,22 @@ std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
   return out;
 }
 
+MachineSnapshot RoundMachine::Snapshot() const { return MachineSnapshot{completed_rounds_, global_, {}}; }
+
+std::vector<Action> RoundMachine::Resume(double now_s, MachineSnapshot snapshot) {
+  std::vector<Action> out;
+  global_ = std::move(snapshot.global);
+  completed_rounds_ = snapshot.completed_rounds;
+  round_ = snapshot.completed_rounds + 1;
+  attempt_ = 0;
+  state_ = MachineState::kWaitingForClients;
+  out.push_back(LogAction{false, "resuming after round " + std::to_string(completed_rounds_) + ": waiting for " +
+                                     std::to_string(options_.min_available_clients) + " of " +
+                                     std::to_string(options_.num_clients) + " clients"});
+  MaybeStartRound(now_s, &out);
+  return out;
+}
+
 std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
   std::vector<Action> out;
   if (state_ == MachineState::kDone || state_ == MachineState::kIdle) {
@@ -400,6 +416,7 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
   if (state_ != MachineState::kEvaluating || !central_ || !eval_pending_.empty()) return;
   RoundDoneAction done;
   done.round = round_;
+  completed_rounds_ = round_;
   done.sampled = sampled_;
   done.succeeded = succeeded_;
   done.failed = failed_;

@@ -55,14 +55,6 @@ RunIdentity RunIdentityFor(const RoundOptions& options);
 // naming every difference.
 Status CheckSameRun(const RunIdentity& checkpoint, const RunIdentity& now);
 
-// TEMPORARY until RoundMachine::Snapshot() lands on main (BRIEF): the machine's
-// state after a completed round. Removed at the merge; round_machine.h owns it.
-struct MachineSnapshot {
-  uint64_t completed_rounds = 0;      // rounds aggregated and evaluated
-  Parameters global;                  // global model after round completed_rounds
-  std::vector<uint8_t> strategy_state;  // empty for FedAvg
-};
-
 // Coordinator-level state that is not in the machine or the ledger.
 struct ServerState {
   double best_accuracy = 0;              // best central test accuracy so far

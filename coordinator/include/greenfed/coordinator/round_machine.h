@@ -101,12 +101,25 @@ struct ClientEntry {
   double pue = 1.0;
 };
 
+// TEMPORARY (helper ckpt) until the lead's version lands on main (BRIEF): the
+// machine's state after a completed round; sampling and client seeds are pure
+// functions of (seed, round, attempt), so nothing else needs saving.
+struct MachineSnapshot {
+  uint64_t completed_rounds = 0;        // rounds aggregated and evaluated
+  Parameters global;                    // global model after round completed_rounds
+  std::vector<uint8_t> strategy_state;  // empty for FedAvg
+};
+
 class RoundMachine {
  public:
   explicit RoundMachine(RoundOptions options);
 
   // Begins the run with the initial global parameters.
   std::vector<Action> Start(double now_s, Parameters initial);
+  // TEMPORARY (see MachineSnapshot). Valid right after a RoundDoneAction.
+  MachineSnapshot Snapshot() const;
+  // Instead of Start: continues after snapshot.completed_rounds.
+  std::vector<Action> Resume(double now_s, MachineSnapshot snapshot);
   // Handles one event at time now_s.
   std::vector<Action> Handle(const Event& event, double now_s);
   // Ends the run from outside (a signal, a fatal I/O error): shuts clients down.
@@ -144,6 +157,7 @@ class RoundMachine {
   std::map<std::string, ClientEntry> clients_;  // by peer (routing id)
 
   uint64_t round_ = 0;            // current round, 1-based once started
+  uint64_t completed_rounds_ = 0;  // last round that produced a RoundDoneAction
   uint32_t attempt_ = 0;          // attempt at the current round
   double round_start_s_ = 0;
   double deadline_s_ = 0;
