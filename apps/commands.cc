@@ -20,6 +20,7 @@ namespace greenfed {
 namespace {
 
 using nlohmann::json;
+namespace ck = config_key;  // config.json keys, run_dir_schema.h
 
 std::string Fixed(double v, int p) {
   std::ostringstream os;
@@ -29,11 +30,11 @@ std::string Fixed(double v, int p) {
 
 json MeterJson(const NodeFlags& node, const MeterOptions& m, const PhaseMeter& meter) {
   json j;
-  j["kind"] = node.meter;
-  j["profile"] = m.model.profile;
-  j["watts_per_core"] = m.model.watts_per_core;
-  j["watts_per_gb"] = m.model.watts_per_gb;
-  j["comm_kwh_per_gb"] = node.comm_kwh_per_gb;
+  j[ck::kMeterKind] = node.meter;
+  j[ck::kProfile] = m.model.profile;
+  j[ck::kWattsPerCore] = m.model.watts_per_core;
+  j[ck::kWattsPerGb] = m.model.watts_per_gb;
+  j[ck::kCommKwhPerGb] = node.comm_kwh_per_gb;
   j["meters"] = meter.Describe();
   j["measured"] = meter.AnyMeasured();
   return j;
@@ -137,34 +138,34 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
 
   json config;
-  config["format"] = 1;
-  config["greenfed_version"] = "0.1.0";
-  config["kind"] = "federated";
-  config["run_id"] = RunIdOf(fed.run_dir);
-  config["task"] = fed.task;
-  config["model"] = fed.model;
-  config["target_accuracy"] = fed.target_accuracy;
-  config["max_rounds"] = fed.max_rounds;
-  config["partition"] = {{"scheme", fed.partition},
-                         {"alpha", fed.alpha},
-                         {"shards_per_client", fed.shards_per_client},
-                         {"seed", fed.seed},
-                         {"num_clients", fed.num_clients}};
-  config["train"] = {{"epochs", fed.local_epochs}, {"batch_size", fed.batch_size}, {"learning_rate", fed.lr},
-                     {"momentum", fed.momentum}, {"lr_decay", 1.0}, {"send_delta", fed.send_delta},
-                     {"momentum_restarts", "every round"}};
-  config["coordinator"] = {{"bind", bind},
+  config[ck::kFormat] = kRunDirFormat;
+  config[ck::kVersion] = "0.1.0";
+  config[ck::kKind] = "federated";
+  config[ck::kRunId] = RunIdOf(fed.run_dir);
+  config[ck::kTask] = fed.task;
+  config[ck::kModel] = fed.model;
+  config[ck::kTargetAccuracy] = fed.target_accuracy;
+  config[ck::kMaxRounds] = fed.max_rounds;
+  config[ck::kPartition] = {{ck::kScheme, fed.partition},
+                         {ck::kAlpha, fed.alpha},
+                         {ck::kShardsPerClient, fed.shards_per_client},
+                         {ck::kSeed, fed.seed},
+                         {ck::kNumClients, fed.num_clients}};
+  config[ck::kTrain] = {{ck::kEpochs, fed.local_epochs}, {ck::kBatchSize, fed.batch_size}, {ck::kLearningRate, fed.lr},
+                     {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, fed.send_delta},
+                     {ck::kMomentumRestarts, "every round"}};
+  config[ck::kCoordinator] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},
                            {"min_available_clients", round->min_available_clients},
                            {"round_timeout_s", fed.round_timeout_s},
                            {"heartbeat_timeout_s", fed.heartbeat_timeout_s},
                            {"fed_eval_every", fed.fed_eval_every}};
-  config["data"] = {{"data_dir", node.data_dir},
+  config[ck::kData] = {{"data_dir", node.data_dir},
                     {"max_train_examples", fed.max_train_examples},
                     {"max_test_examples", fed.max_test_examples}};
-  config["node"] = {{"country", node.country}, {"pue", node.pue}, {"threads", node.threads}};
-  config["meter"] = MeterJson(node, *meter_options, **meter);
+  config[ck::kNode] = {{ck::kCountry, node.country}, {ck::kPue, node.pue}, {ck::kThreads, node.threads}};
+  config[ck::kMeter] = MeterJson(node, *meter_options, **meter);
   // A resumed run keeps the config.json of its first start (the settings match).
   if (!fed.resume) {
     if (Status s = run_dir->WriteConfig(config.dump(2)); !s.ok()) return Fail("coordinator", s, 1);
@@ -310,21 +311,21 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   if (!meter.ok()) return Fail("centralized", meter.status(), 2);
 
   json config;
-  config["format"] = 1;
-  config["greenfed_version"] = "0.1.0";
-  config["kind"] = "centralized";
-  config["run_id"] = RunIdOf(run_dir_path);
-  config["task"] = task_name;
-  config["model"] = model;
-  config["target_accuracy"] = target;
-  config["max_rounds"] = max_epochs;
-  config["train"] = {{"epochs", 1}, {"batch_size", batch}, {"learning_rate", lr}, {"momentum", momentum},
-                     {"lr_decay", lr_decay}, {"lr_schedule", "lr * lr_decay^(epoch-1)"},
-                     {"momentum_restarts", "every epoch"}, {"seed", seed}};
-  config["data"] = {{"data_dir", node.data_dir}, {"max_train_examples", max_train}, {"max_test_examples", max_test},
+  config[ck::kFormat] = kRunDirFormat;
+  config[ck::kVersion] = "0.1.0";
+  config[ck::kKind] = "centralized";
+  config[ck::kRunId] = RunIdOf(run_dir_path);
+  config[ck::kTask] = task_name;
+  config[ck::kModel] = model;
+  config[ck::kTargetAccuracy] = target;
+  config[ck::kMaxRounds] = max_epochs;
+  config[ck::kTrain] = {{ck::kEpochs, 1}, {ck::kBatchSize, batch}, {ck::kLearningRate, lr}, {ck::kMomentum, momentum},
+                     {ck::kLrDecay, lr_decay}, {ck::kLrSchedule, "lr * lr_decay^(epoch-1)"},
+                     {ck::kMomentumRestarts, "every epoch"}, {ck::kSeed, seed}};
+  config[ck::kData] = {{"data_dir", node.data_dir}, {"max_train_examples", max_train}, {"max_test_examples", max_test},
                     {"train_examples", (*task)->NumTrainExamples()}};
-  config["node"] = {{"country", intensity.code}, {"pue", node.pue}, {"threads", node.threads}};
-  config["meter"] = MeterJson(node, *meter_options, **meter);
+  config[ck::kNode] = {{ck::kCountry, intensity.code}, {ck::kPue, node.pue}, {ck::kThreads, node.threads}};
+  config[ck::kMeter] = MeterJson(node, *meter_options, **meter);
   if (Status s = (*run_dir)->WriteConfig(config.dump(2)); !s.ok()) return Fail("centralized", s, 1);
 
   const NodeInfo self{"centralized", "centralized", intensity.code, node.pue, intensity.g_per_kwh};
