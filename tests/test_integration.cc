@@ -262,6 +262,15 @@ TEST_CASE("kill -9 of the coordinator mid-run, then --resume: every round once, 
   CHECK(summary["rounds"] == 5);
   CHECK(summary["energy"]["compute_wh"].get<double>() == doctest::Approx(compute_j / 3600).epsilon(1e-8));
   CHECK(summary["energy"]["total_wh"].get<double>() == doctest::Approx(total_j / 3600).epsilon(1e-8));
+  // Sampling and seeds depend only on (seed, round, attempt): the resumed run ends with
+  // the very model an uninterrupted run with the same settings ends with.
+  const std::string straight = f.dir + "/straight";
+  REQUIRE(Run({"run", "--clients=3", "--max-rounds=5", "--target-accuracy=1.0", "--lr=0.0005", "--local-epochs=3",
+               "--data-dir=" + f.data, "--run-dir=" + straight},
+              f.dir + "/straight.log") == 0);
+  const auto uninterrupted = nlohmann::json::parse(Read(straight + "/summary.json"));
+  CHECK(summary["model_sha256"].get<std::string>().size() == 64);
+  CHECK(summary["model_sha256"] == uninterrupted["model_sha256"]);
   MESSAGE("rounds at kill " << rounds_at_kill << ", checkpointed " << checkpointed << "; summary total_wh "
                             << summary["energy"]["total_wh"].get<double>() << ", nodes.csv sum "
                             << total_j / 3600 << " Wh");
