@@ -44,7 +44,7 @@ EnergyRecord Comm(int64_t round, double j, uint64_t sent, uint64_t received) {
 }
 }  // namespace
 
-TEST_CASE("the ledger aggregates per node, round and source; comm counts once on clients; CO2e per node") {
+TEST_CASE("the ledger aggregates per node, round and source, comm counts once on clients, CO2e per node") {
   const std::string dir = TempDir() + "/run";
   auto rd = RunDir::Create(dir);
   REQUIRE(rd.ok());
@@ -214,7 +214,7 @@ TEST_CASE("schema reader names file, line and column of a bad cell") {
   CHECK(none->empty());
 }
 
-TEST_CASE("Open continues an existing run directory; Restore refuses a doubled ledger row") {
+TEST_CASE("Open continues an existing run directory, and Restore refuses a doubled ledger row") {
   const std::string dir = TempDir();
   CHECK(RunDir::Open(dir + "/absent").status().code() == Code::kNotFound);
   auto rd = RunDir::Create(dir);

@@ -38,6 +38,7 @@ struct ServerOptions {
   CommModel comm;                            // energy per byte moved
   std::vector<std::string> reference_countries = DefaultReferenceCountries();  // for summary.json
   int stop_fd = -1;                          // readable fd (signalfd) that requests a clean stop; -1 = none
+  double max_node_power_w = 10000;           // plausibility bound on a client's reported power (energy_record.h)
   bool write_checkpoints = true;             // RUN_DIR/checkpoint.bin after every completed round
   RunIdentity identity;                      // stored in checkpoints; empty run_id = RunIdentityFor(round)
   // Continue this checkpoint's run (--resume) instead of starting at round 1. The
