@@ -316,8 +316,17 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
     int code;
     std::string words;
   };
+  // A directory that holds a run but no checkpoint (it completed no round).
+  const std::string existing = f.dir + "/existing";
+  REQUIRE(::mkdir(existing.c_str(), 0755) == 0);
+  std::ofstream(existing + "/rounds.csv") << greenfed::RoundsCsvHeader();
   const std::vector<Case> cases = {
       {{"run", "--clients=abc"}, 2, "--clients=abc: expected a non-negative integer"},
+      {{"run", "--clients=2", "--run-dir=" + existing}, 2, "already holds a run (rounds.csv exists)"},
+      {{"coordinator", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "or add --resume to continue it"},
+      {{"coordinator", "--resume"}, 2, "--resume needs the --run-dir of the run to continue"},
+      {{"coordinator", "--resume", "--run-dir=" + existing}, 2, "checkpoint.bin is missing"},
+      {{"coordinator", "--resume", "--run-dir=" + f.dir + "/absent"}, 2, "does not exist; nothing to resume"},
       {{"run", "--bogus"}, 2, "unknown flag --bogus"},
       {{"coordinator", "--partition=weird"}, 2, "--partition must be iid, shards or dirichlet"},
       {{"coordinator", "--min-fit-clients=20"}, 2, "--min-fit-clients"},
