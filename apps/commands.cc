@@ -306,7 +306,10 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   const CarbonIntensity intensity = *carbon->Lookup(node.country);
   if (run_dir_path.empty()) run_dir_path = DefaultRunDir("centralized", "");
   auto run_dir = RunDir::Create(run_dir_path);
-  if (!run_dir.ok()) return Fail("centralized", run_dir.status(), 1);
+  // An existing run is a bad --run-dir (exit 2), as for the coordinator.
+  if (!run_dir.ok()) {
+    return Fail("centralized", run_dir.status(), run_dir.status().code() == Code::kFailedPrecondition ? 2 : 1);
+  }
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("centralized", registry.status(), 1);
   auto task = registry->Create(task_name);

@@ -324,6 +324,7 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
       {{"run", "--clients=abc"}, 2, "--clients=abc: expected a non-negative integer"},
       {{"run", "--clients=2", "--run-dir=" + existing}, 2, "already holds a run (rounds.csv exists)"},
       {{"coordinator", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "or add --resume to continue it"},
+      {{"centralized", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "already holds a run"},
       {{"coordinator", "--resume"}, 2, "--resume needs the --run-dir of the run to continue"},
       {{"coordinator", "--resume", "--run-dir=" + existing}, 2, "checkpoint.bin is missing"},
       {{"coordinator", "--resume", "--run-dir=" + f.dir + "/absent"}, 2, "does not exist; nothing to resume"},
