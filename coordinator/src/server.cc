@@ -287,7 +287,7 @@ struct Server::Impl {
     last_accuracy = d.accuracy;
     best_accuracy = std::max(best_accuracy, d.accuracy);
     if (!round_reached && d.accuracy >= options.round.target_accuracy) round_reached = round;
-    if (options.write_checkpoints) SaveCheckpoint();
+    const bool checkpointed = options.write_checkpoints && SaveCheckpoint();
 
     // Energy booked so far for this round (clients' idle time may still arrive).
     const EnergyTotals t = run_dir->RoundTotals(round);
@@ -301,11 +301,18 @@ struct Server::Impl {
     if (d.fed_accuracy) line += " | fed-acc " + Fixed(*d.fed_accuracy, 4);
     log->Progress(line);
     round_bytes_sent = round_bytes_received = 0;
+    // Tell every client at once that what it reported is now in a checkpoint: a
+    // client re-reports energy sent since the coordinator last spoke to it when a
+    // restarted coordinator does not know it (docs/run-directory.md, --resume).
+    if (checkpointed) {
+      for (const auto& [peer, c] : machine.clients()) Send(peer, HeartbeatMsg{machine.round(), {}});
+    }
     WriteSummary("in progress");
   }
 
   // RUN_DIR/checkpoint.bin: what --resume needs to continue after this round.
-  void SaveCheckpoint() {
+  // False (logged) when it could not be written.
+  bool SaveCheckpoint() {
     Checkpoint c;
     c.identity = options.identity.run_id.empty() ? RunIdentityFor(options.round) : options.identity;
     c.machine = machine.Snapshot();
@@ -318,6 +325,7 @@ struct Server::Impl {
     c.ledger = run_dir->Ledger();
     Status s = WriteCheckpoint(run_dir->path(), c);
     if (!s.ok()) log->Error("checkpoint not written: " + s.ToString());
+    return s.ok();
   }
 
   // Server-level state of a resumed run, from its checkpoint.
