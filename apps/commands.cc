@@ -164,6 +164,10 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   config[ck::kTrain] = {{ck::kEpochs, fed.local_epochs}, {ck::kBatchSize, fed.batch_size}, {ck::kLearningRate, fed.lr},
                      {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, fed.send_delta},
                      {ck::kMomentumRestarts, "every round"}};
+  if (auto strategy = MakeStrategy(round->strategy); strategy.ok()) {
+    config[ck::kStrategy] = {{"name", round->strategy.name}, {"settings", (*strategy)->Describe()}};
+    log.Info("strategy: " + (*strategy)->Describe());
+  }
   config[ck::kCoordinator] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},

@@ -210,6 +210,10 @@ TEST_CASE("a checkpoint written for other settings is refused, naming each setti
   lr.train.learning_rate = 0.0005;
   CHECK(CheckSameRun(original, RunIdentityFor(lr)).message().find("--lr 0.05, this run has 0.0005") !=
         std::string::npos);
+  RoundOptions adam = Options();
+  adam.strategy.name = "fedadam";
+  CHECK(CheckSameRun(original, RunIdentityFor(adam)).message().find(
+            "checkpoint was written for --strategy fedavg, this run has fedadam") != std::string::npos);
   RoundOptions renamed = Options();
   renamed.run_id = "elsewhere";
   CHECK(CheckSameRun(original, RunIdentityFor(renamed)).message().find("run fl-iid-test, this run is elsewhere") !=

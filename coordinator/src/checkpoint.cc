@@ -285,6 +285,18 @@ RunIdentity RunIdentityFor(const RoundOptions& o) {
       {"--target-accuracy", Shortest(o.target_accuracy)},
       {"--max-rounds", std::to_string(o.max_rounds)},
       {"--fed-eval-every", std::to_string(o.fed_eval_every)},
+      // The strategy and its server-side hyper-parameters: its state in the
+      // checkpoint only means something under the same ones.
+      {"--strategy", o.strategy.name},
+      {"--server-learning-rate", Shortest(o.strategy.server_learning_rate)},
+      {"--server-momentum", Shortest(o.strategy.server_momentum)},
+      {"--eta", Shortest(o.strategy.eta)},
+      {"--beta-1", Shortest(o.strategy.beta_1)},
+      {"--beta-2", Shortest(o.strategy.beta_2)},
+      {"--tau", Shortest(o.strategy.tau)},
+      {"--trim-beta", Shortest(o.strategy.trim_beta)},
+      {"--num-malicious-clients", std::to_string(o.strategy.num_malicious_clients)},
+      {"--num-clients-to-keep", std::to_string(o.strategy.num_clients_to_keep)},
   };
   return id;
 }

@@ -60,6 +60,7 @@ inline constexpr const char kLrDecay[] = "lr_decay";
 inline constexpr const char kLrSchedule[] = "lr_schedule";
 inline constexpr const char kSendDelta[] = "send_delta";
 inline constexpr const char kMomentumRestarts[] = "momentum_restarts";
+inline constexpr const char kStrategy[] = "strategy";        // object, federated only: name, settings
 inline constexpr const char kCoordinator[] = "coordinator";  // object, federated only
 inline constexpr const char kData[] = "data";                // object
 inline constexpr const char kNode[] = "node";                // object:

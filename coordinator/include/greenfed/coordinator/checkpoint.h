@@ -48,7 +48,7 @@ struct RunIdentity {
 };
 // Identity of the run that `options` describe: task, model, partition (scheme,
 // alpha, shards, seed), num_clients, seed, sampling, local training, target and
-// max rounds, federated evaluation. Timeouts and min_available_clients are not in
+// max rounds, federated evaluation, the strategy and its hyper-parameters. Timeouts and min_available_clients are not in
 // it: they may change on resume.
 RunIdentity RunIdentityFor(const RoundOptions& options);
 // OK when `now` is the run `checkpoint` was written for; else FailedPrecondition
