@@ -1,7 +1,10 @@
 #include "commands.h"
 
+#include <sys/prctl.h>
 #include <sys/select.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -218,6 +221,7 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   uint64_t num_clients = 0;
   std::string partition;
   uint64_t max_train = 0, max_test = 0;
+  int64_t parent_pid = 0;
   flags.AddString("connect", &co.connect, "coordinator endpoint");
   flags.AddInt("client-index", &client_index, "shard index to ask for; -1 lets the coordinator assign the lowest free one");
   flags.AddUint("num-clients", &num_clients, "expected federation size; 0 accepts the coordinator's");
@@ -227,9 +231,19 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddDouble("coordinator-timeout-s", &co.coordinator_timeout_s, "rejoin after this long without a word from the coordinator");
   flags.AddUint("max-train-examples", &max_train, "cap on this client's training examples (0 = all)");
   flags.AddUint("max-test-examples", &max_test, "cap on this client's test examples for federated evaluation (0 = all)");
+  flags.AddInt("parent-pid", &parent_pid,
+               "stop (as on SIGTERM) when process PID exits; `greenfed run` sets it so that its clients do not "
+               "outlive it (0 = off)");
   AddNodeFlags(&flags, &node);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
+  if (parent_pid < 0) return Fail("client", InvalidArgument("--parent-pid must be a process id, or 0"), 2);
+  if (parent_pid > 0) {
+    // SIGTERM reaches the stop signalfd like a user's: the client reports and exits.
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != static_cast<pid_t>(parent_pid)) {
+      return Fail("client", Unavailable("the launching process " + std::to_string(parent_pid) + " is gone"), 1);
+    }
+  }
   if (!partition.empty() && partition != "iid" && partition != "shards" && partition != "dirichlet") {
     return Fail("client", InvalidArgument("--partition must be iid, shards or dirichlet, got '" + partition + "'"), 2);
   }

@@ -240,7 +240,10 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                                      "--data-dir=" + node.data_dir,
                                      "--threads=" + std::to_string(client_threads),
                                      "--max-train-examples=" + std::to_string(fed.max_train_examples),
-                                     "--connect-timeout-s=120"};
+                                     "--connect-timeout-s=120",
+                                     // Clients end with this process, also on kill -9 (a
+                                     // resumed run starts its own on a new port).
+                                     "--parent-pid=" + std::to_string(::getpid())};
     if (!node.carbon_table.empty()) argv.push_back("--carbon-table=" + node.carbon_table);
     // A resumed run appends to the clients' logs of the first start.
     auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log", fed.resume);

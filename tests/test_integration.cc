@@ -281,6 +281,54 @@ TEST_CASE("kill -9 of the coordinator mid-run, then --resume: every round once, 
                             << total_j / 3600 << " Wh");
 }
 
+TEST_CASE("kill -9 of greenfed run takes its clients along, and run --resume finishes the run") {
+  Fixture f;
+  const std::string run = f.dir + "/fl";
+  const std::vector<std::string> args = {"run", "--clients=2", "--max-rounds=3", "--target-accuracy=1.0",
+                                         "--lr=0.0005", "--local-epochs=2", "--data-dir=" + f.data,
+                                         "--run-dir=" + run};
+  const pid_t launcher = Spawn(args, f.dir + "/run-1.log");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (Read(f.dir + "/run-1.log").find("round 2: sampled") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // The launcher's children: its client processes.
+  std::vector<pid_t> children;
+  {
+    std::ifstream in("/proc/" + std::to_string(launcher) + "/task/" + std::to_string(launcher) + "/children");
+    pid_t pid = 0;
+    while (in >> pid) children.push_back(pid);
+  }
+  kill(launcher, SIGKILL);
+  CHECK(Wait(launcher) == 128 + SIGKILL);
+  INFO(Read(f.dir + "/run-1.log"));
+  REQUIRE(children.size() == 2);
+  // They stop by themselves (--parent-pid); without it they would retry for minutes.
+  for (pid_t child : children) {
+    const auto gone_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (kill(child, 0) == 0 && std::chrono::steady_clock::now() < gone_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const bool gone = kill(child, 0) != 0;
+    CHECK(gone);
+    if (!gone) kill(child, SIGKILL);
+  }
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  const int rc = Run(resume, f.dir + "/run-2.log");
+  INFO(Read(f.dir + "/run-2.log"));
+  REQUIRE(rc == 0);
+  auto rounds = greenfed::ParseRoundsCsv(Read(run + "/rounds.csv"));
+  REQUIRE(rounds.ok());
+  REQUIRE(rounds->size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK((*rounds)[i].round == static_cast<int64_t>(i + 1));
+  CHECK(Read(f.dir + "/run-2.log").find("resuming fl after round 1") != std::string::npos);
+  // The clients' logs of both starts are kept.
+  CHECK(Read(run + "/client-0.log").find("stopped by signal") != std::string::npos);
+  CHECK(Read(run + "/client-0.log").find("max rounds (3) reached") != std::string::npos);
+}
+
 TEST_CASE("centralized baseline and report on the same synthetic data") {
   Fixture f;
   const std::string central = f.dir + "/central", fl = f.dir + "/fl", out = f.dir + "/report";
