@@ -4,6 +4,7 @@
 #include <sys/select.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <csignal>
 #include <iomanip>
 #include <iostream>
@@ -234,6 +235,9 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddInt("parent-pid", &parent_pid,
                "stop (as on SIGTERM) when process PID exits; `greenfed run` sets it so that its clients do not "
                "outlive it (0 = off)");
+  flags.AddDouble("attack-scale", &co.attack_scale,
+                  "fault injection for robustness experiments: send attack_scale x the honest update (1 = honest, "
+                  "-1 = sign flip)");
   AddNodeFlags(&flags, &node);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
@@ -251,6 +255,7 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
     return Fail("client", InvalidArgument("--client-index " + std::to_string(client_index) + " must be < --num-clients " +
                                           std::to_string(num_clients)), 2);
   }
+  if (!std::isfinite(co.attack_scale)) return Fail("client", InvalidArgument("--attack-scale must be finite"), 2);
   auto carbon = LoadCarbonTable(node);
   if (!carbon.ok()) return Fail("client", carbon.status(), 2);
   if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("client", s, 2);
