@@ -1,14 +1,18 @@
 #include "commands.h"
 
+#include <sys/prctl.h>
 #include <sys/select.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "greenfed/client/client.h"
+#include "greenfed/coordinator/checkpoint.h"
 #include "greenfed/coordinator/server.h"
 #include "greenfed/digest.h"
 #include "greenfed/keys.h"
@@ -21,6 +25,7 @@ namespace greenfed {
 namespace {
 
 using nlohmann::json;
+namespace ck = config_key;  // config.json keys, run_dir_schema.h
 
 std::string Fixed(double v, int p) {
   std::ostringstream os;
@@ -30,11 +35,11 @@ std::string Fixed(double v, int p) {
 
 json MeterJson(const NodeFlags& node, const MeterOptions& m, const PhaseMeter& meter) {
   json j;
-  j["kind"] = node.meter;
-  j["profile"] = m.model.profile;
-  j["watts_per_core"] = m.model.watts_per_core;
-  j["watts_per_gb"] = m.model.watts_per_gb;
-  j["comm_kwh_per_gb"] = node.comm_kwh_per_gb;
+  j[ck::kMeterKind] = node.meter;
+  j[ck::kProfile] = m.model.profile;
+  j[ck::kWattsPerCore] = m.model.watts_per_core;
+  j[ck::kWattsPerGb] = m.model.watts_per_gb;
+  j[ck::kCommKwhPerGb] = node.comm_kwh_per_gb;
   j["meters"] = meter.Describe();
   j["measured"] = meter.AnyMeasured();
   return j;
@@ -47,6 +52,33 @@ StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* 
   auto meter = std::make_unique<PhaseMeter>(std::move(set), env);
   for (const auto& d : meter->Describe()) log->Info("energy source: " + d);
   return meter;
+}
+
+// What must match between a run and the checkpoint it resumes.
+RunIdentity IdentityOf(const FederationFlags& fed, const RoundOptions& round) {
+  RunIdentity id = RunIdentityFor(round);
+  id.settings.emplace_back("--max-train-examples", std::to_string(fed.max_train_examples));
+  id.settings.emplace_back("--max-test-examples", std::to_string(fed.max_test_examples));
+  return id;
+}
+
+// --resume: the run directory with its ledger restored from checkpoint.bin, which
+// must be intact and written for these settings. Every refusal is exit code 2.
+Status OpenForResume(const FederationFlags& fed, const RunIdentity& identity, std::unique_ptr<RunDir>* run_dir,
+                     std::optional<Checkpoint>* checkpoint) {
+  GREENFED_ASSIGN_OR_RETURN(*run_dir, RunDir::Open(fed.run_dir));
+  GREENFED_ASSIGN_OR_RETURN(Checkpoint c, LoadCheckpoint(fed.run_dir));
+  GREENFED_RETURN_IF_ERROR(CheckSameRun(c.identity, identity));
+  if (c.server.round_reached || c.machine.completed_rounds >= fed.max_rounds) {
+    return FailedPrecondition("the run in " + fed.run_dir + " is already complete (" +
+                              std::to_string(c.machine.completed_rounds) + " rounds" +
+                              (c.server.round_reached ? ", target reached" : "") + "); nothing to resume");
+  }
+  GREENFED_RETURN_IF_ERROR((*run_dir)->Restore(c.ledger).WithContext(CheckpointPath(fed.run_dir)));
+  // rounds.csv and nodes.csv as of the checkpoint: a round booked after it is redone.
+  GREENFED_RETURN_IF_ERROR((*run_dir)->Flush());
+  *checkpoint = std::move(c);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -76,9 +108,25 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   auto keys = LoadCoordinatorKeys(security, &log);
   if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
 
-  // Refuse an existing run before the (slow) data loading, so nothing is overwritten.
-  auto run_dir = RunDir::Create(fed.run_dir);
-  if (!run_dir.ok()) return Fail("coordinator", run_dir.status(), 1);
+  // Refuse an existing run (or a bad checkpoint) before the (slow) data loading, so
+  // nothing is overwritten.
+  const RunIdentity identity = IdentityOf(fed, *round);
+  std::unique_ptr<RunDir> opened;
+  std::optional<Checkpoint> checkpoint;
+  if (fed.resume) {
+    if (Status s = OpenForResume(fed, identity, &opened, &checkpoint); !s.ok()) return Fail("coordinator", s, 2);
+  } else {
+    auto created = RunDir::Create(fed.run_dir);
+    if (!created.ok() && created.status().code() == Code::kFailedPrecondition) {
+      return Fail("coordinator",
+                  FailedPrecondition(created.status().message() + ", or add --resume to continue it from its " +
+                                     kCheckpointFile),
+                  2);
+    }
+    if (!created.ok()) return Fail("coordinator", created.status(), 1);
+    opened = std::move(created).value();
+  }
+  RunDir* run_dir = opened.get();
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("coordinator", registry.status(), 1);
   auto task = registry->Create(fed.task);
@@ -109,28 +157,28 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
 
   json config;
-  config["format"] = 1;
-  config["greenfed_version"] = "0.1.0";
-  config["kind"] = "federated";
-  config["run_id"] = RunIdOf(fed.run_dir);
-  config["task"] = fed.task;
-  config["model"] = fed.model;
+  config[ck::kFormat] = kRunDirFormat;
+  config[ck::kVersion] = "0.1.0";
+  config[ck::kKind] = "federated";
+  config[ck::kRunId] = RunIdOf(fed.run_dir);
+  config[ck::kTask] = fed.task;
+  config[ck::kModel] = fed.model;
   config["config_file"] = flags.config_path();
-  config["target_accuracy"] = fed.target_accuracy;
-  config["max_rounds"] = fed.max_rounds;
-  config["partition"] = {{"scheme", fed.partition},
-                         {"alpha", fed.alpha},
-                         {"shards_per_client", fed.shards_per_client},
-                         {"seed", fed.seed},
-                         {"num_clients", fed.num_clients}};
-  config["train"] = {{"epochs", fed.local_epochs}, {"batch_size", fed.batch_size}, {"learning_rate", fed.lr},
-                     {"momentum", fed.momentum}, {"lr_decay", 1.0}, {"send_delta", fed.send_delta},
-                     {"momentum_restarts", "every round"}};
+  config[ck::kTargetAccuracy] = fed.target_accuracy;
+  config[ck::kMaxRounds] = fed.max_rounds;
+  config[ck::kPartition] = {{ck::kScheme, fed.partition},
+                         {ck::kAlpha, fed.alpha},
+                         {ck::kShardsPerClient, fed.shards_per_client},
+                         {ck::kSeed, fed.seed},
+                         {ck::kNumClients, fed.num_clients}};
+  config[ck::kTrain] = {{ck::kEpochs, fed.local_epochs}, {ck::kBatchSize, fed.batch_size}, {ck::kLearningRate, fed.lr},
+                     {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, fed.send_delta},
+                     {ck::kMomentumRestarts, "every round"}};
   if (auto strategy = MakeStrategy(round->strategy); strategy.ok()) {
-    config["strategy"] = {{"name", round->strategy.name}, {"settings", (*strategy)->Describe()}};
+    config[ck::kStrategy] = {{"name", round->strategy.name}, {"settings", (*strategy)->Describe()}};
     log.Info("strategy: " + (*strategy)->Describe());
   }
-  config["coordinator"] = {{"bind", bind},
+  config[ck::kCoordinator] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},
                            {"min_available_clients", round->min_available_clients},
@@ -142,12 +190,15 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                            {"exclude_rounds", fed.exclude_rounds},
                            {"max_node_power_w", fed.max_node_power_w},
                            {"fed_eval_every", fed.fed_eval_every}};
-  config["data"] = {{"data_dir", node.data_dir},
+  config[ck::kData] = {{"data_dir", node.data_dir},
                     {"max_train_examples", fed.max_train_examples},
                     {"max_test_examples", fed.max_test_examples}};
-  config["node"] = {{"country", node.country}, {"pue", node.pue}, {"threads", node.threads}};
-  config["meter"] = MeterJson(node, *meter_options, **meter);
-  if (Status s = (*run_dir)->WriteConfig(config.dump(2)); !s.ok()) return Fail("coordinator", s, 1);
+  config[ck::kNode] = {{ck::kCountry, node.country}, {ck::kPue, node.pue}, {ck::kThreads, node.threads}};
+  config[ck::kMeter] = MeterJson(node, *meter_options, **meter);
+  // A resumed run keeps the config.json of its first start (the settings match).
+  if (!fed.resume) {
+    if (Status s = run_dir->WriteConfig(config.dump(2)); !s.ok()) return Fail("coordinator", s, 1);
+  }
 
   ServerOptions so;
   so.bind = bind;
@@ -160,7 +211,9 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.curve_secret_key = keys->secret_key;
   so.allowed_client_keys = keys->allowed_keys;
   so.max_node_power_w = fed.max_node_power_w;
-  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir->get(), env.get(), &log);
+  so.identity = identity;
+  so.resume = std::move(checkpoint);
+  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir, env.get(), &log);
   auto endpoint = server.Bind();
   if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);
   log.Info("listening on " + *endpoint + "; run directory " + fed.run_dir);
@@ -178,6 +231,7 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   uint64_t num_clients = 0;
   std::string partition;
   uint64_t max_train = 0, max_test = 0;
+  int64_t parent_pid = 0;
   flags.AddString("connect", &co.connect, "coordinator endpoint");
   flags.AddInt("client-index", &client_index, "shard index to ask for; -1 lets the coordinator assign the lowest free one");
   flags.AddUint("num-clients", &num_clients, "expected federation size; 0 accepts the coordinator's");
@@ -187,6 +241,9 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddDouble("coordinator-timeout-s", &co.coordinator_timeout_s, "rejoin after this long without a word from the coordinator");
   flags.AddUint("max-train-examples", &max_train, "cap on this client's training examples (0 = all)");
   flags.AddUint("max-test-examples", &max_test, "cap on this client's test examples for federated evaluation (0 = all)");
+  flags.AddInt("parent-pid", &parent_pid,
+               "stop (as on SIGTERM) when process PID exits; `greenfed run` sets it so that its clients do not "
+               "outlive it (0 = off)");
   flags.AddDouble("attack-scale", &co.attack_scale,
                   "fault injection for robustness experiments: send attack_scale x the honest update (1 = honest, "
                   "-1 = sign flip)");
@@ -195,6 +252,13 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   AddClientSecurityFlags(&flags, &security);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
+  if (parent_pid < 0) return Fail("client", InvalidArgument("--parent-pid must be a process id, or 0"), 2);
+  if (parent_pid > 0) {
+    // SIGTERM reaches the stop signalfd like a user's: the client reports and exits.
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != static_cast<pid_t>(parent_pid)) {
+      return Fail("client", Unavailable("the launching process " + std::to_string(parent_pid) + " is gone"), 1);
+    }
+  }
   if (!partition.empty() && partition != "iid" && partition != "shards" && partition != "dirichlet") {
     return Fail("client", InvalidArgument("--partition must be iid, shards or dirichlet, got '" + partition + "'"), 2);
   }
@@ -282,7 +346,10 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   const CarbonIntensity intensity = *carbon->Lookup(node.country);
   if (run_dir_path.empty()) run_dir_path = DefaultRunDir("centralized", "");
   auto run_dir = RunDir::Create(run_dir_path);
-  if (!run_dir.ok()) return Fail("centralized", run_dir.status(), 1);
+  // An existing run is a bad --run-dir (exit 2), as for the coordinator.
+  if (!run_dir.ok()) {
+    return Fail("centralized", run_dir.status(), run_dir.status().code() == Code::kFailedPrecondition ? 2 : 1);
+  }
   auto registry = BuildTaskRegistry();
   if (!registry.ok()) return Fail("centralized", registry.status(), 1);
   auto task = registry->Create(task_name);
@@ -303,21 +370,21 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   if (!meter.ok()) return Fail("centralized", meter.status(), 2);
 
   json config;
-  config["format"] = 1;
-  config["greenfed_version"] = "0.1.0";
-  config["kind"] = "centralized";
-  config["run_id"] = RunIdOf(run_dir_path);
-  config["task"] = task_name;
-  config["model"] = model;
-  config["target_accuracy"] = target;
-  config["max_rounds"] = max_epochs;
-  config["train"] = {{"epochs", 1}, {"batch_size", batch}, {"learning_rate", lr}, {"momentum", momentum},
-                     {"lr_decay", lr_decay}, {"lr_schedule", "lr * lr_decay^(epoch-1)"},
-                     {"momentum_restarts", "every epoch"}, {"seed", seed}};
-  config["data"] = {{"data_dir", node.data_dir}, {"max_train_examples", max_train}, {"max_test_examples", max_test},
+  config[ck::kFormat] = kRunDirFormat;
+  config[ck::kVersion] = "0.1.0";
+  config[ck::kKind] = "centralized";
+  config[ck::kRunId] = RunIdOf(run_dir_path);
+  config[ck::kTask] = task_name;
+  config[ck::kModel] = model;
+  config[ck::kTargetAccuracy] = target;
+  config[ck::kMaxRounds] = max_epochs;
+  config[ck::kTrain] = {{ck::kEpochs, 1}, {ck::kBatchSize, batch}, {ck::kLearningRate, lr}, {ck::kMomentum, momentum},
+                     {ck::kLrDecay, lr_decay}, {ck::kLrSchedule, "lr * lr_decay^(epoch-1)"},
+                     {ck::kMomentumRestarts, "every epoch"}, {ck::kSeed, seed}};
+  config[ck::kData] = {{"data_dir", node.data_dir}, {"max_train_examples", max_train}, {"max_test_examples", max_test},
                     {"train_examples", (*task)->NumTrainExamples()}};
-  config["node"] = {{"country", intensity.code}, {"pue", node.pue}, {"threads", node.threads}};
-  config["meter"] = MeterJson(node, *meter_options, **meter);
+  config[ck::kNode] = {{ck::kCountry, intensity.code}, {ck::kPue, node.pue}, {ck::kThreads, node.threads}};
+  config[ck::kMeter] = MeterJson(node, *meter_options, **meter);
   if (Status s = (*run_dir)->WriteConfig(config.dump(2)); !s.ok()) return Fail("centralized", s, 1);
 
   const NodeInfo self{"centralized", "centralized", intensity.code, node.pue, intensity.g_per_kwh};

@@ -44,11 +44,12 @@ class ChildProcess {
  public:
   ChildProcess(Key, pid_t pid) : pid_(pid) {}
   static StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::vector<std::string>& argv,
-                                                       const std::string& log_path) {
+                                                       const std::string& log_path, bool append_log = false) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     if (!log_path.empty()) {
-      posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
+                                       O_WRONLY | O_CREAT | (append_log ? O_APPEND : O_TRUNC), 0644);
       posix_spawn_file_actions_adddup2(&actions, 1, 2);
     }
     posix_spawnattr_t attr;
@@ -183,10 +184,12 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   coord_args.push_back("--num-clients=" + std::to_string(fed.num_clients));
   coord_args.push_back("--run-dir=" + fed.run_dir);
 
-  // Client logs live in the run directory, so it must exist before they start.
-  if (::access((fed.run_dir + "/rounds.csv").c_str(), F_OK) == 0) {
+  // Client logs live in the run directory, so it must exist before they start. With
+  // --resume the coordinator checks the directory and its checkpoint (exit 2).
+  if (!fed.resume && ::access((fed.run_dir + "/rounds.csv").c_str(), F_OK) == 0) {
     return Fail("run", FailedPrecondition("run directory " + fed.run_dir +
-                                          " already holds a run (rounds.csv exists); choose another --run-dir"), 1);
+                                          " already holds a run (rounds.csv exists); choose another --run-dir, "
+                                          "or add --resume to continue it from its checkpoint.bin"), 2);
   }
   {
     std::string partial;
@@ -248,10 +251,14 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                                      "--data-dir=" + node.data_dir,
                                      "--threads=" + std::to_string(client_threads),
                                      "--max-train-examples=" + std::to_string(fed.max_train_examples),
-                                     "--connect-timeout-s=120"};
+                                     "--connect-timeout-s=120",
+                                     // Clients end with this process, also on kill -9 (a
+                                     // resumed run starts its own on a new port).
+                                     "--parent-pid=" + std::to_string(::getpid())};
     if (!node.carbon_table.empty()) argv.push_back("--carbon-table=" + node.carbon_table);
     argv.insert(argv.end(), client_security[k].begin(), client_security[k].end());
-    auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log");
+    // A resumed run appends to the clients' logs of the first start.
+    auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log", fed.resume);
     if (!child.ok()) {
       log.Error(child.status().ToString());
       continue;

@@ -92,6 +92,8 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddString("task", &d->task, "registered task");
   f->AddString("model", &d->model, "model registered within the task: cnn or mlp");
   f->AddString("run-dir", &d->run_dir, "output directory (empty = runs/fl-<partition>-<UTC time>)");
+  f->AddBool("resume", &d->resume,
+             "continue the run in --run-dir from its checkpoint.bin (after a crash or kill); the settings must match");
   f->AddUint("max-train-examples", &d->max_train_examples, "cap on each client's training examples (0 = all; for quick runs)");
   f->AddUint("max-test-examples", &d->max_test_examples, "cap on test examples used by central evaluation (0 = all 10,000)");
   f->AddCheck([d]() -> Status {
@@ -100,6 +102,7 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
     }
     if (!(d->alpha > 0)) return InvalidArgument("--alpha must be positive");
     if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
+    if (d->resume && d->run_dir.empty()) return InvalidArgument("--resume needs the --run-dir of the run to continue");
     if (!(d->max_node_power_w > 0)) return InvalidArgument("--max-node-power-w must be positive");
     return Status::Ok();
   });

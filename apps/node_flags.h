@@ -65,6 +65,7 @@ struct FederationFlags {
   std::string task = "fashion_mnist";
   std::string model = "cnn";
   std::string run_dir;                  // empty = runs/<kind>-<partition>-<UTC time>
+  bool resume = false;                  // continue --run-dir from its checkpoint.bin
   uint64_t max_train_examples = 0;
   uint64_t max_test_examples = 0;
 };

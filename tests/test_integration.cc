@@ -12,9 +12,12 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
+#include <tuple>
 #include <thread>
 
+#include "greenfed/run_dir_schema.h"
 #include "synthetic_data.h"
 
 extern char** environ;
@@ -173,6 +176,173 @@ TEST_CASE("clients started before the coordinator join it, and SIGKILL of one cl
   CHECK(log.find("round 4/4 | acc") != std::string::npos);
 }
 
+TEST_CASE("kill -9 of the coordinator mid-run, then --resume: every round once, every joule once") {
+  Fixture f;
+  const std::string run = f.dir + "/fl";
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(20000 + (getpid() + 7919) % 20000);
+  std::vector<pid_t> clients;
+  for (int k = 0; k < 3; ++k) {
+    clients.push_back(Spawn({"client", "--connect=" + endpoint, "--data-dir=" + f.data, "--connect-timeout-s=120"},
+                            f.dir + "/client-" + std::to_string(k) + ".log"));
+  }
+  const std::vector<std::string> coordinator = {
+      "coordinator", "--bind=" + endpoint, "--num-clients=3", "--max-rounds=5", "--target-accuracy=1.0",
+      "--lr=0.0005", "--local-epochs=3", "--round-timeout-s=60", "--data-dir=" + f.data, "--run-dir=" + run};
+  pid_t first = Spawn(coordinator, f.dir + "/coordinator-1.log");
+  // Kill it once round 2's checkpoint is written and round 3's fit instructions are
+  // out (logged after they are sent, plus a moment for ZeroMQ to deliver them): the
+  // clients are then training round 3 for a coordinator that is gone.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (Read(f.dir + "/coordinator-1.log").find("round 3: sampled") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int rounds_at_kill = CountLines(run + "/rounds.csv") - 1;
+  kill(first, SIGKILL);
+  CHECK(Wait(first) == 128 + SIGKILL);
+  INFO(Read(f.dir + "/coordinator-1.log"));
+  REQUIRE(rounds_at_kill >= 2);
+  REQUIRE(::access((run + "/checkpoint.bin").c_str(), F_OK) == 0);
+
+  // Without --resume the directory is refused, and the message says how to continue.
+  CHECK(Run(coordinator, f.dir + "/refused.log", 60) == 2);
+  CHECK(Read(f.dir + "/refused.log").find("add --resume") != std::string::npos);
+  // Another federation size is refused, naming the setting.
+  std::vector<std::string> other = coordinator;
+  other[2] = "--num-clients=2";
+  other.push_back("--resume");
+  CHECK(Run(other, f.dir + "/mismatch.log", 60) == 2);
+  CHECK(Read(f.dir + "/mismatch.log").find("checkpoint was written for --num-clients 3, this run has 2") !=
+        std::string::npos);
+  // A corrupt checkpoint is refused, naming the digest; the intact one is put back.
+  const std::string intact = Read(run + "/checkpoint.bin");
+  {
+    std::string corrupt = intact;
+    corrupt[corrupt.size() / 2] = static_cast<char>(corrupt[corrupt.size() / 2] ^ 0x20);
+    std::ofstream(run + "/checkpoint.bin", std::ios::binary | std::ios::trunc) << corrupt;
+  }
+  std::vector<std::string> resume = coordinator;
+  resume.push_back("--resume");
+  CHECK(Run(resume, f.dir + "/corrupt.log", 60) == 2);
+  CHECK(Read(f.dir + "/corrupt.log").find("SHA-256 digest mismatch") != std::string::npos);
+  std::ofstream(run + "/checkpoint.bin", std::ios::binary | std::ios::trunc) << intact;
+
+  // The clients never stopped: they rejoin the resumed coordinator by themselves.
+  const int rc = Run(resume, f.dir + "/coordinator-2.log");
+  const std::string log = Read(f.dir + "/coordinator-2.log");
+  INFO(log);
+  REQUIRE(rc == 0);
+  for (int k = 0; k < 3; ++k) CHECK(Wait(clients[static_cast<size_t>(k)]) == 0);
+  const size_t at = log.find("after round ");
+  REQUIRE(at != std::string::npos);
+  const int checkpointed = std::stoi(log.substr(at + 12));
+  CHECK(rounds_at_kill - checkpointed >= 0);
+  CHECK(rounds_at_kill - checkpointed <= 1);  // rounds lost to the kill
+  CHECK(log.find("round 5/5 | acc") != std::string::npos);
+  // The clients were training round 3 when the coordinator died: their results reach
+  // the new coordinator before they rejoin and are refused unbooked. Each client then
+  // reports that energy again, so it is booked once.
+  size_t refused = 0, reported_again = 0;
+  for (size_t p = log.find("message FitRes from a peer that has not joined"); p != std::string::npos;
+       p = log.find("message FitRes from a peer that has not joined", p + 1)) {
+    ++refused;
+  }
+  for (int k = 0; k < 3; ++k) {
+    if (Read(f.dir + "/client-" + std::to_string(k) + ".log").find("will be reported again") != std::string::npos) {
+      ++reported_again;
+    }
+  }
+  CHECK(refused >= 1);
+  CHECK(reported_again >= refused);
+
+  // rounds.csv: rounds 1..5, each once.
+  auto rounds = greenfed::ParseRoundsCsv(Read(run + "/rounds.csv"));
+  REQUIRE_MESSAGE(rounds.ok(), rounds.status().ToString());
+  REQUIRE(rounds->size() == 5);
+  for (size_t i = 0; i < rounds->size(); ++i) CHECK((*rounds)[i].round == static_cast<int64_t>(i + 1));
+  // elapsed_s carries over the time before the kill.
+  for (size_t i = 1; i < rounds->size(); ++i) CHECK((*rounds)[i].elapsed_s > (*rounds)[i - 1].elapsed_s);
+  // nodes.csv: one row per (round, node, source), the coordinator in every round.
+  auto nodes = greenfed::ParseNodesCsv(Read(run + "/nodes.csv"));
+  REQUIRE_MESSAGE(nodes.ok(), nodes.status().ToString());
+  std::set<std::tuple<int64_t, std::string, int>> keys;
+  std::set<int64_t> coordinator_rounds;
+  double compute_j = 0, total_j = 0;
+  for (const auto& n : *nodes) {
+    CHECK(keys.insert({n.round, n.node_id, static_cast<int>(n.source)}).second);
+    if (n.node_id == "coordinator") coordinator_rounds.insert(n.round);
+    compute_j += n.compute_j;
+    total_j += n.compute_j * n.pue + (n.role == greenfed::NodeRole::kClient ? n.comm_j : 0.0);
+  }
+  for (int64_t r = 1; r <= 5; ++r) CHECK(coordinator_rounds.count(r) == 1);
+  // summary.json's energy is the sum of nodes.csv.
+  const auto summary = nlohmann::json::parse(Read(run + "/summary.json"));
+  CHECK(summary["rounds"] == 5);
+  CHECK(summary["energy"]["compute_wh"].get<double>() == doctest::Approx(compute_j / 3600).epsilon(1e-8));
+  CHECK(summary["energy"]["total_wh"].get<double>() == doctest::Approx(total_j / 3600).epsilon(1e-8));
+  // Sampling and seeds depend only on (seed, round, attempt): the resumed run ends with
+  // the very model an uninterrupted run with the same settings ends with.
+  const std::string straight = f.dir + "/straight";
+  REQUIRE(Run({"run", "--clients=3", "--max-rounds=5", "--target-accuracy=1.0", "--lr=0.0005", "--local-epochs=3",
+               "--data-dir=" + f.data, "--run-dir=" + straight},
+              f.dir + "/straight.log") == 0);
+  const auto uninterrupted = nlohmann::json::parse(Read(straight + "/summary.json"));
+  CHECK(summary["model_sha256"].get<std::string>().size() == 64);
+  CHECK(summary["model_sha256"] == uninterrupted["model_sha256"]);
+  MESSAGE("rounds at kill " << rounds_at_kill << ", checkpointed " << checkpointed << "; summary total_wh "
+                            << summary["energy"]["total_wh"].get<double>() << ", nodes.csv sum "
+                            << total_j / 3600 << " Wh");
+}
+
+TEST_CASE("kill -9 of greenfed run takes its clients along, and run --resume finishes the run") {
+  Fixture f;
+  const std::string run = f.dir + "/fl";
+  const std::vector<std::string> args = {"run", "--clients=2", "--max-rounds=3", "--target-accuracy=1.0",
+                                         "--lr=0.0005", "--local-epochs=2", "--data-dir=" + f.data,
+                                         "--run-dir=" + run};
+  const pid_t launcher = Spawn(args, f.dir + "/run-1.log");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (Read(f.dir + "/run-1.log").find("round 2: sampled") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // The launcher's children: its client processes.
+  std::vector<pid_t> children;
+  {
+    std::ifstream in("/proc/" + std::to_string(launcher) + "/task/" + std::to_string(launcher) + "/children");
+    pid_t pid = 0;
+    while (in >> pid) children.push_back(pid);
+  }
+  kill(launcher, SIGKILL);
+  CHECK(Wait(launcher) == 128 + SIGKILL);
+  INFO(Read(f.dir + "/run-1.log"));
+  REQUIRE(children.size() == 2);
+  // They stop by themselves (--parent-pid); without it they would retry for minutes.
+  for (pid_t child : children) {
+    const auto gone_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (kill(child, 0) == 0 && std::chrono::steady_clock::now() < gone_by) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const bool gone = kill(child, 0) != 0;
+    CHECK(gone);
+    if (!gone) kill(child, SIGKILL);
+  }
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  const int rc = Run(resume, f.dir + "/run-2.log");
+  INFO(Read(f.dir + "/run-2.log"));
+  REQUIRE(rc == 0);
+  auto rounds = greenfed::ParseRoundsCsv(Read(run + "/rounds.csv"));
+  REQUIRE(rounds.ok());
+  REQUIRE(rounds->size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK((*rounds)[i].round == static_cast<int64_t>(i + 1));
+  CHECK(Read(f.dir + "/run-2.log").find("resuming fl after round 1") != std::string::npos);
+  // The clients' logs of both starts are kept.
+  CHECK(Read(run + "/client-0.log").find("stopped by signal") != std::string::npos);
+  CHECK(Read(run + "/client-0.log").find("max rounds (3) reached") != std::string::npos);
+}
+
 TEST_CASE("centralized baseline and report on the same synthetic data") {
   Fixture f;
   const std::string central = f.dir + "/central", fl = f.dir + "/fl", out = f.dir + "/report";
@@ -214,11 +384,21 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
     std::ofstream(typo) << "[coordinator]\nnum-clients = 4\nlearning-rate = 0.1\n";
     std::ofstream(range) << "[coordinator]\nmin-fit-clients = 20\n";
   }
+  // A directory that holds a run but no checkpoint (it completed no round).
+  const std::string existing = f.dir + "/existing";
+  REQUIRE(::mkdir(existing.c_str(), 0755) == 0);
+  std::ofstream(existing + "/rounds.csv") << greenfed::RoundsCsvHeader();
   const std::vector<Case> cases = {
       {{"coordinator", "--config=" + typo}, 2, typo + ":3: unknown key 'coordinator.learning-rate'"},
       {{"coordinator", "--config=" + range}, 2, "(from " + range + ":2, key 'min-fit-clients')"},
       {{"run", "--config=/nonexistent.toml"}, 2, "cannot read config file /nonexistent.toml"},
       {{"run", "--clients=abc"}, 2, "--clients=abc: expected a non-negative integer"},
+      {{"run", "--clients=2", "--run-dir=" + existing}, 2, "already holds a run (rounds.csv exists)"},
+      {{"coordinator", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "or add --resume to continue it"},
+      {{"centralized", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "already holds a run"},
+      {{"coordinator", "--resume"}, 2, "--resume needs the --run-dir of the run to continue"},
+      {{"coordinator", "--resume", "--run-dir=" + existing}, 2, "checkpoint.bin is missing"},
+      {{"coordinator", "--resume", "--run-dir=" + f.dir + "/absent"}, 2, "does not exist; nothing to resume"},
       {{"run", "--bogus"}, 2, "unknown flag --bogus"},
       {{"coordinator", "--partition=weird"}, 2, "--partition must be iid, shards or dirichlet"},
       {{"coordinator", "--min-fit-clients=20"}, 2, "--min-fit-clients"},

@@ -112,3 +112,131 @@ TEST_CASE("measured sources are reported as measured") {
   (*rd)->AddEnergy(NodeInfo{"centralized", "centralized", "FRA", 1.1, 50}, {Rec(Phase::kTrain, 1, 10)});
   CHECK_FALSE((*rd)->Totals().measured());  // mixed
 }
+
+TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema reader gives the rows back") {
+  const std::string dir = TempDir() + "/rt";
+  auto rd = RunDir::Create(dir);
+  REQUIRE(rd.ok());
+  const NodeInfo coord{"coordinator", "coordinator", "USA", 1.5, 400};
+  const NodeInfo client{"client-1", "client", "FRA", 1.0, 50};
+  (*rd)->AddEnergy(client, {Rec(Phase::kFit, 1, 3500.25, EnergySource::kRapl), Comm(1, 0.125, 10, 20)});
+  (*rd)->AddEnergy(coord, {Rec(Phase::kAggregate, 1, 1000), Rec(Phase::kEvaluate, 2, 26)});
+  for (int64_t r = 1; r <= 2; ++r) {
+    RoundRow row;
+    row.round = r;
+    row.clients_sampled = 2;
+    row.clients_succeeded = 1;
+    row.clients_failed = 1;
+    row.test_accuracy = 0.625;
+    row.test_loss = 1.5;
+    row.train_loss = 2.25;
+    row.round_s = 3.5;
+    row.elapsed_s = 7.0 * static_cast<double>(r);
+    row.bytes_sent = 11;
+    row.bytes_received = 12;
+    if (r == 2) row.fed_accuracy = 0.5;
+    (*rd)->AddRound(row);
+  }
+  REQUIRE((*rd)->Flush().ok());
+
+  auto rounds = ParseRoundsCsv(Read(dir + "/rounds.csv"));
+  REQUIRE_MESSAGE(rounds.ok(), rounds.status().ToString());
+  REQUIRE(rounds->size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    const RoundRow& w = (*rd)->rounds()[i];
+    const RoundRow& r = (*rounds)[i];
+    CHECK(r.round == w.round);
+    CHECK(r.clients_sampled == w.clients_sampled);
+    CHECK(r.clients_succeeded == w.clients_succeeded);
+    CHECK(r.clients_failed == w.clients_failed);
+    CHECK(r.test_accuracy == w.test_accuracy);
+    CHECK(r.test_loss == w.test_loss);
+    CHECK(r.train_loss == w.train_loss);
+    CHECK(r.round_s == w.round_s);
+    CHECK(r.elapsed_s == w.elapsed_s);
+    CHECK(r.bytes_sent == w.bytes_sent);
+    CHECK(r.bytes_received == w.bytes_received);
+    CHECK(r.fed_accuracy == w.fed_accuracy);
+    const EnergyTotals t = (*rd)->RoundTotals(w.round);
+    CHECK(r.energy_j == t.compute_j);
+    CHECK(r.comm_j == t.comm_j);
+    CHECK(r.co2e_g == doctest::Approx(t.co2e_g).epsilon(1e-9));
+  }
+
+  auto nodes = ParseNodesCsv(Read(dir + "/nodes.csv"));
+  REQUIRE_MESSAGE(nodes.ok(), nodes.status().ToString());
+  const std::vector<NodeRow> ledger = (*rd)->NodeRows();
+  REQUIRE(nodes->size() == ledger.size());
+  for (size_t i = 0; i < ledger.size(); ++i) {
+    auto w = ledger[i].CsvRow();
+    REQUIRE(w.ok());
+    const NodesCsvRow& r = (*nodes)[i];
+    CHECK(r.round == w->round);
+    CHECK(r.node_id == w->node_id);
+    CHECK(r.role == w->role);
+    CHECK(r.country == w->country);
+    CHECK(r.pue == w->pue);
+    CHECK(r.wall_s == w->wall_s);
+    CHECK(r.cpu_s == w->cpu_s);
+    CHECK(r.train_j == w->train_j);
+    CHECK(r.evaluate_j == w->evaluate_j);
+    CHECK(r.aggregate_j == w->aggregate_j);
+    CHECK(r.idle_j == w->idle_j);
+    CHECK(r.compute_j == w->compute_j);
+    CHECK(r.comm_j == w->comm_j);
+    CHECK(r.bytes_sent == w->bytes_sent);
+    CHECK(r.bytes_received == w->bytes_received);
+    CHECK(r.source == w->source);
+    CHECK(r.measured == w->measured);
+    // Formatting the parsed row gives the file's line back, byte for byte.
+    CHECK(FormatNodesCsvRow(r) == FormatNodesCsvRow(*w));
+  }
+  CHECK(Read(dir + "/rounds.csv").rfind(RoundsCsvHeader(), 0) == 0);
+  CHECK(Read(dir + "/nodes.csv").rfind(NodesCsvHeader(), 0) == 0);
+}
+
+TEST_CASE("schema reader names file, line and column of a bad cell") {
+  auto bad_role = ParseNodesCsv(NodesCsvHeader() + "1,client-0,server,FRA,1,1,1,0,0,0,0,0,0,0,0,model,modelled\n");
+  REQUIRE_FALSE(bad_role.ok());
+  CHECK(bad_role.status().message() ==
+        "nodes.csv line 2, column role: 'server', expected coordinator, client or centralized");
+  auto comm = ParseNodesCsv(NodesCsvHeader() + "1,client-0,client,FRA,1,1,1,0,0,0,0,0,0,0,0,comm,modelled\n");
+  CHECK(comm.status().message() == "nodes.csv line 2, column source: 'comm', expected rapl, nvml or model");
+  auto acc = ParseRoundsCsv(RoundsCsvHeader() + "1,1,1,0,1.5,0,0,0,0,0,0,0,0,0,\n");
+  CHECK(acc.status().message() == "rounds.csv line 2, column test_accuracy: 1.5 is outside [0, 1]");
+  auto neg = ParseRoundsCsv(RoundsCsvHeader() + "\n1,-1,1,0,0.5,0,0,0,0,0,0,0,0,0,\n");
+  CHECK(neg.status().message() == "rounds.csv line 3, column clients_sampled: -1 is negative");
+  auto header = ParseRoundsCsv("round,clients_sampled\n");
+  CHECK(header.status().message().rfind("rounds.csv line 1: header lacks column 'clients_succeeded'", 0) == 0);
+  CHECK(ParseRoundsCsv("").status().message() == "rounds.csv is empty: expected a header line");
+  auto none = ParseNodesCsv(NodesCsvHeader());
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+}
+
+TEST_CASE("Open continues an existing run directory, and Restore refuses a doubled ledger row") {
+  const std::string dir = TempDir();
+  CHECK(RunDir::Open(dir + "/absent").status().code() == Code::kNotFound);
+  auto rd = RunDir::Create(dir);
+  REQUIRE(rd.ok());
+  (*rd)->AddEnergy(NodeInfo{"client-0", "client", "FRA", 1.0, 50}, {Rec(Phase::kFit, 1, 10)});
+  RoundRow row;
+  row.round = 1;
+  (*rd)->AddRound(row);
+  REQUIRE((*rd)->Flush().ok());
+  const std::string before = Read(dir + "/nodes.csv");
+  auto again = RunDir::Open(dir);  // rounds.csv exists: Open does not refuse it
+  REQUIRE(again.ok());
+  REQUIRE((*again)->Restore((*rd)->Ledger()).ok());
+  REQUIRE((*again)->Flush().ok());
+  CHECK(Read(dir + "/nodes.csv") == before);
+
+  RunLedger doubled = (*rd)->Ledger();
+  doubled.nodes.push_back(doubled.nodes.front());
+  const Status s = (*again)->Restore(doubled);
+  CHECK(s.code() == Code::kInvalidArgument);
+  CHECK(s.message() == "ledger has two rows for (round 1, client-0, model)");
+  RunLedger rounds = (*rd)->Ledger();
+  rounds.rounds.push_back(rounds.rounds.front());
+  CHECK((*again)->Restore(rounds).message() == "ledger round rows out of order or doubled: round 1 after round 1");
+}

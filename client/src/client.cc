@@ -99,6 +99,11 @@ struct Client::Impl {
   std::optional<Message> queued;  // a Fit/Evaluate that arrived while the shard was being built
 
   std::vector<EnergyRecord> unreported;
+  // Energy sent since the coordinator last said anything. A coordinator that answers
+  // kNotJoined ("join first") does not know this client (it was restarted, or dropped us), so it
+  // booked none of it: it goes back to `unreported` and is reported once, after the
+  // rejoin.
+  std::vector<EnergyRecord> unconfirmed;
   // Bytes moved but not yet reported, by the round they belong to: a message
   // about round r (Fit, FitRes, Evaluate...) counts for r, heartbeats for the
   // latest round seen.
@@ -166,6 +171,11 @@ struct Client::Impl {
       return Unavailable(std::string("send failed: ") + e.what());
     }
     unreported_bytes[RoundOf(m)].first += FramesBytes(frames);
+    const std::vector<EnergyRecord>* energy = nullptr;
+    if (auto* f = std::get_if<FitResMsg>(&m)) energy = &f->energy;
+    if (auto* e = std::get_if<EvaluateResMsg>(&m)) energy = &e->energy;
+    if (auto* h = std::get_if<HeartbeatMsg>(&m)) energy = &h->energy;
+    if (energy != nullptr) unconfirmed.insert(unconfirmed.end(), energy->begin(), energy->end());
     return Status::Ok();
   }
 
@@ -227,6 +237,13 @@ struct Client::Impl {
     }
     unreported_bytes[RoundOf(*m)].second += r.wire_bytes;
     last_heard_s = env->NowSeconds();
+    const auto* err = std::get_if<ErrorMsg>(&*m);
+    if (err != nullptr && err->code == ErrorCode::kNotJoined && !unconfirmed.empty()) {
+      log->Info("the coordinator does not know this client: " + std::to_string(unconfirmed.size()) +
+                " energy records it did not book will be reported again after rejoining");
+      unreported.insert(unreported.end(), unconfirmed.begin(), unconfirmed.end());
+    }
+    unconfirmed.clear();
     return std::optional<Message>(std::move(m).value());
   }
 

@@ -22,14 +22,30 @@ StatusOr<std::string> Sha256Hex(const Parameters& params) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) return Internal("SHA-256 final failed");
+  return HexOf(md, len);
+}
+
+std::string HexOf(const uint8_t* data, size_t size) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  hex.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
+  hex.reserve(size * 2);
+  for (size_t i = 0; i < size; ++i) {
+    hex += kHex[data[i] >> 4];
+    hex += kHex[data[i] & 15];
   }
   return hex;
+}
+
+StatusOr<std::array<uint8_t, 32>> Sha256(const void* data, size_t size) {
+  std::array<uint8_t, 32> md{};
+  unsigned int len = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data, size) != 1 || EVP_DigestFinal_ex(ctx.get(), md.data(), &len) != 1 ||
+      len != md.size()) {
+    return Internal("SHA-256 failed");
+  }
+  return md;
 }
 
 }  // namespace greenfed

@@ -1,12 +1,13 @@
 #include "greenfed/run_dir.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -34,15 +35,62 @@ bool FileExists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-std::string Num(double v) {
-  std::ostringstream os;
-  os << std::setprecision(10) << v;
-  return os.str();
-}
-
 bool CountsComm(const NodeInfo& node) { return node.role == "client"; }
 
+std::string Errno() { return std::strerror(errno); }
+
+// Closes an fd on every path out.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int Release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string DirOf(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
 }  // namespace
+
+StatusOr<NodesCsvRow> NodeRow::CsvRow() const {
+  auto role = ParseNodeRole(node.role);
+  if (!role.ok()) return InvalidArgument("node " + node.node_id + " has role " + role.status().message());
+  NodesCsvRow n;
+  n.round = round;
+  n.node_id = node.node_id;
+  n.role = *role;
+  n.country = node.country;
+  n.pue = node.pue;
+  n.wall_s = wall_s;
+  n.cpu_s = cpu_s;
+  n.train_j = train_j;
+  n.evaluate_j = evaluate_j;
+  n.aggregate_j = aggregate_j;
+  n.idle_j = idle_j;
+  n.compute_j = compute_j();
+  n.comm_j = comm_j;
+  n.bytes_sent = bytes_sent;
+  n.bytes_received = bytes_received;
+  n.source = source;
+  n.measured = IsMeasured(source);
+  return n;
+}
 
 double NodeRow::co2e_g() const {
   double energy = compute_j() * node.pue + (CountsComm(node) ? comm_j : 0.0);
@@ -72,13 +120,38 @@ Status WriteFileAtomic(const std::string& path, const std::string& text) {
   return Status::Ok();
 }
 
+Status WriteFileDurable(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return Unavailable("cannot write " + tmp + ": " + Errno());
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Unavailable("write to " + tmp + " failed: " + Errno());
+      done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) return Unavailable("fsync of " + tmp + " failed: " + Errno());
+    if (::close(fd.Release()) != 0) return Unavailable("close of " + tmp + " failed: " + Errno());
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Unavailable("cannot rename " + tmp + " to " + path + ": " + Errno());
+  }
+  const std::string dir = DirOf(path);
+  Fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() < 0) return Unavailable("cannot open directory " + dir + " to sync it: " + Errno());
+  if (::fsync(dfd.get()) != 0) return Unavailable("fsync of directory " + dir + " failed: " + Errno());
+  return Status::Ok();
+}
+
 std::vector<std::string> DefaultReferenceCountries() {
   return {"USA", "CHN", "FRA", "DEU", "GBR", "IND", "WORLD"};
 }
 
 StatusOr<std::unique_ptr<RunDir>> RunDir::Create(const std::string& path) {
   if (path.empty()) return InvalidArgument("run directory path is empty");
-  if (FileExists(path + "/rounds.csv")) {
+  if (FileExists(path + "/" + kRoundsFile)) {
     return FailedPrecondition("run directory " + path +
                               " already holds a run (rounds.csv exists); choose another --run-dir");
   }
@@ -86,8 +159,49 @@ StatusOr<std::unique_ptr<RunDir>> RunDir::Create(const std::string& path) {
   return std::make_unique<RunDir>(Key{}, path);
 }
 
+StatusOr<std::unique_ptr<RunDir>> RunDir::Open(const std::string& path) {
+  if (path.empty()) return InvalidArgument("run directory path is empty");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return NotFound("run directory " + path + " does not exist; nothing to resume");
+  }
+  return std::make_unique<RunDir>(Key{}, path);
+}
+
+RunLedger RunDir::Ledger() const {
+  RunLedger ledger;
+  ledger.rounds = rounds_;
+  ledger.nodes = NodeRows();
+  return ledger;
+}
+
+Status RunDir::Restore(const RunLedger& ledger) {
+  std::map<std::tuple<int64_t, std::string, int>, NodeRow> nodes;
+  for (const NodeRow& row : ledger.nodes) {
+    if (row.source == EnergySource::kComm) {
+      return InvalidArgument("ledger row (round " + std::to_string(row.round) + ", " + row.node.node_id +
+                             ") has source comm; comm joins the node's meter row");
+    }
+    auto key = std::make_tuple(row.round, row.node.node_id, static_cast<int>(row.source));
+    if (!nodes.emplace(key, row).second) {
+      return InvalidArgument("ledger has two rows for (round " + std::to_string(row.round) + ", " +
+                             row.node.node_id + ", " + EnergySourceName(row.source) + ")");
+    }
+  }
+  for (size_t i = 1; i < ledger.rounds.size(); ++i) {
+    if (ledger.rounds[i].round <= ledger.rounds[i - 1].round) {
+      return InvalidArgument("ledger round rows out of order or doubled: round " +
+                             std::to_string(ledger.rounds[i].round) + " after round " +
+                             std::to_string(ledger.rounds[i - 1].round));
+    }
+  }
+  rounds_ = ledger.rounds;
+  nodes_ = std::move(nodes);
+  return Status::Ok();
+}
+
 Status RunDir::WriteConfig(const std::string& json_text) {
-  return WriteFileAtomic(path_ + "/config.json", json_text + "\n");
+  return WriteFileAtomic(path_ + "/" + kConfigFile, json_text + "\n");
 }
 
 void RunDir::AddRound(const RoundRow& row) { rounds_.push_back(row); }
@@ -162,79 +276,72 @@ EnergyTotals RunDir::RoundTotals(int64_t round) const {
 }
 
 Status RunDir::Flush() {
-  std::ostringstream r;
-  r << "round,clients_sampled,clients_succeeded,clients_failed,test_accuracy,test_loss,train_loss,"
-       "round_s,elapsed_s,bytes_sent,bytes_received,energy_j,comm_j,co2e_g,fed_accuracy\n";
-  for (const auto& row : rounds_) {
-    EnergyTotals t = RoundTotals(row.round);
-    r << row.round << "," << row.clients_sampled << "," << row.clients_succeeded << "," << row.clients_failed << ","
-      << Num(row.test_accuracy) << "," << Num(row.test_loss) << "," << Num(row.train_loss) << ","
-      << Num(row.round_s) << "," << Num(row.elapsed_s) << "," << row.bytes_sent << "," << row.bytes_received << ","
-      << Num(t.compute_j) << "," << Num(t.comm_j) << "," << Num(t.co2e_g) << ","
-      << (row.fed_accuracy ? Num(*row.fed_accuracy) : "") << "\n";
+  std::string r = RoundsCsvHeader();
+  for (RoundRow row : rounds_) {
+    const EnergyTotals t = RoundTotals(row.round);
+    row.energy_j = t.compute_j;
+    row.comm_j = t.comm_j;
+    row.co2e_g = t.co2e_g;
+    r += FormatRoundsCsvRow(row);
   }
-  GREENFED_RETURN_IF_ERROR(WriteFileAtomic(path_ + "/rounds.csv", r.str()));
+  GREENFED_RETURN_IF_ERROR(WriteFileAtomic(path_ + "/" + kRoundsFile, r));
 
-  std::ostringstream n;
-  n << "round,node_id,role,country,pue,wall_s,cpu_s,train_j,evaluate_j,aggregate_j,idle_j,compute_j,comm_j,"
-       "bytes_sent,bytes_received,source,measured\n";
+  std::string n = NodesCsvHeader();
   for (const auto& [key, row] : nodes_) {
-    n << row.round << "," << row.node.node_id << "," << row.node.role << "," << row.node.country << ","
-      << Num(row.node.pue) << "," << Num(row.wall_s) << "," << Num(row.cpu_s) << "," << Num(row.train_j) << ","
-      << Num(row.evaluate_j) << "," << Num(row.aggregate_j) << "," << Num(row.idle_j) << ","
-      << Num(row.compute_j()) << "," << Num(row.comm_j) << "," << row.bytes_sent << "," << row.bytes_received
-      << "," << EnergySourceName(row.source) << "," << (IsMeasured(row.source) ? "measured" : "modelled") << "\n";
+    GREENFED_ASSIGN_OR_RETURN(NodesCsvRow csv, row.CsvRow());
+    n += FormatNodesCsvRow(csv);
   }
-  return WriteFileAtomic(path_ + "/nodes.csv", n.str());
+  return WriteFileAtomic(path_ + "/" + kNodesFile, n);
 }
 
 Status RunDir::WriteSummary(const SummaryInfo& info, const CarbonTable& table,
                             const std::vector<std::string>& reference_countries) {
   using nlohmann::json;
+  namespace k = summary_key;
   json j;
-  j["format"] = 1;
-  j["kind"] = info.kind;
-  j["target_accuracy"] = info.target_accuracy;
-  j["reached"] = info.reached;
-  j["round_reached"] = info.round_reached ? json(*info.round_reached) : json(nullptr);
-  j["rounds"] = info.rounds;
-  j["final_accuracy"] = info.final_accuracy;
-  j["best_accuracy"] = info.best_accuracy;
-  j["wall_s"] = info.wall_s;
-  j["bytes_sent"] = info.bytes_sent;
-  j["bytes_received"] = info.bytes_received;
-  j["stop_reason"] = info.stop_reason;
-  if (!info.model_sha256.empty()) j["model_sha256"] = info.model_sha256;
+  j[k::kFormat] = kRunDirFormat;
+  j[k::kKind] = info.kind;
+  j[k::kTargetAccuracy] = info.target_accuracy;
+  j[k::kReached] = info.reached;
+  j[k::kRoundReached] = info.round_reached ? json(*info.round_reached) : json(nullptr);
+  j[k::kRounds] = info.rounds;
+  j[k::kFinalAccuracy] = info.final_accuracy;
+  j[k::kBestAccuracy] = info.best_accuracy;
+  j[k::kWallS] = info.wall_s;
+  j[k::kBytesSent] = info.bytes_sent;
+  j[k::kBytesReceived] = info.bytes_received;
+  j[k::kStopReason] = info.stop_reason;
+  if (!info.model_sha256.empty()) j[k::kModelSha256] = info.model_sha256;
 
   auto energy_json = [](const EnergyTotals& t) {
     json e;
-    e["compute_wh"] = t.compute_j / 3600.0;
-    e["compute_pue_wh"] = t.compute_pue_j / 3600.0;
-    e["comm_wh"] = t.comm_j / 3600.0;
-    e["total_wh"] = (t.compute_pue_j + t.comm_j) / 3600.0;
-    e["measured"] = t.measured();
+    e[k::kComputeWh] = t.compute_j / 3600.0;
+    e[k::kComputePueWh] = t.compute_pue_j / 3600.0;
+    e[k::kCommWh] = t.comm_j / 3600.0;
+    e[k::kTotalWh] = (t.compute_pue_j + t.comm_j) / 3600.0;
+    e[k::kMeasured] = t.measured();
     json sources = json::array();
     for (auto s : t.sources) sources.push_back(EnergySourceName(s));
-    e["sources"] = sources;
-    e["co2e_g"] = t.co2e_g;
+    e[k::kSources] = sources;
+    e[k::kCo2eG] = t.co2e_g;
     return e;
   };
   const EnergyTotals all = Totals();
-  j["energy"] = energy_json(all);
-  j["co2e_g"] = all.co2e_g;
+  j[k::kEnergy] = energy_json(all);
+  j[k::kCo2eG] = all.co2e_g;
   json by_country = json::object();
   for (const auto& code : reference_countries) {
     auto ci = table.Lookup(code);
     if (!ci.ok()) return ci.status();
     by_country[ci->code] = Co2eGrams(all.compute_pue_j + all.comm_j, 1.0, ci->g_per_kwh);
   }
-  j["co2e_g_by_country"] = by_country;
+  j[k::kCo2eGByCountry] = by_country;
   if (info.reached && info.round_reached) {
-    j["to_target"] = energy_json(Totals(*info.round_reached));
+    j[k::kToTarget] = energy_json(Totals(*info.round_reached));
   } else {
-    j["to_target"] = nullptr;
+    j[k::kToTarget] = nullptr;
   }
-  return WriteFileAtomic(path_ + "/summary.json", j.dump(2) + "\n");
+  return WriteFileAtomic(path_ + "/" + kSummaryFile, j.dump(2) + "\n");
 }
 
 }  // namespace greenfed

@@ -312,6 +312,7 @@ struct Server::Impl {
     last_accuracy = d.accuracy;
     best_accuracy = std::max(best_accuracy, d.accuracy);
     if (!round_reached && d.accuracy >= options.round.target_accuracy) round_reached = round;
+    const bool checkpointed = options.write_checkpoints && SaveCheckpoint();
 
     // Energy booked so far for this round (clients' idle time may still arrive).
     const EnergyTotals t = run_dir->RoundTotals(round);
@@ -325,7 +326,42 @@ struct Server::Impl {
     if (d.fed_accuracy) line += " | fed-acc " + Fixed(*d.fed_accuracy, 4);
     log->Progress(line);
     round_bytes_sent = round_bytes_received = 0;
+    // Tell every client at once that what it reported is now in a checkpoint: a
+    // client re-reports energy sent since the coordinator last spoke to it when a
+    // restarted coordinator does not know it (docs/run-directory.md, --resume).
+    if (checkpointed) {
+      for (const auto& [peer, c] : machine.clients()) Send(peer, HeartbeatMsg{machine.round(), {}});
+    }
     WriteSummary("in progress");
+  }
+
+  // RUN_DIR/checkpoint.bin: what --resume needs to continue after this round.
+  // False (logged) when it could not be written.
+  bool SaveCheckpoint() {
+    Checkpoint c;
+    c.identity = options.identity.run_id.empty() ? RunIdentityFor(options.round) : options.identity;
+    c.machine = machine.Snapshot();
+    c.server.best_accuracy = best_accuracy;
+    c.server.last_accuracy = last_accuracy;
+    c.server.round_reached = round_reached;
+    c.server.total_bytes_sent = total_bytes_sent;
+    c.server.total_bytes_received = total_bytes_received;
+    c.server.elapsed_s = env->NowSeconds() - start_s;
+    c.ledger = run_dir->Ledger();
+    Status s = WriteCheckpoint(run_dir->path(), c);
+    if (!s.ok()) log->Error("checkpoint not written: " + s.ToString());
+    return s.ok();
+  }
+
+  // Server-level state of a resumed run, from its checkpoint.
+  void RestoreFrom(const Checkpoint& c, double now) {
+    start_s = now - c.server.elapsed_s;
+    best_accuracy = c.server.best_accuracy;
+    last_accuracy = c.server.last_accuracy;
+    round_reached = c.server.round_reached;
+    rounds_done = static_cast<int64_t>(c.machine.completed_rounds);
+    total_bytes_sent = c.server.total_bytes_sent;
+    total_bytes_received = c.server.total_bytes_received;
   }
 
   void WriteSummary(const std::string& reason) {
@@ -579,7 +615,18 @@ StatusOr<ServerResult> Server::Run() {
   s.self = NodeInfo{"coordinator", "coordinator", self_ci->code, s.options.pue, self_ci->g_per_kwh};
   s.start_s = s.env->NowSeconds();
   s.mark = s.meter->Begin();
-  s.Execute(s.machine.Start(s.start_s, s.initial));
+  if (s.options.resume) {
+    Checkpoint resume = std::move(*s.options.resume);
+    s.options.resume.reset();
+    const double now = s.start_s;
+    s.RestoreFrom(resume, now);
+    s.log->Info("resuming " + resume.identity.run_id + " after round " +
+                std::to_string(resume.machine.completed_rounds) + " (" + Fixed(resume.server.elapsed_s, 1) +
+                " s so far)");
+    s.Execute(s.machine.Resume(now, std::move(resume.machine)));
+  } else {
+    s.Execute(s.machine.Start(s.start_s, s.initial));
+  }
 
   const auto tick_ms = static_cast<long>(s.options.tick_s * 1000);
   while (!s.stopped) {

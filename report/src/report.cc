@@ -198,6 +198,9 @@ StatusOr<json> ParseJsonFile(const std::string& dir, const std::string& name) {
   }
 }
 
+// A dotted path of schema keys: Key(config_key::kTrain, config_key::kEpochs) = "train.epochs".
+std::string Key(const char* object, const char* field) { return std::string(object) + "." + field; }
+
 StatusOr<RunKind> ParseKind(const std::string& kind, const std::string& file) {
   if (kind == "federated") return RunKind::kFederated;
   if (kind == "centralized") return RunKind::kCentralized;
@@ -206,8 +209,8 @@ StatusOr<RunKind> ParseKind(const std::string& kind, const std::string& file) {
 }
 
 Status CheckFormat(const json& root, const std::string& file) {
-  GREENFED_ASSIGN_OR_RETURN(int64_t format, ReqInt(root, "format", file));
-  if (format != 1) {
+  GREENFED_ASSIGN_OR_RETURN(int64_t format, ReqInt(root, config_key::kFormat, file));
+  if (format != kRunDirFormat) {
     return DataLoss(file + ": format " + std::to_string(format) +
                     "; this greenfed reads run-directory format 1");
   }
@@ -215,38 +218,38 @@ Status CheckFormat(const json& root, const std::string& file) {
 }
 
 StatusOr<RunConfig> ParseConfig(const json& root) {
-  const std::string file = "config.json";
+  const std::string file = kConfigFile;
   GREENFED_RETURN_IF_ERROR(CheckFormat(root, file));
   RunConfig config;
-  GREENFED_ASSIGN_OR_RETURN(std::string kind, ReqString(root, "kind", file));
+  GREENFED_ASSIGN_OR_RETURN(std::string kind, ReqString(root, config_key::kKind, file));
   GREENFED_ASSIGN_OR_RETURN(config.kind, ParseKind(kind, file));
-  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> run_id, OptString(root, "run_id", file));
+  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> run_id, OptString(root, config_key::kRunId, file));
   config.run_id = run_id.value_or("");
-  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> task, OptString(root, "task", file));
+  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> task, OptString(root, config_key::kTask, file));
   config.task = task.value_or("");
-  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> model, OptString(root, "model", file));
+  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> model, OptString(root, config_key::kModel, file));
   config.model = model.value_or("");
-  GREENFED_ASSIGN_OR_RETURN(config.target_accuracy, ReqNumber(root, "target_accuracy", file));
+  GREENFED_ASSIGN_OR_RETURN(config.target_accuracy, ReqNumber(root, config_key::kTargetAccuracy, file));
   if (!(config.target_accuracy > 0 && config.target_accuracy <= 1)) {
     return DataLoss(file + ": target_accuracy is " + FormatPlain(config.target_accuracy) +
                     ", expected a fraction in (0, 1]");
   }
-  GREENFED_ASSIGN_OR_RETURN(config.max_rounds, ReqInt(root, "max_rounds", file));
+  GREENFED_ASSIGN_OR_RETURN(config.max_rounds, ReqInt(root, config_key::kMaxRounds, file));
 
-  GREENFED_ASSIGN_OR_RETURN(const json* partition, FindField(root, "partition", file));
+  GREENFED_ASSIGN_OR_RETURN(const json* partition, FindField(root, config_key::kPartition, file));
   if (partition != nullptr && config.kind == RunKind::kFederated) {
     PartitionConfig p;
-    GREENFED_ASSIGN_OR_RETURN(p.scheme, ReqString(root, "partition.scheme", file));
+    GREENFED_ASSIGN_OR_RETURN(p.scheme, ReqString(root, Key(config_key::kPartition, config_key::kScheme), file));
     GREENFED_ASSIGN_OR_RETURN(std::optional<double> alpha,
-                              OptNumber(root, "partition.alpha", file));
+                              OptNumber(root, Key(config_key::kPartition, config_key::kAlpha), file));
     p.alpha = alpha.value_or(p.alpha);
     GREENFED_ASSIGN_OR_RETURN(std::optional<int64_t> shards,
-                              OptInt(root, "partition.shards_per_client", file));
+                              OptInt(root, Key(config_key::kPartition, config_key::kShardsPerClient), file));
     p.shards_per_client = shards.value_or(p.shards_per_client);
-    GREENFED_ASSIGN_OR_RETURN(std::optional<int64_t> seed, OptInt(root, "partition.seed", file));
+    GREENFED_ASSIGN_OR_RETURN(std::optional<int64_t> seed, OptInt(root, Key(config_key::kPartition, config_key::kSeed), file));
     p.seed = seed.value_or(p.seed);
     GREENFED_ASSIGN_OR_RETURN(std::optional<int64_t> clients,
-                              OptInt(root, "partition.num_clients", file));
+                              OptInt(root, Key(config_key::kPartition, config_key::kNumClients), file));
     p.num_clients = clients.value_or(p.num_clients);
     config.partition = p;
   }
@@ -254,261 +257,61 @@ StatusOr<RunConfig> ParseConfig(const json& root) {
     return Missing(file, "partition", "an object (every federated run records its partition)");
   }
 
-  GREENFED_ASSIGN_OR_RETURN(config.epochs, OptInt(root, "train.epochs", file));
-  GREENFED_ASSIGN_OR_RETURN(config.batch_size, OptInt(root, "train.batch_size", file));
-  GREENFED_ASSIGN_OR_RETURN(config.learning_rate, OptNumber(root, "train.learning_rate", file));
-  GREENFED_ASSIGN_OR_RETURN(config.momentum, OptNumber(root, "train.momentum", file));
-  GREENFED_ASSIGN_OR_RETURN(config.lr_decay, OptNumber(root, "train.lr_decay", file));
-  GREENFED_ASSIGN_OR_RETURN(const json* schedule, FindField(root, "train.lr_schedule", file));
+  GREENFED_ASSIGN_OR_RETURN(config.epochs, OptInt(root, Key(config_key::kTrain, config_key::kEpochs), file));
+  GREENFED_ASSIGN_OR_RETURN(config.batch_size, OptInt(root, Key(config_key::kTrain, config_key::kBatchSize), file));
+  GREENFED_ASSIGN_OR_RETURN(config.learning_rate, OptNumber(root, Key(config_key::kTrain, config_key::kLearningRate), file));
+  GREENFED_ASSIGN_OR_RETURN(config.momentum, OptNumber(root, Key(config_key::kTrain, config_key::kMomentum), file));
+  GREENFED_ASSIGN_OR_RETURN(config.lr_decay, OptNumber(root, Key(config_key::kTrain, config_key::kLrDecay), file));
+  GREENFED_ASSIGN_OR_RETURN(const json* schedule, FindField(root, Key(config_key::kTrain, config_key::kLrSchedule), file));
   if (schedule != nullptr) {
     config.lr_schedule = schedule->is_string() ? schedule->get<std::string>() : schedule->dump();
   }
   GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> country,
-                            OptString(root, "node.country", file));
+                            OptString(root, Key(config_key::kNode, config_key::kCountry), file));
   config.node_country = country.value_or("");
-  GREENFED_ASSIGN_OR_RETURN(config.node_pue, OptNumber(root, "node.pue", file));
+  GREENFED_ASSIGN_OR_RETURN(config.node_pue, OptNumber(root, Key(config_key::kNode, config_key::kPue), file));
   GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> meter_kind,
-                            OptString(root, "meter.kind", file));
+                            OptString(root, Key(config_key::kMeter, config_key::kMeterKind), file));
   config.meter_kind = meter_kind.value_or("");
-  GREENFED_ASSIGN_OR_RETURN(config.watts_per_core, OptNumber(root, "meter.watts_per_core", file));
-  GREENFED_ASSIGN_OR_RETURN(config.watts_per_gb, OptNumber(root, "meter.watts_per_gb", file));
+  GREENFED_ASSIGN_OR_RETURN(config.watts_per_core, OptNumber(root, Key(config_key::kMeter, config_key::kWattsPerCore), file));
+  GREENFED_ASSIGN_OR_RETURN(config.watts_per_gb, OptNumber(root, Key(config_key::kMeter, config_key::kWattsPerGb), file));
   GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> profile,
-                            OptString(root, "meter.profile", file));
+                            OptString(root, Key(config_key::kMeter, config_key::kProfile), file));
   config.meter_profile = profile.value_or("");
-  GREENFED_ASSIGN_OR_RETURN(config.comm_kwh_per_gb, OptNumber(root, "meter.comm_kwh_per_gb", file));
+  GREENFED_ASSIGN_OR_RETURN(config.comm_kwh_per_gb, OptNumber(root, Key(config_key::kMeter, config_key::kCommKwhPerGb), file));
   return config;
 }
 
 StatusOr<RunSummary> ParseSummary(const json& root, const RunConfig& config) {
-  const std::string file = "summary.json";
+  const std::string file = kSummaryFile;
   GREENFED_RETURN_IF_ERROR(CheckFormat(root, file));
-  GREENFED_ASSIGN_OR_RETURN(std::string kind_name, ReqString(root, "kind", file));
+  GREENFED_ASSIGN_OR_RETURN(std::string kind_name, ReqString(root, summary_key::kKind, file));
   GREENFED_ASSIGN_OR_RETURN(RunKind kind, ParseKind(kind_name, file));
   if (kind != config.kind) {
     return DataLoss(file + ": kind \"" + kind_name + "\" disagrees with config.json");
   }
-  GREENFED_ASSIGN_OR_RETURN(double target, ReqNumber(root, "target_accuracy", file));
+  GREENFED_ASSIGN_OR_RETURN(double target, ReqNumber(root, summary_key::kTargetAccuracy, file));
   if (std::fabs(target - config.target_accuracy) > 1e-9) {
     return DataLoss(file + ": target_accuracy " + FormatTarget(target) +
                     " disagrees with config.json's " + FormatTarget(config.target_accuracy));
   }
   RunSummary summary;
-  GREENFED_ASSIGN_OR_RETURN(summary.reached, ReqBool(root, "reached", file));
-  GREENFED_ASSIGN_OR_RETURN(summary.round_reached, OptInt(root, "round_reached", file));
+  GREENFED_ASSIGN_OR_RETURN(summary.reached, ReqBool(root, summary_key::kReached, file));
+  GREENFED_ASSIGN_OR_RETURN(summary.round_reached, OptInt(root, summary_key::kRoundReached, file));
   if (summary.reached && !summary.round_reached) {
     return DataLoss(file + ": reached is true but round_reached is null");
   }
   if (!summary.reached) summary.round_reached.reset();
-  GREENFED_ASSIGN_OR_RETURN(summary.rounds, ReqInt(root, "rounds", file));
-  GREENFED_ASSIGN_OR_RETURN(summary.best_accuracy, ReqNumber(root, "best_accuracy", file));
+  GREENFED_ASSIGN_OR_RETURN(summary.rounds, ReqInt(root, summary_key::kRounds, file));
+  GREENFED_ASSIGN_OR_RETURN(summary.best_accuracy, ReqNumber(root, summary_key::kBestAccuracy, file));
   GREENFED_ASSIGN_OR_RETURN(std::optional<double> final_accuracy,
-                            OptNumber(root, "final_accuracy", file));
+                            OptNumber(root, summary_key::kFinalAccuracy, file));
   summary.final_accuracy = final_accuracy.value_or(0);
-  GREENFED_ASSIGN_OR_RETURN(std::optional<double> wall_s, OptNumber(root, "wall_s", file));
+  GREENFED_ASSIGN_OR_RETURN(std::optional<double> wall_s, OptNumber(root, summary_key::kWallS, file));
   summary.wall_s = wall_s.value_or(0);
-  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> stop, OptString(root, "stop_reason", file));
+  GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> stop, OptString(root, summary_key::kStopReason, file));
   summary.stop_reason = stop.value_or("");
   return summary;
-}
-
-// ---------------------------------------------------------------------------------
-// CSV: RFC 4180 without embedded newlines (the writers never emit them).
-
-struct CsvRow {
-  int line = 0;  // 1-based line in the file
-  std::vector<std::string> fields;
-};
-
-struct CsvFile {
-  std::string name;  // "nodes.csv", for messages
-  std::vector<std::string> header;
-  std::map<std::string, size_t> column;
-  std::vector<CsvRow> rows;
-};
-
-StatusOr<CsvFile> ParseCsv(const std::string& text, const std::string& name,
-                           const std::vector<std::string>& required) {
-  CsvFile csv;
-  csv.name = name;
-  std::istringstream in(text);
-  std::string line;
-  int line_no = 0;
-  bool have_header = false;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    auto split = SplitCsvLine(line);
-    if (!split.ok()) return DataLoss(name + " line " + std::to_string(line_no) + ": " + split.status().message());
-    std::vector<std::string> fields = std::move(split).value();
-    if (!have_header) {
-      csv.header = fields;
-      for (size_t i = 0; i < fields.size(); ++i) csv.column[fields[i]] = i;
-      have_header = true;
-      continue;
-    }
-    if (fields.size() != csv.header.size()) {
-      return DataLoss(name + " line " + std::to_string(line_no) + ": " +
-                      std::to_string(fields.size()) + " fields, header has " +
-                      std::to_string(csv.header.size()));
-    }
-    csv.rows.push_back(CsvRow{line_no, std::move(fields)});
-  }
-  if (!have_header) return DataLoss(name + " is empty: expected a header line");
-  for (const std::string& col : required) {
-    if (csv.column.count(col) == 0) {
-      return DataLoss(name + " line 1: header lacks column '" + col +
-                      "' (header: " + Join(csv.header, ",") + ")");
-    }
-  }
-  if (csv.rows.empty()) {
-    return DataLoss(name + " has a header but no rows: the run completed no round");
-  }
-  return csv;
-}
-
-// Typed access to one row by column name; every error names file, line and column.
-class CsvRowView {
- public:
-  CsvRowView(const CsvFile& file, const CsvRow& row) : file_(file), row_(row) {}
-
-  const std::string& Str(const std::string& col) const { return row_.fields[file_.column.at(col)]; }
-
-  StatusOr<double> Double(const std::string& col) const {
-    const std::string& text = Str(col);
-    char* end = nullptr;
-    errno = 0;
-    double value = std::strtod(text.c_str(), &end);
-    if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE ||
-        !std::isfinite(value)) {
-      return Error(col, "'" + text + "' is not a finite number");
-    }
-    return value;
-  }
-
-  StatusOr<std::optional<double>> OptDouble(const std::string& col) const {
-    if (Str(col).empty()) return std::optional<double>();
-    GREENFED_ASSIGN_OR_RETURN(double value, Double(col));
-    return std::optional<double>(value);
-  }
-
-  StatusOr<double> NonNegative(const std::string& col) const {
-    GREENFED_ASSIGN_OR_RETURN(double value, Double(col));
-    if (value < 0) return Error(col, FormatPlain(value) + " is negative");
-    return value;
-  }
-
-  StatusOr<int64_t> Int(const std::string& col) const {
-    const std::string& text = Str(col);
-    char* end = nullptr;
-    errno = 0;
-    long long value = std::strtoll(text.c_str(), &end, 10);
-    if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE) {
-      return Error(col, "'" + text + "' is not an integer");
-    }
-    return static_cast<int64_t>(value);
-  }
-
-  StatusOr<uint64_t> Bytes(const std::string& col) const {
-    GREENFED_ASSIGN_OR_RETURN(int64_t value, Int(col));
-    if (value < 0) return Error(col, std::to_string(value) + " is negative");
-    return static_cast<uint64_t>(value);
-  }
-
-  Status Error(const std::string& col, const std::string& what) const {
-    return DataLoss(file_.name + " line " + std::to_string(row_.line) + ", column " + col + ": " +
-                    what);
-  }
-  Status LineError(const std::string& what) const {
-    return DataLoss(file_.name + " line " + std::to_string(row_.line) + ": " + what);
-  }
-
- private:
-  const CsvFile& file_;
-  const CsvRow& row_;
-};
-
-const std::vector<std::string>& RoundColumns() {
-  static const std::vector<std::string> kColumns = {
-      "round",         "clients_sampled", "clients_succeeded", "clients_failed",
-      "test_accuracy", "test_loss",       "train_loss",        "round_s",
-      "elapsed_s",     "bytes_sent",      "bytes_received",    "energy_j",
-      "comm_j",        "co2e_g",          "fed_accuracy"};
-  return kColumns;
-}
-
-const std::vector<std::string>& NodeColumns() {
-  static const std::vector<std::string> kColumns = {
-      "round",  "node_id",    "role",           "country",     "pue",     "wall_s",
-      "cpu_s",  "train_j",    "evaluate_j",     "aggregate_j", "idle_j",  "compute_j",
-      "comm_j", "bytes_sent", "bytes_received", "source",      "measured"};
-  return kColumns;
-}
-
-StatusOr<RoundRow> ParseRoundRow(const CsvRowView& v) {
-  RoundRow r;
-  GREENFED_ASSIGN_OR_RETURN(r.round, v.Int("round"));
-  GREENFED_ASSIGN_OR_RETURN(r.clients_sampled, v.Int("clients_sampled"));
-  GREENFED_ASSIGN_OR_RETURN(r.clients_succeeded, v.Int("clients_succeeded"));
-  GREENFED_ASSIGN_OR_RETURN(r.clients_failed, v.Int("clients_failed"));
-  GREENFED_ASSIGN_OR_RETURN(r.test_accuracy, v.Double("test_accuracy"));
-  if (r.test_accuracy < 0 || r.test_accuracy > 1) {
-    return v.Error("test_accuracy", FormatPlain(r.test_accuracy) + " is outside [0, 1]");
-  }
-  GREENFED_ASSIGN_OR_RETURN(r.test_loss, v.Double("test_loss"));
-  GREENFED_ASSIGN_OR_RETURN(r.train_loss, v.Double("train_loss"));
-  GREENFED_ASSIGN_OR_RETURN(r.round_s, v.NonNegative("round_s"));
-  GREENFED_ASSIGN_OR_RETURN(r.elapsed_s, v.NonNegative("elapsed_s"));
-  GREENFED_ASSIGN_OR_RETURN(r.bytes_sent, v.Bytes("bytes_sent"));
-  GREENFED_ASSIGN_OR_RETURN(r.bytes_received, v.Bytes("bytes_received"));
-  GREENFED_ASSIGN_OR_RETURN(r.energy_j, v.NonNegative("energy_j"));
-  GREENFED_ASSIGN_OR_RETURN(r.comm_j, v.NonNegative("comm_j"));
-  GREENFED_ASSIGN_OR_RETURN(r.co2e_g, v.NonNegative("co2e_g"));
-  GREENFED_ASSIGN_OR_RETURN(r.fed_accuracy, v.OptDouble("fed_accuracy"));
-  return r;
-}
-
-StatusOr<NodeRow> ParseNodeRow(const CsvRowView& v) {
-  NodeRow n;
-  GREENFED_ASSIGN_OR_RETURN(n.round, v.Int("round"));
-  n.node_id = v.Str("node_id");
-  if (n.node_id.empty()) return v.Error("node_id", "empty");
-  const std::string& role = v.Str("role");
-  if (role == "coordinator") {
-    n.role = NodeRole::kCoordinator;
-  } else if (role == "client") {
-    n.role = NodeRole::kClient;
-  } else if (role == "centralized") {
-    n.role = NodeRole::kCentralized;
-  } else {
-    return v.Error("role", "'" + role + "', expected coordinator, client or centralized");
-  }
-  n.country = v.Str("country");
-  if (n.country.empty()) return v.Error("country", "empty");
-  GREENFED_ASSIGN_OR_RETURN(n.pue, v.Double("pue"));
-  Status pue_ok = ValidatePue(n.pue);
-  if (!pue_ok.ok()) return v.Error("pue", pue_ok.message());
-  GREENFED_ASSIGN_OR_RETURN(n.wall_s, v.NonNegative("wall_s"));
-  GREENFED_ASSIGN_OR_RETURN(n.cpu_s, v.NonNegative("cpu_s"));
-  GREENFED_ASSIGN_OR_RETURN(n.train_j, v.NonNegative("train_j"));
-  GREENFED_ASSIGN_OR_RETURN(n.evaluate_j, v.NonNegative("evaluate_j"));
-  GREENFED_ASSIGN_OR_RETURN(n.aggregate_j, v.NonNegative("aggregate_j"));
-  GREENFED_ASSIGN_OR_RETURN(n.idle_j, v.NonNegative("idle_j"));
-  GREENFED_ASSIGN_OR_RETURN(n.compute_j, v.NonNegative("compute_j"));
-  GREENFED_ASSIGN_OR_RETURN(n.comm_j, v.NonNegative("comm_j"));
-  GREENFED_ASSIGN_OR_RETURN(n.bytes_sent, v.Bytes("bytes_sent"));
-  GREENFED_ASSIGN_OR_RETURN(n.bytes_received, v.Bytes("bytes_received"));
-  n.source = v.Str("source");
-  if (n.source.empty()) return v.Error("source", "empty");
-  const std::string& measured = v.Str("measured");
-  if (measured == "measured") {
-    n.measured = true;
-  } else if (measured == "modelled") {
-    n.measured = false;
-  } else {
-    return v.Error("measured", "'" + measured + "', expected measured or modelled");
-  }
-  return n;
 }
 
 // ---------------------------------------------------------------------------------
@@ -583,9 +386,9 @@ RunEnergy AccountEnergy(const RunData& run) {
     ++e.rows;
     if (n.measured) {
       ++e.measured_rows;
-      e.measured_sources.insert(n.source);
+      e.measured_sources.insert(EnergySourceName(n.source));
     }
-    e.sources.insert(n.source);
+    e.sources.insert(EnergySourceName(n.source));
   }
   return e;
 }
@@ -794,39 +597,37 @@ StatusOr<RunData> LoadRunDir(const std::string& dir) {
   RunData run;
   run.dir = dir;
 
-  StatusOr<json> config_json = ParseJsonFile(dir, "config.json");
+  StatusOr<json> config_json = ParseJsonFile(dir, kConfigFile);
   if (!config_json.ok()) return config_json.status().WithContext(context);
   StatusOr<RunConfig> config = ParseConfig(*config_json);
   if (!config.ok()) return config.status().WithContext(context);
   run.config = std::move(config).value();
 
-  StatusOr<json> summary_json = ParseJsonFile(dir, "summary.json");
+  StatusOr<json> summary_json = ParseJsonFile(dir, kSummaryFile);
   if (!summary_json.ok()) return summary_json.status().WithContext(context);
   StatusOr<RunSummary> summary = ParseSummary(*summary_json, run.config);
   if (!summary.ok()) return summary.status().WithContext(context);
   run.summary = std::move(summary).value();
 
-  StatusOr<std::string> rounds_text = ReadWholeFile(dir + "/rounds.csv", "rounds.csv");
+  // One reader for both CSV files: run_dir_schema.h.
+  auto no_rows = [&context](const char* file) {
+    return DataLoss(context + ": " + file + " has a header but no rows: the run completed no round");
+  };
+  StatusOr<std::string> rounds_text = ReadWholeFile(dir + "/" + kRoundsFile, kRoundsFile);
   if (!rounds_text.ok()) return rounds_text.status().WithContext(context);
-  StatusOr<CsvFile> rounds_csv = ParseCsv(*rounds_text, "rounds.csv", RoundColumns());
-  if (!rounds_csv.ok()) return rounds_csv.status().WithContext(context);
-  for (const CsvRow& row : rounds_csv->rows) {
-    StatusOr<RoundRow> parsed = ParseRoundRow(CsvRowView(*rounds_csv, row));
-    if (!parsed.ok()) return parsed.status().WithContext(context);
-    run.rounds.push_back(std::move(parsed).value());
-  }
+  StatusOr<std::vector<RoundRow>> rounds = ParseRoundsCsv(*rounds_text);
+  if (!rounds.ok()) return rounds.status().WithContext(context);
+  if (rounds->empty()) return no_rows(kRoundsFile);
+  run.rounds = std::move(rounds).value();
   std::sort(run.rounds.begin(), run.rounds.end(),
             [](const RoundRow& a, const RoundRow& b) { return a.round < b.round; });
 
-  StatusOr<std::string> nodes_text = ReadWholeFile(dir + "/nodes.csv", "nodes.csv");
+  StatusOr<std::string> nodes_text = ReadWholeFile(dir + "/" + kNodesFile, kNodesFile);
   if (!nodes_text.ok()) return nodes_text.status().WithContext(context);
-  StatusOr<CsvFile> nodes_csv = ParseCsv(*nodes_text, "nodes.csv", NodeColumns());
-  if (!nodes_csv.ok()) return nodes_csv.status().WithContext(context);
-  for (const CsvRow& row : nodes_csv->rows) {
-    StatusOr<NodeRow> parsed = ParseNodeRow(CsvRowView(*nodes_csv, row));
-    if (!parsed.ok()) return parsed.status().WithContext(context);
-    run.nodes.push_back(std::move(parsed).value());
-  }
+  StatusOr<std::vector<NodeRow>> nodes = ParseNodesCsv(*nodes_text);
+  if (!nodes.ok()) return nodes.status().WithContext(context);
+  if (nodes->empty()) return no_rows(kNodesFile);
+  run.nodes = std::move(nodes).value();
 
   if (run.summary.reached) {
     const int64_t reached = *run.summary.round_reached;

@@ -6,6 +6,9 @@
 // Thread safety: pure function.
 #pragma once
 
+#include <array>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "greenfed/status.h"
@@ -15,5 +18,10 @@ namespace greenfed {
 
 // Lower-case hex SHA-256; Internal if OpenSSL fails.
 StatusOr<std::string> Sha256Hex(const Parameters& params);
+
+// Raw SHA-256 of `size` bytes (checkpoint files); Internal if OpenSSL fails.
+StatusOr<std::array<uint8_t, 32>> Sha256(const void* data, size_t size);
+// Lower-case hex of `size` bytes.
+std::string HexOf(const uint8_t* data, size_t size);
 
 }  // namespace greenfed

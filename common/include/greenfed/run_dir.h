@@ -1,5 +1,7 @@
 // RunDir: the files one run leaves behind (docs/run-directory.md is the contract):
-// config.json, rounds.csv, nodes.csv and summary.json.
+// config.json, rounds.csv, nodes.csv and summary.json. Column lists, JSON keys
+// and the CSV row writer/reader live in run_dir_schema.h; this class keeps the
+// ledger and decides what goes into the files.
 //
 // Energy arrives as EnergyRecords from many nodes, sometimes after the round they
 // belong to (a client reports its idle time with its next result), so the ledger
@@ -20,24 +22,10 @@
 
 #include "greenfed/carbon.h"
 #include "greenfed/energy_record.h"
+#include "greenfed/run_dir_schema.h"
 #include "greenfed/status.h"
 
 namespace greenfed {
-
-struct RoundRow {
-  int64_t round = 0;
-  uint32_t clients_sampled = 0;
-  uint32_t clients_succeeded = 0;
-  uint32_t clients_failed = 0;
-  double test_accuracy = 0;
-  double test_loss = 0;
-  double train_loss = 0;
-  double round_s = 0;
-  double elapsed_s = 0;
-  uint64_t bytes_sent = 0;
-  uint64_t bytes_received = 0;
-  std::optional<double> fed_accuracy;  // federated evaluation, when run
-};
 
 // Who a node is, for accounting. g_per_kwh is the intensity of `country`.
 struct NodeInfo {
@@ -48,6 +36,9 @@ struct NodeInfo {
   double g_per_kwh = 0;
 };
 
+// One ledger entry: a node's energy for one round from one meter source. Unlike
+// the nodes.csv row it keeps the node's intensity (g_per_kwh), so that a resumed
+// run computes CO2e exactly as the run before the restart did.
 struct NodeRow {
   int64_t round = 0;
   NodeInfo node;
@@ -65,6 +56,15 @@ struct NodeRow {
   // g CO2e of this row at the node's own intensity and PUE. Communication counts
   // only on clients (see docs/run-directory.md).
   double co2e_g() const;
+  // The nodes.csv row; InvalidArgument if node.role is not a known role.
+  StatusOr<NodesCsvRow> CsvRow() const;
+};
+
+// Everything a RunDir accumulates in memory: what a checkpoint saves and a resumed
+// run restores, so that rounds.csv and nodes.csv continue without a gap or a double.
+struct RunLedger {
+  std::vector<RoundRow> rounds;  // in the order they were added (round order)
+  std::vector<NodeRow> nodes;    // one per (round, node_id, source)
 };
 
 struct EnergyTotals {
@@ -97,11 +97,21 @@ class RunDir {
   };
 
  public:
-  // Use Create(); the key keeps the constructor to this class (no raw new needed).
+  // Use Create() or Open(); the key keeps the constructor to this class.
   RunDir(Key, std::string path) : path_(std::move(path)) {}
   // Creates `path` (and parents). Refuses a directory that already holds a run
   // (rounds.csv present), so that no earlier result is overwritten.
   static StatusOr<std::unique_ptr<RunDir>> Create(const std::string& path);
+  // Opens the existing run directory `path` to continue it (--resume): NotFound if
+  // it is not a directory. The ledger starts empty; Restore() fills it.
+  static StatusOr<std::unique_ptr<RunDir>> Open(const std::string& path);
+
+  // The ledger so far (rounds and node rows).
+  RunLedger Ledger() const;
+  // Replaces the ledger with `ledger` (from a checkpoint). InvalidArgument, naming
+  // the row, for two node rows with the same (round, node_id, source), two round
+  // rows for one round, rounds out of order, or a kComm source.
+  Status Restore(const RunLedger& ledger);
 
   const std::string& path() const { return path_; }
   Status WriteConfig(const std::string& json_text);
@@ -129,6 +139,10 @@ class RunDir {
 
 // Writes `text` to `path` through a temp file and rename().
 Status WriteFileAtomic(const std::string& path, const std::string& text);
+// As WriteFileAtomic, and durable: fsync of the temp file before the rename and of
+// the directory after it, so that after a crash `path` holds either the old or the
+// new bytes, whole. A leftover `path`.tmp from a crash is overwritten.
+Status WriteFileDurable(const std::string& path, const std::string& bytes);
 // Default reference countries for summaries and reports.
 std::vector<std::string> DefaultReferenceCountries();
 

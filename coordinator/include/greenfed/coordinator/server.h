@@ -23,10 +23,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "greenfed/carbon.h"
+#include "greenfed/coordinator/checkpoint.h"
 #include "greenfed/coordinator/round_machine.h"
 #include "greenfed/env.h"
 #include "greenfed/log.h"
@@ -58,6 +60,11 @@ struct ServerOptions {
   std::vector<std::string> reference_countries = DefaultReferenceCountries();  // for summary.json
   int stop_fd = -1;                          // readable fd (signalfd) that requests a clean stop; -1 = none
   double max_node_power_w = 10000;           // plausibility bound on a client's reported power (energy_record.h)
+  bool write_checkpoints = true;             // RUN_DIR/checkpoint.bin after every completed round
+  RunIdentity identity;                      // stored in checkpoints; empty run_id = RunIdentityFor(round)
+  // Continue this checkpoint's run (--resume) instead of starting at round 1. The
+  // RunDir's ledger must already be restored from it (RunDir::Restore). Empty = a new run.
+  std::optional<Checkpoint> resume;
 };
 
 struct ServerResult {
@@ -80,7 +87,9 @@ class Server {
          PhaseMeter* meter, RunDir* run_dir, Env* env, Logger* log);
   // Binds; returns the bound endpoint (useful with a wildcard port).
   StatusOr<std::string> Bind();
-  // Runs until the machine stops. Requires Bind().
+  // Runs until the machine stops. Requires Bind(). With options.resume, continues
+  // after the checkpoint's last completed round: elapsed time, byte counts, best
+  // accuracy and the round that reached the target carry over.
   StatusOr<ServerResult> Run();
   ~Server();
   Server(const Server&) = delete;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "greenfed/carbon.h"
+#include "greenfed/run_dir_schema.h"
 #include "greenfed/status.h"
 
 namespace greenfed {
@@ -42,7 +43,7 @@ struct ReportOptions {
 };
 
 enum class RunKind { kFederated, kCentralized };
-enum class NodeRole { kCoordinator, kClient, kCentralized };
+using NodeRole = greenfed::NodeRole;  // run_dir_schema.h
 
 // config.json "partition" (federated runs only).
 struct PartitionConfig {
@@ -89,45 +90,9 @@ struct RunSummary {
   std::string stop_reason;               // e.g. "target reached"
 };
 
-// One rounds.csv row.
-struct RoundRow {
-  int64_t round = 0;
-  int64_t clients_sampled = 0;
-  int64_t clients_succeeded = 0;
-  int64_t clients_failed = 0;
-  double test_accuracy = 0;
-  double test_loss = 0;
-  double train_loss = 0;
-  double round_s = 0;
-  double elapsed_s = 0;
-  uint64_t bytes_sent = 0;
-  uint64_t bytes_received = 0;
-  double energy_j = 0;  // compute, before PUE
-  double comm_j = 0;
-  double co2e_g = 0;                   // each node at its own intensity and PUE
-  std::optional<double> fed_accuracy;  // empty cell: federated evaluation not run
-};
-
-// One nodes.csv row.
-struct NodeRow {
-  int64_t round = 0;
-  std::string node_id;
-  NodeRole role = NodeRole::kClient;
-  std::string country;
-  double pue = 1.0;
-  double wall_s = 0;
-  double cpu_s = 0;
-  double train_j = 0;
-  double evaluate_j = 0;
-  double aggregate_j = 0;
-  double idle_j = 0;
-  double compute_j = 0;  // before PUE
-  double comm_j = 0;     // counted only on client rows
-  uint64_t bytes_sent = 0;
-  uint64_t bytes_received = 0;
-  std::string source;     // "rapl", "nvml", "model"
-  bool measured = false;  // "measured" vs "modelled"
-};
+// The rows as run_dir_schema.h reads them: one definition for writer and reader.
+using RoundRow = greenfed::RoundRow;
+using NodeRow = greenfed::NodesCsvRow;
 
 struct RunData {
   std::string dir;  // as given to LoadRunDir
