@@ -1,0 +1,180 @@
+// Writes the committed seed corpus under tests/fuzz/corpus/ (run by hand after a protocol
+// change: build target greenfed_fuzz_make_corpus, then
+//   ./build-asan/tests/fuzz/greenfed_fuzz_make_corpus tests/fuzz/corpus).
+// decode/: Encode() of one real message of each type, in the fuzz_frames.h format.
+// round_machine/: event scripts in the format of fuzz_round_machine.cc: full runs, timeouts,
+// failures, late results, a rejoin while sampled (the DropClient use-after-free).
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fuzz_frames.h"
+#include "greenfed/protocol.h"
+
+namespace {
+
+using namespace greenfed;
+
+bool Write(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) std::fprintf(stderr, "greenfed_fuzz_make_corpus: cannot write %s\n", path.c_str());
+  return static_cast<bool>(out);
+}
+
+Parameters Model() {
+  return {MakeFloatBlob("fc.weight", {2, 3}, {0.1f, -0.2f, 0.3f, -0.4f, 0.5f, -0.6f}),
+          MakeFloatBlob("fc.bias", {2}, {0.01f, -0.01f})};
+}
+
+std::vector<EnergyRecord> Energy() {
+  EnergyRecord r;
+  r.phase = Phase::kFit;
+  r.round = 1;
+  r.wall_s = 1.5;
+  r.cpu_s = 1.2;
+  r.energy_j = 20.0;
+  r.source = EnergySource::kModel;
+  EnergyRecord c;
+  c.phase = Phase::kComm;
+  c.round = 1;
+  c.bytes_sent = 4096;
+  c.bytes_received = 8192;
+  c.energy_j = 0.01;
+  c.source = EnergySource::kComm;
+  return {r, c};
+}
+
+std::vector<std::pair<std::string, Message>> Messages() {
+  std::vector<std::pair<std::string, Message>> m;
+  JoinMsg join;
+  join.client_id = "host-1";
+  join.requested_index = 2;
+  join.num_examples = 600;
+  join.capabilities = {"delta", "evaluate", "meter:model"};
+  join.country = "DEU";
+  join.pue = 1.2;
+  m.emplace_back("join", join);
+  WelcomeMsg w;
+  w.client_index = 2;
+  w.partition.scheme = "dirichlet";
+  w.partition.num_clients = 4;
+  w.task = "fashion_mnist";
+  w.model = "cnn";
+  w.run_id = "run-1";
+  m.emplace_back("welcome", w);
+  FitMsg fit;
+  fit.round = 3;
+  fit.config.seed = 99;
+  fit.config.send_delta = true;
+  fit.parameters = Model();
+  m.emplace_back("fit", fit);
+  FitResMsg res;
+  res.round = 3;
+  res.is_delta = true;
+  res.num_examples = 600;
+  res.train_loss = 0.7;
+  res.fit_s = 2.5;
+  res.parameters = Model();
+  res.energy = Energy();
+  m.emplace_back("fit_res", res);
+  EvaluateMsg ev;
+  ev.round = 3;
+  ev.parameters = Model();
+  m.emplace_back("evaluate", ev);
+  EvaluateResMsg er;
+  er.round = 3;
+  er.loss = 0.5;
+  er.accuracy = 0.8;
+  er.num_examples = 100;
+  er.energy = Energy();
+  m.emplace_back("evaluate_res", er);
+  HeartbeatMsg hb;
+  hb.round = 3;
+  hb.energy = Energy();
+  m.emplace_back("heartbeat", hb);
+  m.emplace_back("shutdown", ShutdownMsg{"max rounds"});
+  ErrorMsg err;
+  err.message = "local training failed";
+  m.emplace_back("error", err);
+  return m;
+}
+
+// ---- round machine scripts (opcodes of fuzz_round_machine.cc) ----
+using Script = std::vector<uint8_t>;
+// 3 clients, all needed, min_fit 2, fraction 1, 3 rounds, target 1.0, round timeout 10 s,
+// heartbeat timeout 5 s, 3 attempts, no federated eval, eval timeout 5 s, seed 7.
+const Script kOptions = {2, 2, 1, 3, 2, 5, 9, 4, 2, 0, 4, 7};
+void Join(Script* s, uint8_t peer, uint8_t id) { s->insert(s->end(), {0, peer, id, 0xFF, 100, 0}); }
+void FitRes(Script* s, uint8_t peer) {
+  s->insert(s->end(), {1, peer, 0 /*current round*/, 100, 0 /*right shape*/, 16, 0});
+  s->insert(s->end(), {1, 2, 3, 4, 5, 6, 7, 8});  // 8 float values
+}
+void Central(Script* s, uint8_t acc) { s->insert(s->end(), {5, 0, acc, 16}); }
+void Tick(Script* s, uint8_t half_seconds) { s->insert(s->end(), {4, half_seconds}); }
+
+std::vector<std::pair<std::string, Script>> Scripts() {
+  std::vector<std::pair<std::string, Script>> out;
+  Script full = kOptions;
+  for (uint8_t p = 0; p < 3; ++p) Join(&full, p, p);
+  for (int r = 0; r < 3; ++r) {
+    for (uint8_t p = 0; p < 3; ++p) FitRes(&full, p);
+    Central(&full, 100);
+  }
+  out.emplace_back("full_run", full);
+
+  Script timeout = kOptions;
+  for (uint8_t p = 0; p < 3; ++p) Join(&timeout, p, p);
+  FitRes(&timeout, 0);
+  FitRes(&timeout, 1);
+  timeout.insert(timeout.end(), {3, 0, 3, 1});  // heartbeats
+  Tick(&timeout, 8);                            // 4 s: peer 2 still alive
+  Tick(&timeout, 16);                           // 8 s more: deadline and heartbeat timeout
+  Central(&timeout, 50);
+  out.emplace_back("timeout", timeout);
+
+  Script failures = kOptions;
+  for (uint8_t p = 0; p < 3; ++p) Join(&failures, p, p);
+  failures.insert(failures.end(), {2, 0, 2, 1});   // two fit failures
+  FitRes(&failures, 2);
+  failures.insert(failures.end(), {1, 2, 1, 100, 2, 16, 0});  // late result, wrong shape
+  failures.insert(failures.end(), {7, 1, 0, 100, 50});        // unexpected eval result
+  failures.insert(failures.end(), {6, 0});                    // central eval failed
+  out.emplace_back("failures", failures);
+
+  // A client rejoins under a new connection while it is sampled: DropClient erased the map
+  // node, then read its key (heap-use-after-free in round_machine.cc before the fix).
+  Script rejoin = kOptions;
+  for (uint8_t p = 0; p < 3; ++p) Join(&rejoin, p, p);
+  Join(&rejoin, 5, 0);  // peer-5 says it is host-0
+  FitRes(&rejoin, 1);
+  FitRes(&rejoin, 2);
+  Tick(&rejoin, 30);
+  out.emplace_back("rejoin_while_sampled", rejoin);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: greenfed_fuzz_make_corpus CORPUS_DIR (with decode/ and round_machine/ in it)\n");
+    return 2;
+  }
+  const std::string dir = argv[1];
+  bool ok = true;
+  for (const auto& [name, msg] : Messages()) {
+    ok &= Write(dir + "/decode/" + name, fuzz::JoinFrames(Encode(msg)));
+  }
+  for (const auto& [name, script] : Scripts()) ok &= Write(dir + "/round_machine/" + name, script);
+  // A raw-frames event carrying a real Join, so the mutator starts from a valid header.
+  Script raw = kOptions;
+  const auto join = fuzz::JoinFrames(Encode(Messages()[0].second));
+  if (join.size() < 256) {
+    raw.insert(raw.end(), {8, 4, static_cast<uint8_t>(join.size())});
+    raw.insert(raw.end(), join.begin(), join.end());
+    ok &= Write(dir + "/round_machine/raw_join", raw);
+  }
+  return ok ? 0 : 1;
+}
