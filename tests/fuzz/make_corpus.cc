@@ -4,6 +4,8 @@
 // decode/: Encode() of one real message of each type, in the fuzz_frames.h format.
 // round_machine/: event scripts in the format of fuzz_round_machine.cc: full runs, timeouts,
 // failures, late results, a rejoin while sampled (the DropClient use-after-free).
+// Reproducers of findings (e.g. round_machine/strict_agg_overflow_flt_max_delta) are committed
+// as the fuzzer wrote them; this program neither writes nor removes them.
 #include <cstdio>
 #include <fstream>
 #include <string>
