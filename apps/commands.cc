@@ -85,6 +85,16 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   topt.threads = static_cast<int>(node.threads);
   topt.max_test_examples = fed.max_test_examples;
   if (Status s = (*task)->Prepare(topt); !s.ok()) return Fail("coordinator", s, 1);
+  // Bounds on each client's num_examples, from the partition (a client cannot
+  // weigh in with more examples than its shard holds).
+  if (auto sizes = (*task)->ShardSizes(round->partition); sizes.ok()) {
+    round->shard_sizes = std::move(sizes).value();
+    if (fed.max_train_examples > 0) {
+      for (auto& n : round->shard_sizes) n = std::min<uint64_t>(n, fed.max_train_examples);
+    }
+  } else {
+    log.Warn("num_examples bound: " + sizes.status().message() + "; using what clients declare at join");
+  }
   auto initial = (*task)->InitialParameters();
   if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
 
@@ -115,6 +125,11 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                            {"min_available_clients", round->min_available_clients},
                            {"round_timeout_s", fed.round_timeout_s},
                            {"heartbeat_timeout_s", fed.heartbeat_timeout_s},
+                           {"client_wait_s", fed.client_wait_s},
+                           {"max_idle_s", fed.max_idle_s},
+                           {"exclude_after_failures", fed.exclude_after_failures},
+                           {"exclude_rounds", fed.exclude_rounds},
+                           {"max_node_power_w", fed.max_node_power_w},
                            {"fed_eval_every", fed.fed_eval_every}};
   config["data"] = {{"data_dir", node.data_dir},
                     {"max_train_examples", fed.max_train_examples},
@@ -130,6 +145,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.pue = node.pue;
   so.comm.kwh_per_gb = node.comm_kwh_per_gb;
   so.stop_fd = ctx.stop_fd;
+  so.max_node_power_w = fed.max_node_power_w;
   Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir->get(), env.get(), &log);
   auto endpoint = server.Bind();
   if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);

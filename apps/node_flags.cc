@@ -68,6 +68,14 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("seed", &d->seed, "seed of partitions, sampling, initial weights and local shuffling");
   f->AddDouble("round-timeout-s", &d->round_timeout_s, "per-round deadline; late results are discarded");
   f->AddDouble("heartbeat-timeout-s", &d->heartbeat_timeout_s, "a client silent this long is dropped");
+  f->AddDouble("client-wait-s", &d->client_wait_s,
+                "round 1 waits this long for --min-available-clients, then starts with >= --min-fit-clients");
+  f->AddDouble("max-idle-s", &d->max_idle_s, "stop the run when no round could start for this long");
+  f->AddUint("exclude-after-failures", &d->exclude_after_failures,
+             "exclude a client after this many consecutive failed rounds (0 = never)");
+  f->AddUint("exclude-rounds", &d->exclude_rounds, "rounds an excluded client is refused");
+  f->AddDouble("max-node-power-w", &d->max_node_power_w,
+               "plausibility bound: energy reports above this many watts per node are rejected");
   f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
   f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
   f->AddString("task", &d->task, "registered task");
@@ -81,6 +89,7 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
     }
     if (!(d->alpha > 0)) return InvalidArgument("--alpha must be positive");
     if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
+    if (!(d->max_node_power_w > 0)) return InvalidArgument("--max-node-power-w must be positive");
     return Status::Ok();
   });
 }
@@ -96,6 +105,10 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.target_accuracy = d.target_accuracy;
   o.round_timeout_s = d.round_timeout_s;
   o.heartbeat_timeout_s = d.heartbeat_timeout_s;
+  o.client_wait_s = d.client_wait_s;
+  o.max_idle_s = d.max_idle_s;
+  o.exclude_after_failures = static_cast<uint32_t>(d.exclude_after_failures);
+  o.exclude_rounds = d.exclude_rounds;
   o.seed = d.seed;
   o.train.epochs = static_cast<uint32_t>(d.local_epochs);
   o.train.batch_size = static_cast<uint32_t>(d.batch_size);

@@ -52,6 +52,11 @@ struct FederationFlags {
   uint64_t seed = 1;
   double round_timeout_s = 600;
   double heartbeat_timeout_s = 30;
+  double client_wait_s = 60;            // RoundOptions::client_wait_s
+  double max_idle_s = 900;              // RoundOptions::max_idle_s
+  uint64_t exclude_after_failures = 2;  // RoundOptions::exclude_after_failures
+  uint64_t exclude_rounds = 5;          // RoundOptions::exclude_rounds
+  double max_node_power_w = 10000;      // ServerOptions::max_node_power_w
   uint64_t fed_eval_every = 0;
   bool send_delta = false;
   std::string task = "fashion_mnist";

@@ -57,7 +57,7 @@ TEST_CASE("carbon: the built-in table is the CSV in the source tree") {
   }
 }
 
-TEST_CASE("carbon: lookups are case-insensitive; unknown codes give a hint") {
+TEST_CASE("carbon: lookups are case-insensitive, unknown codes give a hint") {
   const CarbonTable table = CarbonTable::BuiltIn();
   for (const char* code : {"FRA", "fra", "Fra"}) {
     StatusOr<CarbonIntensity> row = table.Lookup(code);
@@ -154,11 +154,14 @@ TEST_CASE("carbon: FromFile reads a table and names the file on errors") {
   fs::remove_all(dir, ec);
 }
 
-TEST_CASE("carbon: PUE must be finite and >= 1") {
+TEST_CASE("carbon: PUE must be finite and in [1, 5]") {
   CHECK(ValidatePue(1.0).ok());
   CHECK(ValidatePue(1.67).ok());
-  CHECK(ValidatePue(0.9).message() == "PUE must be >= 1.0 (got 0.9)");
-  CHECK(ValidatePue(-1).message() == "PUE must be >= 1.0 (got -1)");
+  CHECK(ValidatePue(5.0).ok());
+  CHECK(ValidatePue(0.9).message() == "PUE must be in [1.0, 5] (got 0.9)");
+  CHECK(ValidatePue(-1).message() == "PUE must be in [1.0, 5] (got -1)");
+  // Issue 8: a forged report claimed PUE 1e300 and it was accepted.
+  CHECK(ValidatePue(1e300).message() == "PUE must be in [1.0, 5] (got 1e+300)");
   CHECK(ValidatePue(-1).code() == Code::kInvalidArgument);
   CHECK_FALSE(ValidatePue(std::numeric_limits<double>::quiet_NaN()).ok());
   CHECK_FALSE(ValidatePue(std::numeric_limits<double>::infinity()).ok());

@@ -19,6 +19,7 @@
 #include "greenfed/energy_record.h"
 #include "greenfed/env.h"
 #include "greenfed/meter.h"
+#include "greenfed/log.h"
 
 namespace greenfed {
 namespace {
@@ -335,7 +336,7 @@ TEST_CASE("OpenMeters: auto falls back to the model and says why for each source
         "model: test (10 W/core, 0.5 W/GB)");
 }
 
-TEST_CASE("OpenMeters: auto uses RAPL when present; explicit kinds fail loudly") {
+TEST_CASE("OpenMeters: auto uses RAPL when present, explicit kinds fail loudly") {
   TempDir tmp;
   FakeEnv env;
   MakeZone(tmp.path() / "intel-rapl:0", "package-0", 42);
@@ -446,7 +447,7 @@ TEST_CASE("power-model profiles") {
   CHECK(defaults.watts_per_gb == ga->watts_per_gb);
 }
 
-TEST_CASE("PhaseMeter: one record per meter with exact fields; a failing meter warns") {
+TEST_CASE("PhaseMeter: one record per meter with exact fields, a failing meter warns") {
   FakeEnv env;
   env.wall_s = 0;
   env.cpu_s = 1;
@@ -533,4 +534,64 @@ TEST_CASE("system env: monotonic clock, growing CPU time, non-zero RSS") {
 }
 
 }  // namespace
+}  // namespace greenfed
+
+namespace greenfed {
+// Issue 8: the plausibility bounds on records from other nodes.
+TEST_CASE("CheckEnergyRecord refuses impossible records with a named reason") {
+  EnergyBounds b;
+  b.max_round = 5;
+  b.max_wall_s = 100;
+  b.max_bytes_sent = 1000;
+  b.max_bytes_received = 2000;
+  EnergyRecord fit;
+  fit.phase = Phase::kFit;
+  fit.round = 3;
+  fit.wall_s = 10;
+  fit.cpu_s = 10;
+  fit.energy_j = 120;
+  fit.source = EnergySource::kModel;
+  CHECK(CheckEnergyRecord(fit, b).ok());
+  auto reason = [&](EnergyRecord r) { return CheckEnergyRecord(r, b).message(); };
+  auto with = [&](auto edit) {
+    EnergyRecord r = fit;
+    edit(r);
+    return reason(r);
+  };
+  CHECK(with([](EnergyRecord& r) { r.energy_j = std::numeric_limits<double>::infinity(); }).find("must be finite") !=
+        std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.energy_j = -1; }).find("must be >= 0") != std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.energy_j = 1e30; }).find("is more than 10000 W") != std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.round = int64_t{1} << 62; }).find("round must be in [1, 5]") != std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.round = 0; }).find("round must be in [1, 5]") != std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.wall_s = 101; r.cpu_s = 1; }).find("longer than the sender can have metered") !=
+        std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.cpu_s = 10 * 1025; }).find("exceeds wall_s x 1024 cores") != std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.bytes_sent = 5; }).find("only comm records carry bytes") != std::string::npos);
+  CHECK(with([](EnergyRecord& r) { r.source = EnergySource::kRapl; }).find("measured flag disagrees") !=
+        std::string::npos);
+  EnergyRecord comm;
+  comm.phase = Phase::kComm;
+  comm.round = 1;
+  comm.source = EnergySource::kComm;
+  comm.bytes_sent = 1000;
+  comm.bytes_received = 2000;
+  comm.energy_j = 3000 * 3.6e-3;
+  CHECK(CheckEnergyRecord(comm, b).ok());
+  comm.bytes_sent = ~0ull - 10;
+  CHECK(reason(comm).find("more than moved with this peer") != std::string::npos);
+  comm.bytes_sent = 1000;
+  comm.energy_j = 1e6;
+  CHECK(reason(comm).find("J/byte") != std::string::npos);
+  comm.energy_j = 1;
+  comm.source = EnergySource::kModel;
+  CHECK_FALSE(CheckEnergyRecord(comm, b).ok());
+}
+
+TEST_CASE("EscapeForLog: peer text cannot forge a log line or fill the disk") {
+  CHECK(EscapeForLog("plain text 1.0") == "plain text 1.0");
+  CHECK(EscapeForLog("a\nb\r\x1b[31m") == "a\\x0ab\\x0d\\x1b[31m");
+  CHECK(EscapeForLog("\\x0a") == "\\x5cx0a");  // a literal backslash cannot fake an escape
+  CHECK(EscapeForLog(std::string(1 << 20, 'z'), 10) == "zzzzzzzzzz...");
+}
 }  // namespace greenfed

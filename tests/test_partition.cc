@@ -258,3 +258,22 @@ TEST_CASE("partition: LabelHistogram counts the selected examples") {
   CHECK(LabelHistogram(labels, {3, 99}, 10) == std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
   CHECK(LabelHistogram(labels, {0, 3}, 4) == std::vector<int64_t>{0, 0, 0, 1});
 }
+
+// Issue 8: the coordinator bounds each client's num_examples by ShardSizes, so it
+// must equal the shards the clients cut, on the real labels.
+TEST_CASE("partition: ShardSizes equals the size of every client's shard") {
+  const auto labels = RealTrainLabels();
+  for (const std::string scheme : {"iid", "shards", "dirichlet"}) {
+    const PartitionSpec spec = Spec(scheme, 10, 3);
+    auto sizes = ShardSizes(labels, spec);
+    REQUIRE(sizes.ok());
+    REQUIRE(sizes->size() == 10);
+    uint64_t total = 0;
+    for (uint32_t c = 0; c < 10; ++c) {
+      CHECK((*sizes)[c] == (*PartitionIndices(labels, spec, c)).size());
+      total += (*sizes)[c];
+    }
+    CHECK(total == 60000);
+  }
+  CHECK_FALSE(ShardSizes(labels, Spec("nope", 10, 3)).ok());
+}

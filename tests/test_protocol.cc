@@ -341,10 +341,12 @@ TEST_CASE("every message type round-trips with every field") {
   }
   SUBCASE("Error") {
     ErrorMsg m;
-    m.code = "INVALID_ARGUMENT";
+    m.code = ErrorCode::kBadUpdate;
+    m.round = 7;
     m.message = "tensor 'fc.weight' has shape [64, 10], expected [10, 64]";
     ErrorMsg got = RoundTrip(m, 1);
-    CHECK(got.code == m.code);
+    CHECK(got.code == ErrorCode::kBadUpdate);
+    CHECK(got.round == 7);
     CHECK(got.message == m.message);
   }
   SUBCASE("every phase and source name survives") {
@@ -422,8 +424,10 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
   const Frames fitres = Encode(SampleFitRes());
 
   SUBCASE("version mismatch") {
-    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(2); });
-    CHECK(Contains(DecodeError(f), "protocol version 2, expected 1"));
+    // A version-1 peer (before numeric error codes) is refused with a version error.
+    const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(1); });
+    CHECK(Contains(DecodeError(f, Code::kFailedPrecondition), "protocol version 1, expected 2"));
+    CHECK(DecodeErrorCode(Decode(f).status()) == ErrorCode::kVersionMismatch);
   }
   SUBCASE("missing version") {
     const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m.erase("v"); });
@@ -515,6 +519,7 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
   SUBCASE("wrong field type") {
     JoinMsg join;
     join.client_id = "a";
+    join.country = "FRA";
     const Frames j = EditHeader(Encode(join), [](HeaderMap& m, msgpack::zone&) { m["client_id"] = msgpack::object(42); });
     CHECK(Contains(DecodeError(j), "field 'client_id' must be a string, got unsigned integer"));
     const Frames caps = EditHeader(Encode(join), [](HeaderMap& m, msgpack::zone& z) {
@@ -543,6 +548,8 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
     });
     CHECK(Contains(DecodeError(big), "field 'hb_ms' value 5000000000 is out of range for uint32"));
     JoinMsg small;
+    small.client_id = "a";
+    small.country = "FRA";
     const Frames idx = EditHeader(Encode(small), [](HeaderMap& m, msgpack::zone&) {
       m["req_index"] = msgpack::object(int64_t{-3'000'000'000});
     });
@@ -736,6 +743,73 @@ TEST_CASE("Decode survives random, truncated and corrupted input (deterministic 
     CHECK(header_ok + header_rejected + tensor_ok + tensor_nonfinite == 2000);
     CHECK(header_rejected > 0);
     CHECK(tensor_ok > 0);
+  }
+}
+
+// Issue 8: identifiers, texts and record counts from the network are bounded at
+// decode, each with a Status naming the field.
+TEST_CASE("Decode bounds identifiers, texts and energy-record counts from hostile peers") {
+  JoinMsg j;
+  j.client_id = "host-1";
+  j.country = "FRA";
+  j.capabilities = {"delta", "meter:model"};
+  REQUIRE(Decode(Encode(j)).ok());
+
+  SUBCASE("a newline in client_id would forge a log line") {
+    JoinMsg bad = j;
+    bad.client_id = "host-1\ncoordinator | round 99 | acc 1.0000";
+    CHECK(Contains(DecodeError(Encode(bad)), "field 'client_id' has byte 0x0a at offset 6"));
+  }
+  SUBCASE("a 60 MiB client_id is refused before it is copied") {
+    JoinMsg bad = j;
+    bad.client_id.assign(60u << 20, 'a');
+    CHECK(Contains(DecodeError(Encode(bad), Code::kInvalidArgument, 128u << 20),
+                   "field 'client_id' is 62914560 bytes, over the limit of 64"));
+  }
+  SUBCASE("empty client_id") {
+    JoinMsg bad = j;
+    bad.client_id.clear();
+    CHECK(Contains(DecodeError(Encode(bad)), "field 'client_id' must be 1..64 bytes, got 0"));
+  }
+  SUBCASE("country outside A-Z0-9 or too long") {
+    JoinMsg bad = j;
+    bad.country = "fr\x1b[31m";
+    CHECK(Contains(DecodeError(Encode(bad)), "field 'country'"));
+    bad.country = std::string(100, 'A');
+    CHECK(Contains(DecodeError(Encode(bad)), "field 'country' is 100 bytes, over the limit of 8"));
+  }
+  SUBCASE("too many or malformed capabilities") {
+    JoinMsg bad = j;
+    bad.capabilities.assign(kMaxCapabilities + 1, "x");
+    CHECK(Contains(DecodeError(Encode(bad)), "lists 33 capabilities, over the limit of 32"));
+    bad.capabilities = {"ok", "bad cap"};
+    CHECK(Contains(DecodeError(Encode(bad)), "field 'caps[1]' has byte 0x20"));
+  }
+  SUBCASE("non-finite PUE") {
+    JoinMsg bad = j;
+    bad.pue = std::numeric_limits<double>::infinity();
+    CHECK(Contains(DecodeError(Encode(bad)), "field 'pue' is not finite"));
+  }
+  SUBCASE("200,000 energy records in one heartbeat") {
+    HeartbeatMsg hb;
+    hb.round = 1;
+    hb.energy.resize(kMaxEnergyRecords + 1);
+    CHECK(Contains(DecodeError(Encode(hb)), "holds 257 records, over the limit of 256 per message"));
+    hb.energy.resize(kMaxEnergyRecords);
+    CHECK(Decode(Encode(hb)).ok());
+  }
+  SUBCASE("Error: unknown code, oversized message") {
+    ErrorMsg e;
+    e.code = static_cast<ErrorCode>(999);
+    CHECK(Contains(DecodeError(Encode(e)), "unknown error code 999"));
+    e.code = ErrorCode::kBusy;
+    e.message.assign(kMaxTextBytes + 1, 'x');
+    CHECK(Contains(DecodeError(Encode(e)), "field 'message' is 1025 bytes, over the limit of 1024"));
+  }
+  SUBCASE("every error code has a name") {
+    for (uint16_t c = 1; c <= kMaxErrorCode; ++c) {
+      CHECK(std::string(ErrorCodeName(static_cast<ErrorCode>(c))) != "UNKNOWN");
+    }
   }
 }
 

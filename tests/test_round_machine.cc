@@ -31,7 +31,7 @@ JoinEvent Join(const std::string& peer, int32_t index = -1) {
   j.client_id = "id-" + peer;
   j.requested_index = index;
   j.country = "FRA";
-  return JoinEvent{peer, j};
+  return JoinEvent{peer, j, ""};
 }
 
 FitResEvent Result(const std::string& peer, uint64_t round, float v, uint64_t n = 10) {
@@ -123,10 +123,17 @@ TEST_CASE("joins: requested index, taken index, out of range, full federation, r
   CHECK(m.clients().size() == 2);
   a = m.Handle(Join("E"), 0);
   CHECK(std::get<ErrorMsg>(All<SendAction>(a)[0].message).message.find("full") != std::string::npos);
-  // The client behind A reconnects under a new routing id: it replaces A.
+  // Someone else joins under A's client_id while A is alive: refused, A keeps its slot.
+  JoinEvent impostor = Join("X", 1);
+  impostor.join.client_id = "id-A";
+  a = m.Handle(impostor, 1);
+  REQUIRE(All<SendAction>(a).size() == 1);
+  CHECK(std::get<ErrorMsg>(All<SendAction>(a)[0].message).code == ErrorCode::kIdentityInUse);
+  CHECK(m.clients().count("A") == 1);
+  // The client behind A reconnects under a new routing id after going quiet: it replaces A.
   JoinEvent again = Join("A2", 1);
   again.join.client_id = "id-A";
-  a = m.Handle(again, 1);
+  a = m.Handle(again, 5);
   CHECK(m.clients().count("A") == 0);
   CHECK(m.clients().at("A2").index == 1);
 }
@@ -207,7 +214,7 @@ TEST_CASE("too few results at the deadline: the round is retried with a new samp
   CHECK(All<SendAction>(a).size() == 2);  // shutdown to both
 }
 
-TEST_CASE("a silent client is dropped; the round ends early when nobody else is pending") {
+TEST_CASE("a silent client is dropped, the round ends early when nobody else is pending") {
   RoundMachine m(Opts(3, 2));
   (void)m.Start(0, Model(0));
   std::vector<Action> a;
@@ -220,11 +227,12 @@ TEST_CASE("a silent client is dropped; the round ends early when nobody else is 
   CHECK(m.state() == MachineState::kEvaluating);
   a = m.Handle(CentralEvalEvent{1, 0.2, 2}, 32);
   CHECK(All<RoundDoneAction>(a)[0].failed == 1);
-  // Round 2 needs 3 available clients again: it waits.
-  CHECK(m.state() == MachineState::kWaitingForClients);
+  // Round 2 goes on with the two clients left instead of waiting for a third.
+  CHECK(m.state() == MachineState::kFitting);
+  CHECK(FitTargets(a) == std::vector<std::string>{"A", "B"});
+  CHECK(Logged(a, "round 2 starts with 2 of 3 clients"));
   a = m.Handle(Join("D"), 40);
   CHECK(std::get<WelcomeMsg>(All<SendAction>(a)[0].message).client_index == 2);  // the freed index
-  CHECK(m.state() == MachineState::kFitting);
 }
 
 TEST_CASE("invalid updates count as failures and leave the average alone") {
@@ -240,7 +248,7 @@ TEST_CASE("invalid updates count as failures and leave the average alone") {
   FitResEvent nan_loss = Result("B", 1, 5);
   nan_loss.result.train_loss = std::numeric_limits<double>::quiet_NaN();
   a = m.Handle(nan_loss, 1);
-  CHECK(Logged(a, "train_loss is not finite"));
+  CHECK(Logged(a, "train_loss nan is not a finite, non-negative loss"));
   a = m.Handle(Result("C", 1, 6.0f), 2);
   CHECK(FloatValues(m.global()[0]) == std::vector<float>{6.0f, 6.0f});
   a = m.Handle(CentralEvalEvent{1, 0.1, 2}, 3);
@@ -396,4 +404,233 @@ TEST_CASE("a client that reports a failed fit counts as failed at once, not at t
   CHECK(m.pending().size() == 3);
   a = m.Handle(FitFailedEvent{"A", "disk full"}, 4);
   CHECK(m.pending().size() == 2);
+}
+
+// ---- Issue 8: liveness, identity and bounds -------------------------------------
+
+namespace {
+
+ErrorCode ErrorTo(const std::vector<Action>& actions, const std::string& peer) {
+  for (const auto& s : All<SendAction>(actions)) {
+    if (s.peer != peer) continue;
+    if (auto* e = std::get_if<ErrorMsg>(&s.message)) return e->code;
+  }
+  return ErrorCode::kUnknown;
+}
+
+JoinEvent KeyJoin(const std::string& peer, const std::string& key, int32_t index = -1) {
+  JoinEvent e = Join(peer, index);
+  e.identity = "curve:" + key;
+  return e;
+}
+
+// Runs round `round` to completion with every pending client answering w=v.
+std::vector<Action> CompleteRound(RoundMachine* m, uint64_t round, double t, float v = 1.0f) {
+  const std::vector<std::string> pending(m->pending().begin(), m->pending().end());
+  for (const auto& p : pending) (void)m->Handle(Result(p, round, v), t);
+  return m->Handle(CentralEvalEvent{round, 0.5, 1.0}, t);
+}
+
+}  // namespace
+
+TEST_CASE("default flags: a client killed after round 2 of 3 does not hang the run") {
+  // Defaults: min_available_clients = num_clients. Before the fix, round 3 waited
+  // for 3 of 3 forever once the dead client was dropped.
+  RoundOptions o = Opts(3, 2);
+  o.max_rounds = 4;
+  o.round_timeout_s = 600;  // the default: only the heartbeat timeout can catch the dead client
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  (void)CompleteRound(&m, 1, 1);
+  (void)CompleteRound(&m, 2, 2);
+  // C is killed: round 3 was sampled with it; A and B answer, C never does.
+  (void)m.Handle(Result("A", 3, 1.0f), 3);
+  (void)m.Handle(Result("B", 3, 1.0f), 3);
+  for (double t = 3; t < 40; t += 1) {
+    (void)m.Handle(HeartbeatEvent{"A"}, t);
+    (void)m.Handle(HeartbeatEvent{"B"}, t);
+    a = m.Handle(TickEvent{}, t);
+    if (m.state() != MachineState::kFitting) break;
+  }
+  CHECK(m.clients().size() == 2);
+  REQUIRE(m.state() == MachineState::kEvaluating);
+  a = m.Handle(CentralEvalEvent{3, 0.5, 1.0}, 40);
+  CHECK(m.state() == MachineState::kFitting);  // round 4 at once, with A and B
+  CHECK(m.round() == 4);
+  CHECK(Logged(a, "round 4 starts with 2 of 3 clients"));
+}
+
+TEST_CASE("round 1 waits client_wait_s for min_available_clients, then starts with the clients it has") {
+  RoundOptions o = Opts(5, 2);
+  o.client_wait_s = 60;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 1, &a);
+  for (double t = 10; t < 60; t += 10) {
+    for (const auto& p : {"A", "B", "C"}) (void)m.Handle(HeartbeatEvent{p}, t);
+    a = m.Handle(TickEvent{}, t);
+  }
+  a = m.Handle(TickEvent{}, 59);
+  CHECK(m.state() == MachineState::kWaitingForClients);
+  for (const auto& p : {"A", "B", "C"}) (void)m.Handle(HeartbeatEvent{p}, 59.5);
+  CHECK(m.state() == MachineState::kWaitingForClients);
+  a = m.Handle(TickEvent{}, 60.5);
+  CHECK(m.state() == MachineState::kFitting);
+  CHECK(FitTargets(a).size() == 3);
+  CHECK(Logged(a, "round 1 starts with 3 of 5 clients (min_available_clients=5) after waiting 60.5 s"));
+}
+
+TEST_CASE("with fewer than min_fit_clients for max_idle_s the run stops with a reason, never hangs") {
+  RoundOptions o = Opts(3, 2);
+  o.max_idle_s = 100;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a = m.Handle(Join("A"), 0);
+  bool logged_wait = false;
+  for (double t = 1; t <= 101 && m.state() != MachineState::kDone; t += 1) {
+    a = m.Handle(HeartbeatEvent{"A"}, t);
+    const auto tick = m.Handle(TickEvent{}, t);
+    a.insert(a.end(), tick.begin(), tick.end());
+    logged_wait = logged_wait || Logged(a, "waiting for clients: 1 connected, 2 needed");
+  }
+  CHECK(logged_wait);
+  REQUIRE(m.state() == MachineState::kDone);
+  auto stops = All<StopAction>(a);
+  REQUIRE(stops.size() == 1);
+  CHECK(stops[0].failed);
+  CHECK(stops[0].reason.find("fewer than min_fit_clients=2") != std::string::npos);
+}
+
+TEST_CASE("rejoin while sampled: the old connection fails the round at once, no ghost stays pending") {
+  // Before the fix DropClient erased the map node and then read its key (ASan:
+  // heap-use-after-free); without ASan a ghost stayed in pending() until the deadline.
+  RoundMachine m(Opts(2, 1));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  REQUIRE(m.pending().count("A") == 1);
+  (void)m.Handle(Result("B", 1, 1.0f), 1);
+  JoinEvent again = Join("A2");
+  again.join.client_id = "id-A";  // A's process reconnects after a network blip
+  a = m.Handle(again, 5);
+  CHECK(m.pending().count("A") == 0);
+  CHECK(m.clients().count("A") == 0);
+  CHECK(m.clients().at("A2").index == 0);
+  a = m.Handle(TickEvent{}, 5.1);
+  CHECK(m.state() == MachineState::kEvaluating);  // not waiting for the deadline at t=10
+}
+
+TEST_CASE("CURVE identity: the index is bound to the key, the same key replaces its old connection") {
+  RoundMachine m(Opts(3, 1));
+  (void)m.Start(0, Model(0));
+  auto a = m.Handle(KeyJoin("A", "KEY-A"), 0);
+  CHECK(m.clients().at("A").index == 0);
+  // Another key asks for A's index, also after A has left: refused.
+  a = m.Handle(KeyJoin("X", "KEY-X", 0), 0.5);
+  CHECK(ErrorTo(a, "X") == ErrorCode::kIndexTaken);
+  // The key holder reconnects at once (no stale wait needed for a proven identity).
+  a = m.Handle(KeyJoin("A2", "KEY-A"), 0.6);
+  CHECK(m.clients().count("A") == 0);
+  CHECK(m.clients().at("A2").index == 0);
+  // A leaves for good; its index stays reserved for its key.
+  a = m.Handle(TickEvent{}, 40);
+  CHECK(m.clients().empty());
+  a = m.Handle(KeyJoin("X", "KEY-X", 0), 41);
+  CHECK(ErrorTo(a, "X") == ErrorCode::kIndexTaken);
+  a = m.Handle(KeyJoin("X", "KEY-X"), 41);
+  CHECK(m.clients().at("X").index == 1);
+  a = m.Handle(KeyJoin("A3", "KEY-A"), 42);
+  CHECK(m.clients().at("A3").index == 0);
+  // A key that asks for an index other than its own is refused, and its live
+  // connection stays.
+  a = m.Handle(KeyJoin("X2", "KEY-X", 2), 42);
+  CHECK(ErrorTo(a, "X2") == ErrorCode::kIndexTaken);
+  CHECK(m.clients().count("X") == 1);
+}
+
+TEST_CASE("num_examples is bounded by the client's shard size, 2^62 and 2^64-1 cannot take over the model") {
+  RoundOptions o = Opts(2, 1);
+  o.shard_sizes = {100, 100};
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  a = m.Handle(Result("A", 1, 0.0f, 1ull << 62), 1);  // all-zero weights, 2^62 examples
+  CHECK(ErrorTo(a, "A") == ErrorCode::kBadUpdate);
+  CHECK(Logged(a, "num_examples 4611686018427387904 exceeds this client's shard size (100)"));
+  a = m.Handle(Result("B", 1, 4.0f, 100), 1);
+  REQUIRE(m.state() == MachineState::kEvaluating);
+  CHECK(m.global()[0].data == Model(4.0f)[0].data);  // B's weights alone
+
+  // Without shard sizes, the fallback bound still keeps the sum from wrapping.
+  RoundMachine m2(Opts(2, 1));
+  (void)m2.Start(0, Model(0));
+  JoinAll(&m2, {"A", "B"}, 0, &a);
+  a = m2.Handle(Result("A", 1, 1.0f, ~0ull), 1);
+  CHECK(ErrorTo(a, "A") == ErrorCode::kBadUpdate);
+  a = m2.Handle(Result("B", 1, 1.0f, 10), 1);
+  REQUIRE(m2.state() == MachineState::kEvaluating);
+  CHECK(m2.global()[0].data == Model(1.0f)[0].data);
+}
+
+TEST_CASE("two peers that fail every fit are excluded, freeing their slots, the honest clients finish the run") {
+  // Before: "round 1 failed 5 times" in 0.2 s and the run ended with exit 1.
+  RoundOptions o = Opts(3, 2);
+  o.min_available_clients = 2;
+  o.max_rounds = 2;
+  o.target_accuracy = 1.0;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"E1", "E2"}, 0, &a);
+  CHECK(m.state() == MachineState::kFitting);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    (void)m.Handle(FitFailedEvent{"E1", "FIT_FAILED: no"}, 0.1);
+    a = m.Handle(FitFailedEvent{"E2", "FIT_FAILED: no"}, 0.1);
+  }
+  CHECK(m.clients().empty());
+  CHECK(ErrorTo(a, "E2") == ErrorCode::kExcluded);
+  CHECK(m.state() != MachineState::kDone);
+  // They are refused while excluded...
+  a = m.Handle(Join("E1"), 0.2);
+  CHECK(ErrorTo(a, "E1") == ErrorCode::kExcluded);
+  // ...and the honest clients take the freed slots and finish both rounds.
+  JoinAll(&m, {"H1", "H2", "H3"}, 0.3, &a);
+  REQUIRE(m.state() == MachineState::kFitting);
+  a = CompleteRound(&m, 1, 1);
+  a = CompleteRound(&m, 2, 2);
+  auto stops = All<StopAction>(a);
+  REQUIRE(stops.size() == 1);
+  CHECK_FALSE(stops[0].failed);
+}
+
+TEST_CASE("Snapshot and Resume: a resumed machine continues with the same model, round and sample") {
+  RoundOptions o = Opts(3, 2);
+  o.fraction_fit = 0.67;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B", "C"}, 0, &a);
+  (void)CompleteRound(&m, 1, 1, 2.0f);
+  a = CompleteRound(&m, 2, 2, 3.0f);
+  const MachineSnapshot snap = m.Snapshot();
+  CHECK(snap.completed_rounds == 2);
+  const std::vector<std::string> original = FitTargets(a);  // round 3's sample
+
+  RoundMachine resumed(o);
+  a = resumed.Resume(10, snap);
+  CHECK(resumed.round() == 3);
+  CHECK(resumed.global()[0].data == m.global()[0].data);
+  JoinAll(&resumed, {"A", "B", "C"}, 10, &a);
+  INFO("original " << original.size() << " resumed " << FitTargets(a).size());
+  CHECK(FitTargets(a) == original);
+  // A checkpoint taken at max_rounds ends at once.
+  MachineSnapshot done = snap;
+  done.completed_rounds = o.max_rounds;
+  RoundMachine finished(o);
+  a = finished.Resume(0, done);
+  CHECK(finished.state() == MachineState::kDone);
 }

@@ -44,7 +44,7 @@ EnergyRecord Comm(int64_t round, double j, uint64_t sent, uint64_t received) {
 }
 }  // namespace
 
-TEST_CASE("the ledger aggregates per node, round and source; comm counts once on clients; CO2e per node") {
+TEST_CASE("the ledger aggregates per node, round and source, comm counts once on clients, CO2e per node") {
   const std::string dir = TempDir() + "/run";
   auto rd = RunDir::Create(dir);
   REQUIRE(rd.ok());

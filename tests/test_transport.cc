@@ -112,6 +112,13 @@ std::string ErrorText(const Frames& frames) {
   return std::string("not an error: ") + MsgTypeName(TypeOf(*m));
 }
 
+ErrorCode ErrorCodeOf(const Frames& frames) {
+  auto m = Decode(frames);
+  if (!m.ok()) return ErrorCode::kUnknown;
+  if (auto* e = std::get_if<ErrorMsg>(&*m)) return e->code;
+  return ErrorCode::kUnknown;
+}
+
 std::string Packed(int version, int type) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
@@ -137,10 +144,12 @@ TEST_CASE("bad messages on a real socket get a named error, and a real client st
   rogue.set(zmq::sockopt::linger, 0);
   rogue.connect(c.endpoint);
   CHECK(ErrorText(SendAndReceive(rogue, {"\xc1garbage"})).find("decode") != std::string::npos);
-  CHECK(ErrorText(SendAndReceive(rogue, {Packed(2, 7)})).find("protocol version 2") != std::string::npos);
-  CHECK(ErrorText(SendAndReceive(rogue, {Packed(1, 99)})).find("99") != std::string::npos);
+  CHECK(ErrorText(SendAndReceive(rogue, {Packed(1, 7)})).find("protocol version 1") != std::string::npos);
+  CHECK(ErrorCodeOf(SendAndReceive(rogue, {Packed(1, 7)})) == ErrorCode::kVersionMismatch);
+  CHECK(ErrorText(SendAndReceive(rogue, {Packed(kProtocolVersion, 99)})).find("99") != std::string::npos);
   const std::string big(3000, 'x');
-  CHECK(ErrorText(SendAndReceive(rogue, {Packed(1, 7), big, big})).find("4096") != std::string::npos);
+  CHECK(ErrorText(SendAndReceive(rogue, {Packed(kProtocolVersion, 7), big, big})).find("4096") != std::string::npos);
+  CHECK(ErrorCodeOf(SendAndReceive(rogue, {Packed(kProtocolVersion, 7), big, big})) == ErrorCode::kTooLarge);
   Frames hb = Encode(HeartbeatMsg{0, {}});
   CHECK(ErrorText(SendAndReceive(rogue, {std::string(hb[0].begin(), hb[0].end())})).find("join first") !=
         std::string::npos);
@@ -202,4 +211,141 @@ TEST_CASE("a client with no coordinator retries with backoff, then gives up with
   CHECK(r.status().code() == Code::kUnavailable);
   CHECK(r.status().message().find("no coordinator answered at tcp://127.0.0.1:9") != std::string::npos);
   CHECK(diag.str().find("retrying in 0.4") != std::string::npos);  // backoff doubled
+}
+
+namespace {
+
+Frames Receive(zmq::socket_t& s, int timeout_ms) {
+  s.set(zmq::sockopt::rcvtimeo, timeout_ms);
+  std::vector<zmq::message_t> parts;
+  Frames out;
+  if (!zmq::recv_multipart(s, std::back_inserter(parts))) return out;
+  for (auto& p : parts) {
+    const auto* d = static_cast<const uint8_t*>(p.data());
+    out.emplace_back(d, d + p.size());
+  }
+  return out;
+}
+
+void SendFrames(zmq::socket_t& s, const Frames& frames) {
+  for (size_t i = 0; i < frames.size(); ++i) {
+    s.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+}
+
+EnergyRecord Forged(Phase phase, int64_t round, double energy_j, double wall_s) {
+  EnergyRecord r;
+  r.phase = phase;
+  r.round = round;
+  r.energy_j = energy_j;
+  r.wall_s = wall_s;
+  r.cpu_s = wall_s;
+  r.source = phase == Phase::kComm ? EnergySource::kComm : EnergySource::kModel;
+  r.measured = false;
+  return r;
+}
+
+}  // namespace
+
+// Issue 8: a joined peer forges its energy ledger and answers every Fit with a
+// NaN update. Each forged record is refused with BAD_ENERGY and never reaches the
+// ledger; each NaN update fails that peer's slot at once (not at the deadline); after
+// two failures the peer is excluded, and the honest client finishes the run.
+TEST_CASE("a hostile joined peer cannot forge the energy ledger, and its NaN updates fail the round at once") {
+  ServerOptions o = SmallFederation();
+  o.round.num_clients = 2;
+  o.round.min_available_clients = 2;
+  o.round.round_timeout_s = 20;
+  Coordinator c(o);
+  StatusOr<ServerResult> result = Internal("not run");
+  std::thread server([&] { result = c.server->Run(); });
+
+  zmq::context_t ctx;
+  zmq::socket_t rogue(ctx, zmq::socket_type::dealer);
+  rogue.set(zmq::sockopt::linger, 0);
+  rogue.connect(c.endpoint);
+  JoinMsg join;
+  join.client_id = "rogue";
+  join.country = "FRA";
+  join.requested_index = 1;
+  SendFrames(rogue, Encode(join));
+  auto welcome = Decode(Receive(rogue, 5000));
+  REQUIRE(welcome.ok());
+  REQUIRE(std::holds_alternative<WelcomeMsg>(*welcome));
+
+  // The forged ledger, as measured on the landed main: 1e30 J, 1.7e308 J twice
+  // (inf once summed), a round that has not happened, bytes near 2^64, a negative.
+  HeartbeatMsg hb;
+  hb.round = 1;
+  hb.energy = {Forged(Phase::kFit, 1, 1e30, 1.0), Forged(Phase::kFit, 1, 1.7e308, 1.0),
+               Forged(Phase::kFit, 1, 1.7e308, 1.0), Forged(Phase::kIdle, int64_t{1} << 62, 1.0, 1.0),
+               Forged(Phase::kIdle, 1, -5, 1.0), Forged(Phase::kIdle, 1, 1.0, 1e9)};
+  EnergyRecord bytes = Forged(Phase::kComm, 1, 1.0, 0);
+  bytes.bytes_sent = ~0ull - 10;
+  hb.energy.push_back(bytes);
+  hb.energy.push_back(Forged(Phase::kIdle, 1, 0.5, 0.1));  // plausible: kept
+  SendFrames(rogue, Encode(hb));
+
+  // The honest client.
+  TaskRegistry registry;
+  REQUIRE(registry.Register("fake", [] { return std::make_unique<FakeTask>(); }).ok());
+  ClientOptions co;
+  co.connect = c.endpoint;
+  co.country = "FRA";
+  co.connect_timeout_s = 20;
+  auto env = NewSystemEnv();
+  MeterOptions mo;
+  mo.kind = "model";
+  PhaseMeter meter(std::move(OpenMeters(mo, env.get())).value(), env.get());
+  std::ostringstream cout_, cerr_;
+  Logger clog("client", &cout_, &cerr_);
+  Client client(co, &registry, &meter, env.get(), &clog);
+  StatusOr<ClientResult> cres = Internal("not run");
+  std::thread honest([&] { cres = client.Run(); });
+
+  // The rogue answers every Fit with a NaN update until it is excluded or shut down.
+  std::vector<ErrorCode> codes;
+  int fits = 0;
+  for (int i = 0; i < 200; ++i) {
+    Frames f = Receive(rogue, 200);
+    if (f.empty()) continue;
+    auto m = Decode(f);
+    REQUIRE(m.ok());
+    if (auto* e = std::get_if<ErrorMsg>(&*m)) {
+      codes.push_back(e->code);
+      if (e->code == ErrorCode::kExcluded) break;
+    } else if (auto* fit = std::get_if<FitMsg>(&*m)) {
+      ++fits;
+      FitResMsg res;
+      res.round = fit->round;
+      res.num_examples = 10;
+      res.parameters = {MakeFloatBlob("w", {2}, {std::numeric_limits<float>::quiet_NaN(), 0})};
+      SendFrames(rogue, Encode(res));
+    } else if (std::holds_alternative<ShutdownMsg>(*m)) {
+      break;
+    }
+  }
+  honest.join();
+  server.join();
+  REQUIRE(result.ok());
+  CHECK(result->reached);
+  REQUIRE(cres.ok());
+  CHECK(fits == 2);
+  CHECK(std::count(codes.begin(), codes.end(), ErrorCode::kBadEnergy) == 1);
+  CHECK(std::count(codes.begin(), codes.end(), ErrorCode::kBadMessage) == 2);
+  CHECK(std::count(codes.begin(), codes.end(), ErrorCode::kExcluded) == 1);
+  CHECK(c.diag.str().find("rejected 7 of 8 energy record(s) from client-1") != std::string::npos);
+  CHECK(c.diag.str().find("client-1 (rogue) failed round 1: BAD_MESSAGE") != std::string::npos);
+  // Nothing implausible reached the ledger: client-1 has only the 0.5 J record.
+  double rogue_j = 0;
+  for (const auto& r : c.run_dir->NodeRows()) {
+    CHECK(std::isfinite(r.compute_j()));
+    CHECK(r.round <= result->rounds + 1);
+    if (r.node.node_id == "client-1") rogue_j += r.compute_j() + r.comm_j;
+  }
+  CHECK(rogue_j == doctest::Approx(0.5));
+  // The NaN update failed its slot at once: round 1 did not wait for the 20 s deadline.
+  REQUIRE(!c.run_dir->rounds().empty());
+  CHECK(c.run_dir->rounds()[0].clients_failed == 1);
+  CHECK(c.run_dir->rounds()[0].round_s < o.round.round_timeout_s);
 }

@@ -288,7 +288,7 @@ struct Client::Impl {
     unreported.insert(unreported.end(), r.energy.begin(), r.energy.end());
     if (r.kind == WorkKind::kPrepare) {
       if (!r.status.ok()) {
-        (void)Send(ErrorMsg{CodeName(r.status.code()), r.status.message()});
+        (void)Send(ErrorMsg{ErrorCode::kFitFailed, 0, "cannot build its shard: " + r.status.message()});
         return r.status.WithContext("client-" + std::to_string(welcome->client_index) + " cannot build its shard");
       }
       prepared = true;
@@ -303,7 +303,8 @@ struct Client::Impl {
     }
     if (!r.status.ok()) {
       log->Warn("round " + std::to_string(r.round) + " failed locally: " + r.status.ToString());
-      return Send(ErrorMsg{CodeName(r.status.code()), r.status.message()});
+      return Send(ErrorMsg{r.kind == WorkKind::kEvaluate ? ErrorCode::kEvalFailed : ErrorCode::kFitFailed, r.round,
+                           r.status.ToString()});
     }
     if (r.kind == WorkKind::kFit) {
       FitResMsg res;
@@ -331,7 +332,7 @@ struct Client::Impl {
   enum class JoinOutcome { kWelcomed, kRunOver };
 
   StatusOr<JoinOutcome> Join(int stop_fd, bool* stop) {
-    const double started = env->NowSeconds();
+    double started = env->NowSeconds();
     double backoff = options.initial_backoff_s;
     for (;;) {
       GREENFED_RETURN_IF_ERROR(Open());
@@ -363,11 +364,23 @@ struct Client::Impl {
           return JoinOutcome::kWelcomed;
         }
         if (auto* err = std::get_if<ErrorMsg>(&*m)) {
-          if (err->message == "the run is over") return JoinOutcome::kRunOver;
-          if (err->code == "INVALID_ARGUMENT" || err->code == "NOT_FOUND") {
-            return InvalidArgument("coordinator refused to admit this client: " + err->message);
+          started = env->NowSeconds();  // an answer: the coordinator is there, so keep trying
+          const std::string what = std::string(ErrorCodeName(err->code)) + ": " + EscapeForLog(err->message);
+          switch (err->code) {
+            case ErrorCode::kRunOver:
+              return JoinOutcome::kRunOver;
+            case ErrorCode::kIndexOutOfRange:
+            case ErrorCode::kIncompatible:
+            case ErrorCode::kBadIdentifier:
+            case ErrorCode::kVersionMismatch:
+            case ErrorCode::kBadMessage:
+              // Retrying cannot help: the same join would be refused again.
+              return InvalidArgument("coordinator refused to admit this client: " + what);
+            default:
+              // Index taken, identity in use, federation full, excluded: the
+              // holder may leave or the exclusion end, so retry with backoff.
+              log->Warn("coordinator answered " + what);
           }
-          log->Warn("coordinator answered " + err->code + ": " + err->message);
         }
       }
       Close();
@@ -424,7 +437,7 @@ struct Client::Impl {
             if (!prepared && !queued) {
               queued = std::move(*m);
             } else {
-              (void)Send(ErrorMsg{"FAILED_PRECONDITION", "busy with earlier work"});
+              (void)Send(ErrorMsg{ErrorCode::kBusy, RoundOf(*m), "busy with earlier work"});
             }
           } else {
             StartWork(std::move(*m));
@@ -432,8 +445,12 @@ struct Client::Impl {
         } else if (auto* s = std::get_if<ShutdownMsg>(&*m)) {
           return Finish(s->reason);
         } else if (auto* err = std::get_if<ErrorMsg>(&*m)) {
-          log->Warn("coordinator: " + err->code + ": " + err->message);
-          if (err->message.find("join first") != std::string::npos) rejoin = true;
+          log->Warn("coordinator: " + std::string(ErrorCodeName(err->code)) + " (round " + std::to_string(err->round) +
+                    "): " + EscapeForLog(err->message));
+          if (err->code == ErrorCode::kRunOver) return Finish("the run is over");
+          // Not (or no longer) joined, or excluded for a while: join again; the join
+          // loop backs off while the coordinator refuses.
+          if (err->code == ErrorCode::kNotJoined || err->code == ErrorCode::kExcluded) rejoin = true;
         }
       }
       Close();

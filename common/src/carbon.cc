@@ -146,8 +146,10 @@ std::vector<CarbonIntensity> CarbonTable::All() const {
 }
 
 Status ValidatePue(double pue) {
-  if (!std::isfinite(pue) || pue < 1.0) {
-    return InvalidArgument("PUE must be >= 1.0 (got " + FormatNumber(pue) + ")");
+  // 5.0 is far above any operating data centre (the 2023 average is about 1.6,
+  // old sites rarely pass 3); a larger figure is a typo or a forged report.
+  if (!std::isfinite(pue) || pue < 1.0 || pue > kMaxPue) {
+    return InvalidArgument("PUE must be in [1.0, " + FormatNumber(kMaxPue) + "] (got " + FormatNumber(pue) + ")");
   }
   return Status::Ok();
 }

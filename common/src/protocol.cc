@@ -16,7 +16,7 @@
 //                  "energy" [EnergyRecord]
 //   Heartbeat      "round" uint, "energy" [EnergyRecord]
 //   Shutdown       "reason" str
-//   Error          "code" str, "message" str
+//   Error          "code" uint (ErrorCode), "round" uint, "message" str
 // Nested maps:
 //   PartitionSpec  "scheme" str, "alpha" float, "shards_per_client" uint, "seed" uint,
 //                  "n_clients" uint
@@ -35,6 +35,7 @@
 
 #include <msgpack.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -275,7 +276,8 @@ const Parameters* PutFields(MapWriter& w, const ShutdownMsg& m) {
   return nullptr;
 }
 const Parameters* PutFields(MapWriter& w, const ErrorMsg& m) {
-  w.Put(key::kCode, m.code);
+  w.Put(key::kCode, static_cast<uint32_t>(m.code));
+  w.Put(key::kRound, m.round);
   w.Put(key::kMessage, m.message);
   return nullptr;
 }
@@ -458,6 +460,17 @@ class MapReader {
   std::vector<std::pair<std::string_view, const msgpack::object*>> entries_;
 };
 
+// A string field with a length bound, checked before the bytes are copied.
+Status ReadText(const MapReader& r, const char* k, size_t max_bytes, std::string* out) {
+  const msgpack::object* o = nullptr;
+  GREENFED_RETURN_IF_ERROR(r.Require(k, &o));
+  if (o->type == mtype::STR && o->via.str.size > max_bytes) {
+    return InvalidArgument("field '" + r.Field(k) + "' is " + std::to_string(o->via.str.size) +
+                           " bytes, over the limit of " + std::to_string(max_bytes));
+  }
+  return ReadValue(*o, r.Field(k), out);
+}
+
 Status ReadPartition(const MapReader& r, PartitionSpec* p) {
   GREENFED_ASSIGN_OR_RETURN(MapReader m, r.Nested(key::kPartition));
   GREENFED_RETURN_IF_ERROR(m.Read(key::kScheme, &p->scheme));
@@ -507,6 +520,10 @@ Status ReadEnergyRecord(const MapReader& m, EnergyRecord* rec) {
 Status ReadEnergy(const MapReader& r, std::vector<EnergyRecord>* out) {
   const msgpack::object_array* arr = nullptr;
   GREENFED_RETURN_IF_ERROR(r.RequireArray(key::kEnergy, &arr));
+  if (arr->size > kMaxEnergyRecords) {
+    return InvalidArgument("field '" + r.Field(key::kEnergy) + "' holds " + std::to_string(arr->size) +
+                           " records, over the limit of " + std::to_string(kMaxEnergyRecords) + " per message");
+  }
   out->clear();
   out->reserve(arr->size);
   for (uint32_t i = 0; i < arr->size; ++i) {
@@ -602,12 +619,26 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
     case MsgType::kJoin: {
       GREENFED_RETURN_IF_ERROR(RejectTensors(r, frames, type));
       JoinMsg m;
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kClientId, &m.client_id));
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kClientId, kMaxIdentifierBytes, &m.client_id));
+      GREENFED_RETURN_IF_ERROR(ValidateIdentifier(key::kClientId, m.client_id));
       GREENFED_RETURN_IF_ERROR(r.Read(key::kRequestedIndex, &m.requested_index));
       GREENFED_RETURN_IF_ERROR(r.Read(key::kNumExamples, &m.num_examples));
+      {
+        const msgpack::object_array* caps = nullptr;
+        GREENFED_RETURN_IF_ERROR(r.RequireArray(key::kCapabilities, &caps));
+        if (caps->size > kMaxCapabilities) {
+          return InvalidArgument("field 'caps' lists " + std::to_string(caps->size) + " capabilities, over the limit of " +
+                                 std::to_string(kMaxCapabilities));
+        }
+      }
       GREENFED_RETURN_IF_ERROR(r.Read(key::kCapabilities, &m.capabilities));
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kCountry, &m.country));
+      for (size_t i = 0; i < m.capabilities.size(); ++i) {
+        GREENFED_RETURN_IF_ERROR(ValidateIdentifier("caps[" + std::to_string(i) + "]", m.capabilities[i]));
+      }
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kCountry, kMaxCountryBytes, &m.country));
+      GREENFED_RETURN_IF_ERROR(ValidateCountryCode(key::kCountry, m.country));
       GREENFED_RETURN_IF_ERROR(r.Read(key::kPue, &m.pue));
+      if (!std::isfinite(m.pue)) return InvalidArgument("field 'pue' is not finite");
       return Message(std::move(m));
     }
     case MsgType::kWelcome: {
@@ -615,9 +646,9 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
       WelcomeMsg m;
       GREENFED_RETURN_IF_ERROR(r.Read(key::kClientIndex, &m.client_index));
       GREENFED_RETURN_IF_ERROR(ReadPartition(r, &m.partition));
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kTask, &m.task));
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kModel, &m.model));
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kRunId, &m.run_id));
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kTask, kMaxTextBytes, &m.task));
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kModel, kMaxTextBytes, &m.model));
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kRunId, kMaxTextBytes, &m.run_id));
       GREENFED_RETURN_IF_ERROR(r.Read(key::kHeartbeatMs, &m.heartbeat_interval_ms));
       return Message(std::move(m));
     }
@@ -665,14 +696,18 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
     case MsgType::kShutdown: {
       GREENFED_RETURN_IF_ERROR(RejectTensors(r, frames, type));
       ShutdownMsg m;
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kReason, &m.reason));
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kReason, kMaxTextBytes, &m.reason));
       return Message(std::move(m));
     }
     case MsgType::kError: {
       GREENFED_RETURN_IF_ERROR(RejectTensors(r, frames, type));
       ErrorMsg m;
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kCode, &m.code));
-      GREENFED_RETURN_IF_ERROR(r.Read(key::kMessage, &m.message));
+      uint16_t code = 0;
+      GREENFED_RETURN_IF_ERROR(r.Read(key::kCode, &code));
+      if (code == 0 || code > kMaxErrorCode) return InvalidArgument("unknown error code " + std::to_string(code));
+      m.code = static_cast<ErrorCode>(code);
+      GREENFED_RETURN_IF_ERROR(r.Read(key::kRound, &m.round));
+      GREENFED_RETURN_IF_ERROR(ReadText(r, key::kMessage, kMaxTextBytes, &m.message));
       return Message(std::move(m));
     }
   }
@@ -717,7 +752,7 @@ StatusOr<Message> DecodeUnguarded(const Frames& frames, uint64_t max_bytes) {
   uint64_t version = 0;
   GREENFED_RETURN_IF_ERROR(r.Read(key::kVersion, &version));
   if (version != kProtocolVersion) {
-    return InvalidArgument("protocol version " + std::to_string(version) + ", expected " +
+    return FailedPrecondition("protocol version " + std::to_string(version) + ", expected " +
                            std::to_string(kProtocolVersion));
   }
   uint64_t raw_type = 0;
@@ -730,6 +765,65 @@ StatusOr<Message> DecodeUnguarded(const Frames& frames, uint64_t max_bytes) {
 }
 
 }  // namespace
+
+const char* ErrorCodeName(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::kUnknown: return "UNKNOWN";
+    case ErrorCode::kBadMessage: return "BAD_MESSAGE";
+    case ErrorCode::kVersionMismatch: return "VERSION_MISMATCH";
+    case ErrorCode::kTooLarge: return "TOO_LARGE";
+    case ErrorCode::kNotJoined: return "NOT_JOINED";
+    case ErrorCode::kRunOver: return "RUN_OVER";
+    case ErrorCode::kIndexOutOfRange: return "INDEX_OUT_OF_RANGE";
+    case ErrorCode::kIndexTaken: return "INDEX_TAKEN";
+    case ErrorCode::kFederationFull: return "FEDERATION_FULL";
+    case ErrorCode::kIdentityInUse: return "IDENTITY_IN_USE";
+    case ErrorCode::kUnauthenticated: return "UNAUTHENTICATED";
+    case ErrorCode::kBadUpdate: return "BAD_UPDATE";
+    case ErrorCode::kBadEnergy: return "BAD_ENERGY";
+    case ErrorCode::kBadIdentifier: return "BAD_IDENTIFIER";
+    case ErrorCode::kBusy: return "BUSY";
+    case ErrorCode::kFitFailed: return "FIT_FAILED";
+    case ErrorCode::kEvalFailed: return "EVAL_FAILED";
+    case ErrorCode::kExcluded: return "EXCLUDED";
+    case ErrorCode::kIncompatible: return "INCOMPATIBLE";
+    case ErrorCode::kUnexpected: return "UNEXPECTED";
+    case ErrorCode::kInternal: return "INTERNAL";
+  }
+  return "UNKNOWN";
+}
+
+Status ValidateIdentifier(const std::string& field, const std::string& value) {
+  if (value.empty() || value.size() > kMaxIdentifierBytes) {
+    return InvalidArgument("field '" + field + "' must be 1.." + std::to_string(kMaxIdentifierBytes) +
+                           " bytes, got " + std::to_string(value.size()));
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == ':' || c == '@' || c == '+' || c == '-';
+    if (!ok) {
+      return InvalidArgument("field '" + field + "' has byte 0x" + "0123456789abcdef"[c >> 4] +
+                             "0123456789abcdef"[c & 15] + " at offset " + std::to_string(i) +
+                             "; allowed: letters, digits and . _ : @ + -");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateCountryCode(const std::string& field, const std::string& value) {
+  if (value.size() < 2 || value.size() > kMaxCountryBytes) {
+    return InvalidArgument("field '" + field + "' must be 2.." + std::to_string(kMaxCountryBytes) +
+                           " bytes (an ISO 3166-1 alpha-3 code such as FRA, or WORLD), got " +
+                           std::to_string(value.size()));
+  }
+  for (char ch : value) {
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))) {
+      return InvalidArgument("field '" + field + "' may hold only A-Z and 0-9 (e.g. FRA, WORLD, EU27)");
+    }
+  }
+  return Status::Ok();
+}
 
 const char* MsgTypeName(MsgType t) {
   switch (t) {
@@ -789,6 +883,14 @@ StatusOr<Message> Decode(const Frames& frames, uint64_t max_bytes) {
                       "-byte message");
   } catch (const std::exception& e) {
     return Internal(std::string("decode: ") + e.what());
+  }
+}
+
+ErrorCode DecodeErrorCode(const Status& s) {
+  switch (s.code()) {
+    case Code::kOutOfRange: return ErrorCode::kTooLarge;
+    case Code::kFailedPrecondition: return ErrorCode::kVersionMismatch;
+    default: return ErrorCode::kBadMessage;
   }
 }
 

@@ -43,6 +43,13 @@ Status FedAvgAccumulator::Reset(const Parameters& global) {
 
 Status FedAvgAccumulator::Add(const Parameters& update, bool is_delta, uint64_t num_examples) {
   if (num_examples == 0) return InvalidArgument("update reports 0 training examples");
+  // Checked: a wrapped total would turn the weighted mean into garbage. The bound
+  // also keeps every example count exact in a double (2^53).
+  constexpr uint64_t kMaxTotal = 1ull << 53;
+  if (num_examples > kMaxTotal || total_examples_ > kMaxTotal - num_examples) {
+    return OutOfRange("update's num_examples " + std::to_string(num_examples) + " would take the round's total past " +
+                      std::to_string(kMaxTotal));
+  }
   GREENFED_RETURN_IF_ERROR(ValidateAgainst(update, specs_));
   const double n = static_cast<double>(num_examples);
   for (size_t t = 0; t < update.size(); ++t) {

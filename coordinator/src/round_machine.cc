@@ -58,6 +58,9 @@ Status ValidateRoundOptions(const RoundOptions& o) {
   if (!(o.round_timeout_s > 0)) return InvalidArgument("--round-timeout-s must be positive");
   if (!(o.heartbeat_timeout_s > 0)) return InvalidArgument("--heartbeat-timeout-s must be positive");
   if (o.max_round_attempts == 0) return InvalidArgument("--max-round-attempts must be at least 1");
+  if (!(o.client_wait_s >= 0)) return InvalidArgument("--client-wait-s must be >= 0");
+  if (!(o.max_idle_s > 0)) return InvalidArgument("--max-idle-s must be positive");
+  if (o.max_examples_per_client == 0) return InvalidArgument("max_examples_per_client must be at least 1");
   if (o.train.epochs == 0) return InvalidArgument("--local-epochs must be at least 1");
   if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
   if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
@@ -81,6 +84,54 @@ std::optional<double> RoundMachine::deadline_s() const {
   return std::nullopt;
 }
 
+uint64_t RoundMachine::ExampleBound(uint32_t index, uint64_t declared) const {
+  if (index < options_.shard_sizes.size()) return options_.shard_sizes[index];
+  if (declared > 0) return std::min(declared, options_.max_examples_per_client);
+  return options_.max_examples_per_client;
+}
+
+bool RoundMachine::Excluded(const std::string& identity) const {
+  auto it = history_.find(identity);
+  return it != history_.end() && round_ < it->second.excluded_until_round;
+}
+
+void RoundMachine::Refuse(const std::string& peer, ErrorCode code, const std::string& why, const std::string& who,
+                          std::vector<Action>* out) {
+  out->push_back(SendAction{peer, ErrorMsg{code, round_, why}});
+  out->push_back(LogAction{true, "refused join from " + who + ": " + ErrorCodeName(code) + ": " + why});
+}
+
+void RoundMachine::EnterWaiting(double now) {
+  state_ = MachineState::kWaitingForClients;
+  waiting_since_s_ = now;
+  last_wait_log_s_ = now;
+}
+
+MachineSnapshot RoundMachine::Snapshot() const {
+  MachineSnapshot s;
+  s.completed_rounds = completed_rounds_;
+  s.global = global_;
+  return s;
+}
+
+std::vector<Action> RoundMachine::Resume(double now_s, MachineSnapshot snapshot) {
+  std::vector<Action> out;
+  global_ = std::move(snapshot.global);
+  completed_rounds_ = snapshot.completed_rounds;
+  round_ = completed_rounds_ + 1;
+  attempt_ = 0;
+  EnterWaiting(now_s);
+  out.push_back(LogAction{false, "resuming after round " + std::to_string(completed_rounds_) + "; waiting for " +
+                                     std::to_string(options_.min_available_clients) + " of " +
+                                     std::to_string(options_.num_clients) + " clients"});
+  if (completed_rounds_ >= options_.max_rounds) {
+    Stop("max rounds (" + std::to_string(options_.max_rounds) + ") already completed", false, false, &out);
+    return out;
+  }
+  MaybeStartRound(now_s, &out);
+  return out;
+}
+
 std::string RoundMachine::Name(const std::string& peer) const {
   auto it = clients_.find(peer);
   if (it == clients_.end()) return "unknown peer";
@@ -95,8 +146,9 @@ std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
   std::vector<Action> out;
   global_ = std::move(initial);
   round_ = 1;
+  completed_rounds_ = 0;
   attempt_ = 0;
-  state_ = MachineState::kWaitingForClients;
+  EnterWaiting(now_s);
   out.push_back(LogAction{false, "waiting for " + std::to_string(options_.min_available_clients) + " of " +
                                      std::to_string(options_.num_clients) + " clients"});
   MaybeStartRound(now_s, &out);
@@ -107,7 +159,7 @@ std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
   std::vector<Action> out;
   if (state_ == MachineState::kDone || state_ == MachineState::kIdle) {
     if (const auto* j = std::get_if<JoinEvent>(&event)) {
-      out.push_back(SendAction{j->peer, ErrorMsg{"FAILED_PRECONDITION", "the run is over"}});
+      out.push_back(SendAction{j->peer, ErrorMsg{ErrorCode::kRunOver, round_, "the run is over"}});
     }
     return out;
   }
@@ -119,6 +171,7 @@ std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
         } else if constexpr (std::is_same_v<T, HeartbeatEvent>) {
           auto it = clients_.find(e.peer);
           if (it != clients_.end()) it->second.last_seen_s = now_s;
+          if (state_ == MachineState::kWaitingForClients) MaybeStartRound(now_s, &out);
         } else if constexpr (std::is_same_v<T, FitResEvent>) {
           OnFitRes(e, now_s, &out);
         } else if constexpr (std::is_same_v<T, FitFailedEvent>) {
@@ -145,51 +198,103 @@ std::vector<Action> RoundMachine::RequestStop(const std::string& reason) {
 
 void RoundMachine::OnJoin(const JoinEvent& e, double now, std::vector<Action>* out) {
   const JoinMsg& j = e.join;
-  // A client that reconnects under a new routing id replaces its old entry.
-  for (auto it = clients_.begin(); it != clients_.end(); ++it) {
-    if (it->second.client_id == j.client_id && it->first != e.peer) {
-      DropClient(it->first, "rejoined as a new connection", out);
-      break;
-    }
+  const bool authenticated = !e.identity.empty();
+  const std::string identity = authenticated ? e.identity : "id:" + j.client_id;
+  const std::string who = j.client_id + (authenticated ? " [" + identity.substr(0, 14) + "...]" : "");
+  if (Excluded(identity)) {
+    Refuse(e.peer, ErrorCode::kExcluded,
+           "excluded until round " + std::to_string(history_[identity].excluded_until_round) +
+               " after repeated failures",
+           who, out);
+    return;
   }
   if (auto it = clients_.find(e.peer); it != clients_.end()) {
+    if (it->second.identity != identity) {
+      Refuse(e.peer, ErrorCode::kIdentityInUse, "this connection already joined under another identity", who, out);
+      return;
+    }
     // Duplicate join on the same connection: answer again, keep the index.
     it->second.last_seen_s = now;
   } else {
+    // The same identity on another connection: with a proven identity it is the
+    // key holder reconnecting, so the new connection replaces the old one. A
+    // self-declared name replaces only a connection that has gone quiet, so that
+    // nobody takes a live client's slot by using its name. The old connection is
+    // dropped only once the new join is known to succeed.
+    std::optional<std::string> replaces;
+    for (const auto& [peer, c] : clients_) {
+      if (c.identity != identity) continue;
+      const double quiet_s = now - c.last_seen_s;
+      const double stale_s = 3.0 * options_.heartbeat_interval_ms / 1000.0;
+      if (!authenticated && quiet_s < stale_s) {
+        Refuse(e.peer, ErrorCode::kIdentityInUse,
+               "client_id '" + j.client_id + "' is held by a live connection (seen " + Fmt(quiet_s, 1) +
+                   " s ago); retry later or use CURVE keys",
+               who, out);
+        return;
+      }
+      replaces = peer;
+      break;
+    }
     std::set<uint32_t> used;
-    for (const auto& [peer, c] : clients_) used.insert(c.index);
+    for (const auto& [peer, c] : clients_) {
+      if (!replaces || peer != *replaces) used.insert(c.index);
+    }
+    // Indices bound to other keys stay reserved for them.
+    std::map<uint32_t, std::string> bound;
+    for (const auto& [id, h] : history_) {
+      if (h.bound_index && id != identity) bound[*h.bound_index] = id;
+    }
+    std::optional<uint32_t> mine;
+    if (auto h = history_.find(identity); h != history_.end()) mine = h->second.bound_index;
     uint32_t index = 0;
     if (j.requested_index >= 0) {
       if (static_cast<uint32_t>(j.requested_index) >= options_.num_clients) {
-        out->push_back(SendAction{e.peer, ErrorMsg{"INVALID_ARGUMENT",
-                                                   "client index " + std::to_string(j.requested_index) +
-                                                       " is out of range: this federation has " +
-                                                       std::to_string(options_.num_clients) + " clients (0.." +
-                                                       std::to_string(options_.num_clients - 1) + ")"}});
-        out->push_back(LogAction{true, "rejected join from " + j.client_id + ": index " +
-                                           std::to_string(j.requested_index) + " out of range"});
+        Refuse(e.peer, ErrorCode::kIndexOutOfRange,
+               "client index " + std::to_string(j.requested_index) + " is out of range: this federation has " +
+                   std::to_string(options_.num_clients) + " clients (0.." + std::to_string(options_.num_clients - 1) +
+                   ")",
+               who, out);
         return;
       }
       index = static_cast<uint32_t>(j.requested_index);
-      if (used.count(index)) {
-        out->push_back(SendAction{e.peer, ErrorMsg{"FAILED_PRECONDITION",
-                                                   "client index " + std::to_string(index) + " is already taken"}});
-        out->push_back(LogAction{true, "rejected join from " + j.client_id + ": index " + std::to_string(index) +
-                                           " already taken"});
+      if (mine && *mine != index) {
+        Refuse(e.peer, ErrorCode::kIndexTaken,
+               "this key is bound to client index " + std::to_string(*mine) + ", not " + std::to_string(index), who,
+               out);
         return;
       }
+      if (used.count(index) || bound.count(index)) {
+        Refuse(e.peer, ErrorCode::kIndexTaken,
+               "client index " + std::to_string(index) +
+                   (used.count(index) ? " is already taken" : " is bound to another client's key"),
+               who, out);
+        return;
+      }
+    } else if (mine) {
+      index = *mine;
     } else {
-      while (index < options_.num_clients && used.count(index)) ++index;
+      while (index < options_.num_clients && (used.count(index) || bound.count(index))) ++index;
       if (index >= options_.num_clients) {
-        out->push_back(SendAction{e.peer, ErrorMsg{"FAILED_PRECONDITION",
-                                                   "federation is full (" + std::to_string(options_.num_clients) +
-                                                       " clients)"}});
-        out->push_back(LogAction{true, "rejected join from " + j.client_id + ": federation full"});
+        Refuse(e.peer, ErrorCode::kFederationFull,
+               "federation is full (" + std::to_string(options_.num_clients) + " clients)", who, out);
         return;
       }
     }
-    clients_[e.peer] = ClientEntry{e.peer, j.client_id, index, now, j.country, j.pue};
-    out->push_back(LogAction{false, "client-" + std::to_string(index) + " joined (" + j.client_id + ", " +
+    if (replaces) DropClient(*replaces, "replaced by a new connection of the same identity", out);
+    if (authenticated) history_[identity].bound_index = index;
+    ClientEntry entry;
+    entry.peer = e.peer;
+    entry.identity = identity;
+    entry.client_id = j.client_id;
+    entry.index = index;
+    entry.joined_s = now;
+    entry.last_seen_s = now;
+    entry.country = j.country;
+    entry.pue = j.pue;
+    entry.max_examples = ExampleBound(index, j.num_examples);
+    clients_[e.peer] = std::move(entry);
+    out->push_back(LogAction{false, "client-" + std::to_string(index) + " joined (" + who + ", " +
                                         std::to_string(clients_.size()) + "/" +
                                         std::to_string(options_.num_clients) + " connected)"});
   }
@@ -206,8 +311,37 @@ void RoundMachine::OnJoin(const JoinEvent& e, double now, std::vector<Action>* o
 
 void RoundMachine::MaybeStartRound(double now, std::vector<Action>* out) {
   if (state_ != MachineState::kWaitingForClients) return;
-  if (clients_.size() < options_.min_available_clients) return;
-  StartRound(now, out);
+  const auto n = static_cast<uint32_t>(clients_.size());
+  if (n >= options_.min_available_clients) {
+    StartRound(now, out);
+    return;
+  }
+  const double waited = now - waiting_since_s_;
+  // Round 1 waits a bounded time for the federation to assemble; after that, and
+  // in every later round, the clients at hand are enough when they can make a
+  // round count (min_fit_clients). A dead client never holds the run.
+  const bool may_start = assembled_ || waited >= options_.client_wait_s;
+  if (may_start && n >= options_.min_fit_clients) {
+    out->push_back(LogAction{true, "round " + std::to_string(round_) + " starts with " + std::to_string(n) + " of " +
+                                       std::to_string(options_.num_clients) + " clients (min_available_clients=" +
+                                       std::to_string(options_.min_available_clients) + ")" +
+                                       (!assembled_ ? " after waiting " + Fmt(waited, 1) + " s" : "")});
+    StartRound(now, out);
+    return;
+  }
+  if (waited >= options_.max_idle_s) {
+    Stop("no round could start for " + Fmt(waited, 0) + " s: " + std::to_string(n) +
+             " client(s) connected, fewer than min_fit_clients=" + std::to_string(options_.min_fit_clients),
+         false, true, out);
+    return;
+  }
+  if (now - last_wait_log_s_ >= 30) {
+    last_wait_log_s_ = now;
+    out->push_back(LogAction{true, "round " + std::to_string(round_) + ": waiting for clients: " +
+                                       std::to_string(n) + " connected, " + std::to_string(options_.min_fit_clients) +
+                                       " needed to start (" + Fmt(waited, 0) + " s so far, stop after " +
+                                       Fmt(options_.max_idle_s, 0) + " s)"});
+  }
 }
 
 void RoundMachine::StartRound(double now, std::vector<Action>* out) {
@@ -235,6 +369,7 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
     return;
   }
   state_ = MachineState::kFitting;
+  assembled_ = true;
   round_start_s_ = now;
   deadline_s_ = now + options_.round_timeout_s;
   pending_.clear();
@@ -273,29 +408,65 @@ void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action
     return;
   }
   pending_.erase(e.peer);
-  Status s = std::isfinite(r.train_loss) ? fedavg_.Add(r.parameters, r.is_delta, r.num_examples)
-                                         : InvalidArgument("train_loss is not finite");
+  Status s;
+  if (!std::isfinite(r.train_loss) || r.train_loss < 0) {
+    s = InvalidArgument("train_loss " + Fmt(r.train_loss) + " is not a finite, non-negative loss");
+  } else if (r.num_examples > it->second.max_examples) {
+    s = InvalidArgument("num_examples " + std::to_string(r.num_examples) + " exceeds this client's shard size (" +
+                        std::to_string(it->second.max_examples) + ")");
+  } else {
+    s = fedavg_.Add(r.parameters, r.is_delta, r.num_examples);
+  }
   if (!s.ok()) {
     ++failed_;
     out->push_back(LogAction{true, "rejected fit result from " + Name(e.peer) + ": " + s.message()});
+    out->push_back(SendAction{e.peer, ErrorMsg{ErrorCode::kBadUpdate, r.round, s.message()}});
+    NoteFailure(e.peer, out);
   } else {
     ++succeeded_;
     train_loss_sum_ += static_cast<double>(r.num_examples) * r.train_loss;
+    NoteSuccess(e.peer);
   }
   if (pending_.empty()) FinishFit(now, out);
 }
 
 void RoundMachine::OnFitFailed(const FitFailedEvent& e, double now, std::vector<Action>* out) {
   auto it = clients_.find(e.peer);
-  if (it != clients_.end()) it->second.last_seen_s = now;
+  if (it == clients_.end()) return;
+  it->second.last_seen_s = now;
+  if (state_ == MachineState::kEvaluating && eval_pending_.erase(e.peer)) {
+    out->push_back(LogAction{true, Name(e.peer) + " failed evaluation of round " + std::to_string(round_) + ": " +
+                                       e.reason});
+    MaybeCompleteRound(now, out);
+    return;
+  }
   if (state_ != MachineState::kFitting || !pending_.count(e.peer)) return;
   pending_.erase(e.peer);
   ++failed_;
   out->push_back(LogAction{true, Name(e.peer) + " failed round " + std::to_string(round_) + ": " + e.reason});
-  if (pending_.empty()) FinishFit(now, out);
+  NoteFailure(e.peer, out);
+  if (state_ == MachineState::kFitting && pending_.empty()) FinishFit(now, out);
 }
 
-void RoundMachine::DropClient(const std::string& peer, const std::string& reason, std::vector<Action>* out) {
+void RoundMachine::NoteSuccess(const std::string& peer) {
+  auto it = clients_.find(peer);
+  if (it != clients_.end()) history_[it->second.identity].consecutive_failures = 0;
+}
+
+void RoundMachine::NoteFailure(const std::string& peer, std::vector<Action>* out) {
+  auto it = clients_.find(peer);
+  if (it == clients_.end() || options_.exclude_after_failures == 0) return;
+  History& h = history_[it->second.identity];
+  if (++h.consecutive_failures < options_.exclude_after_failures) return;
+  h.consecutive_failures = 0;
+  h.excluded_until_round = round_ + options_.exclude_rounds;
+  const std::string why = "excluded until round " + std::to_string(h.excluded_until_round) + " after " +
+                          std::to_string(options_.exclude_after_failures) + " consecutive failures";
+  out->push_back(SendAction{peer, ErrorMsg{ErrorCode::kExcluded, round_, why}});
+  DropClient(peer, why, out);
+}
+
+void RoundMachine::DropClient(std::string peer, const std::string& reason, std::vector<Action>* out) {
   auto it = clients_.find(peer);
   if (it == clients_.end()) return;
   out->push_back(LogAction{true, "dropped " + Name(peer) + ": " + reason});
@@ -314,14 +485,16 @@ void RoundMachine::OnTick(double now, std::vector<Action>* out) {
   }
   if (state_ == MachineState::kFitting) {
     if (now >= deadline_s_ && !pending_.empty()) {
-      for (const auto& peer : pending_) {
+      const std::vector<std::string> late(pending_.begin(), pending_.end());
+      pending_.clear();
+      for (const auto& peer : late) {
         out->push_back(LogAction{true, Name(peer) + " missed the round " + std::to_string(round_) +
                                            " deadline (" + Fmt(options_.round_timeout_s, 1) + " s)"});
         ++failed_;
+        NoteFailure(peer, out);
       }
-      pending_.clear();
     }
-    if (pending_.empty()) FinishFit(now, out);
+    if (state_ == MachineState::kFitting && pending_.empty()) FinishFit(now, out);
   } else if (state_ == MachineState::kEvaluating) {
     if (!eval_pending_.empty() && now >= eval_deadline_s_) {
       out->push_back(LogAction{true, std::to_string(eval_pending_.size()) +
@@ -343,7 +516,7 @@ void RoundMachine::FinishFit(double now, std::vector<Action>* out) {
       Stop("round " + std::to_string(round_) + " failed " + std::to_string(attempt_) + " times", false, true, out);
       return;
     }
-    state_ = MachineState::kWaitingForClients;
+    EnterWaiting(now);
     MaybeStartRound(now, out);
     return;
   }
@@ -377,7 +550,8 @@ void RoundMachine::OnEvaluateRes(const EvaluateResEvent& e, double now, std::vec
   }
   eval_pending_.erase(e.peer);
   const auto& r = e.result;
-  if (!(r.accuracy >= 0 && r.accuracy <= 1) || r.num_examples == 0) {
+  if (!(r.accuracy >= 0 && r.accuracy <= 1) || !std::isfinite(r.loss) || r.num_examples == 0 ||
+      r.num_examples > options_.max_examples_per_client) {
     out->push_back(LogAction{true, "rejected evaluation result from " + Name(e.peer) + ": accuracy " +
                                        Fmt(r.accuracy) + " over " + std::to_string(r.num_examples) + " examples"});
   } else {
@@ -409,6 +583,7 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
   done.round_s = now - round_start_s_;
   if (fed_examples_ > 0) done.fed_accuracy = fed_correct_ / static_cast<double>(fed_examples_);
   out->push_back(done);
+  completed_rounds_ = round_;
   if (central_->accuracy >= options_.target_accuracy) {
     Stop("target accuracy " + Fmt(options_.target_accuracy) + " reached in round " + std::to_string(round_), true,
          false, out);
@@ -422,7 +597,7 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
   }
   ++round_;
   attempt_ = 0;
-  state_ = MachineState::kWaitingForClients;
+  EnterWaiting(now);
   MaybeStartRound(now, out);
 }
 

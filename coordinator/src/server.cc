@@ -65,6 +65,20 @@ struct Server::Impl {
   std::optional<StopAction> stopped;
   std::map<std::string, NodeInfo> client_nodes;  // by peer; kept after a client leaves
   std::set<std::string> awaiting_final;          // peers sent Shutdown, final report not yet in
+  // What each peer has moved with us and claimed in its energy reports, for the
+  // plausibility bounds (energy_record.h): a peer cannot claim more bytes than
+  // crossed this socket, nor more metered seconds per source than the run lasted.
+  struct PeerLedger {
+    uint64_t observed_sent = 0, observed_received = 0;  // by us, to and from the peer
+    uint64_t claimed_sent = 0, claimed_received = 0;    // by the peer, in comm records
+    std::map<int, double> claimed_wall_s;               // by source
+  };
+  std::map<std::string, PeerLedger> peer_ledgers;
+  // Warnings about peers that have not joined are rate-limited: a stranger must
+  // not be able to fill the log.
+  double warn_window_start_s = 0;
+  uint32_t warn_window_count = 0;
+  uint64_t warn_suppressed = 0;
 
   Impl(ServerOptions o, Task* t, Parameters init, const CarbonTable* c, PhaseMeter* m, RunDir* r, Env* e, Logger* l)
       : options(std::move(o)), task(t), carbon(c), meter(m), run_dir(r), env(e), log(l), machine(options.round),
@@ -83,6 +97,29 @@ struct Server::Impl {
     const uint64_t n = FramesBytes(frames);
     round_bytes_sent += n;
     total_bytes_sent += n;
+    if (auto it = peer_ledgers.find(peer); it != peer_ledgers.end()) it->second.observed_sent += n;
+  }
+
+  // A warning caused by a stranger: at most 20 per 10 s, then a count.
+  void WarnStranger(const std::string& text) {
+    const double now = env->NowSeconds();
+    if (now - warn_window_start_s >= 10) {
+      if (warn_suppressed > 0) {
+        log->Warn("suppressed " + std::to_string(warn_suppressed) + " similar warning(s) about unjoined peers");
+      }
+      warn_window_start_s = now;
+      warn_window_count = 0;
+      warn_suppressed = 0;
+    }
+    if (++warn_window_count <= 20) {
+      log->Warn(text);
+    } else {
+      ++warn_suppressed;
+    }
+  }
+
+  void SendError(const std::string& peer, ErrorCode code, const std::string& message) {
+    Send(peer, ErrorMsg{code, machine.round(), message});
   }
 
   void Send(const std::string& peer, const Message& m) { SendFrames(peer, Encode(m)); }
@@ -98,25 +135,16 @@ struct Server::Impl {
     return n;
   }
 
-  void BookEnergy(const std::string& peer, std::vector<EnergyRecord> records) {
-    // A report is bookkeeping, not a model update: drop the impossible records
-    // with a reason and keep the rest.
-    for (auto it = records.begin(); it != records.end();) {
-      const bool finite = std::isfinite(it->energy_j) && std::isfinite(it->wall_s) && std::isfinite(it->cpu_s);
-      if (!finite || it->energy_j < 0 || it->wall_s < 0 || it->cpu_s < 0 || it->round < 0) {
-        log->Warn("dropped an energy record from " + PeerName(peer) + ": negative or non-finite value (phase " +
-                  PhaseName(it->phase) + ", round " + std::to_string(it->round) + ")");
-        it = records.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  // Books a peer's energy report. Each record is checked against the plausibility
+  // bounds; a rejected one is logged and answered with a kBadEnergy Error naming
+  // the reason, and never reaches the ledger. The rest are kept.
+  void BookEnergy(const std::string& peer, const std::vector<EnergyRecord>& records) {
     if (records.empty()) return;
+    auto c = machine.ClientByPeer(peer);
     auto it = client_nodes.find(peer);
     if (it == client_nodes.end()) {
-      auto c = machine.ClientByPeer(peer);
       if (!c) {
-        log->Warn("energy report from an unknown peer ignored (" + std::to_string(records.size()) + " records)");
+        WarnStranger("energy report from an unjoined peer ignored (" + std::to_string(records.size()) + " records)");
         return;
       }
       auto node = NodeFor(*c);
@@ -126,7 +154,47 @@ struct Server::Impl {
       }
       it = client_nodes.emplace(peer, *node).first;
     }
-    run_dir->AddEnergy(it->second, records);
+    PeerLedger& ledger = peer_ledgers[peer];
+    // A client meters from its own start, which may precede ours by its connect
+    // wait (300 s by default): allow 600 s on top of the run's length.
+    constexpr double kPreJoinSlackS = 600;
+    // Bytes in flight when a coordinator restarted, or counted at the far end of a
+    // message we then refused, may be claimed: 4 MiB of slack (~10 model transfers).
+    constexpr uint64_t kByteSlack = 4ull << 20;
+    const double allowed_wall_s = (env->NowSeconds() - start_s) + kPreJoinSlackS;
+    std::vector<EnergyRecord> kept;
+    kept.reserve(records.size());
+    std::string first_reason;
+    size_t rejected = 0;
+    for (const EnergyRecord& r : records) {
+      EnergyBounds b;
+      b.max_round = static_cast<int64_t>(std::max<uint64_t>(machine.round(), 1));
+      b.max_power_w = options.max_node_power_w;
+      const double claimed = ledger.claimed_wall_s[static_cast<int>(r.source)];
+      b.max_wall_s = std::max(0.0, allowed_wall_s - claimed);
+      b.max_bytes_sent = ledger.observed_received + kByteSlack - std::min(ledger.claimed_sent, ledger.observed_received + kByteSlack);
+      b.max_bytes_received = ledger.observed_sent + kByteSlack - std::min(ledger.claimed_received, ledger.observed_sent + kByteSlack);
+      Status ok = CheckEnergyRecord(r, b);
+      if (!ok.ok()) {
+        ++rejected;
+        if (first_reason.empty()) first_reason = ok.message();
+        continue;
+      }
+      if (r.phase == Phase::kComm) {
+        ledger.claimed_sent += r.bytes_sent;
+        ledger.claimed_received += r.bytes_received;
+      } else {
+        ledger.claimed_wall_s[static_cast<int>(r.source)] += r.wall_s;
+      }
+      kept.push_back(r);
+    }
+    if (rejected > 0) {
+      log->Warn("rejected " + std::to_string(rejected) + " of " + std::to_string(records.size()) +
+                " energy record(s) from " + PeerName(peer) + ": " + first_reason);
+      SendError(peer, ErrorCode::kBadEnergy,
+                "rejected " + std::to_string(rejected) + " energy record(s): " + first_reason);
+    }
+    if (!kept.empty()) run_dir->AddEnergy(it->second, kept);
   }
 
   void BookSelf(Phase phase, int64_t round) {
@@ -142,6 +210,13 @@ struct Server::Impl {
     auto ci = carbon->Lookup(j.country);
     if (!ci.ok()) return ci.status();
     return ValidatePue(j.pue);
+  }
+
+  // The work a peer owes now fails at once: its last message was refused.
+  void FailPending(const std::string& peer, const std::string& reason, double now) {
+    if (machine.pending().count(peer) || machine.state() == MachineState::kEvaluating) {
+      Execute(machine.Handle(FitFailedEvent{peer, reason}, now));
+    }
   }
 
   void Execute(std::vector<Action> actions) {
@@ -246,28 +321,38 @@ struct Server::Impl {
     if (!s.ok()) log->Error(s.ToString());
   }
 
-  void OnMessage(const std::string& peer, const Frames& frames, double now) {
+  void OnMessage(const std::string& peer, const std::string& identity, const Frames& frames, double now) {
     auto decoded = Decode(frames, options.max_message_bytes);
+    const bool known = machine.ClientByPeer(peer).has_value();
     if (!decoded.ok()) {
-      log->Warn("rejected message from " + PeerName(peer) + ": " + decoded.status().message());
-      Send(peer, ErrorMsg{CodeName(decoded.status().code()), decoded.status().message()});
+      const ErrorCode code = DecodeErrorCode(decoded.status());
+      const std::string text = "rejected message from " + PeerName(peer) + ": " + ErrorCodeName(code) + ": " +
+                               decoded.status().message();
+      if (known) {
+        log->Warn(text);
+      } else {
+        WarnStranger(text);
+      }
+      SendError(peer, code, decoded.status().message());
+      if (known) FailPending(peer, std::string(ErrorCodeName(code)) + ": " + decoded.status().message(), now);
       return;
     }
     Message& m = *decoded;
-    const bool known = machine.ClientByPeer(peer).has_value();
     if (auto* join = std::get_if<JoinMsg>(&m)) {
       Status ok = CheckJoin(*join);
       if (!ok.ok()) {
-        log->Warn("rejected join from " + join->client_id + ": " + ok.message());
-        Send(peer, ErrorMsg{CodeName(ok.code()), ok.message()});
+        WarnStranger("rejected join from " + join->client_id + ": " + ok.message());
+        SendError(peer, ErrorCode::kBadIdentifier, ok.message());
         return;
       }
-      Execute(machine.Handle(JoinEvent{peer, std::move(*join)}, now));
+      peer_ledgers.try_emplace(peer);
+      Execute(machine.Handle(JoinEvent{peer, std::move(*join), identity}, now));
+      if (!machine.ClientByPeer(peer)) peer_ledgers.erase(peer);
       return;
     }
     if (auto* hb = std::get_if<HeartbeatMsg>(&m)) {
       if (!known && !awaiting_final.count(peer)) {
-        Send(peer, ErrorMsg{"FAILED_PRECONDITION", "unknown client: join first"});
+        SendError(peer, ErrorCode::kNotJoined, "unknown client: join first");
         return;
       }
       BookEnergy(peer, hb->energy);
@@ -279,8 +364,8 @@ struct Server::Impl {
       return;
     }
     if (!known) {
-      log->Warn("message " + std::string(MsgTypeName(TypeOf(m))) + " from a peer that has not joined");
-      Send(peer, ErrorMsg{"FAILED_PRECONDITION", "unknown client: join first"});
+      WarnStranger("message " + std::string(MsgTypeName(TypeOf(m))) + " from a peer that has not joined");
+      SendError(peer, ErrorCode::kNotJoined, "unknown client: join first");
       return;
     }
     if (auto* res = std::get_if<FitResMsg>(&m)) {
@@ -290,12 +375,14 @@ struct Server::Impl {
       BookEnergy(peer, ev->energy);
       Execute(machine.Handle(EvaluateResEvent{peer, std::move(*ev)}, now));
     } else if (auto* err = std::get_if<ErrorMsg>(&m)) {
-      log->Warn(PeerName(peer) + " reported " + err->code + ": " + err->message);
+      const std::string what = std::string(ErrorCodeName(err->code)) + " (round " + std::to_string(err->round) +
+                               "): " + EscapeForLog(err->message);
+      log->Warn(PeerName(peer) + " reported " + what);
       // A sampled client that cannot train is a failure now, not at the deadline.
-      Execute(machine.Handle(FitFailedEvent{peer, err->code + ": " + err->message}, now));
+      Execute(machine.Handle(FitFailedEvent{peer, what}, now));
     } else {
       log->Warn("unexpected " + std::string(MsgTypeName(TypeOf(m))) + " from " + PeerName(peer));
-      Send(peer, ErrorMsg{"INVALID_ARGUMENT", std::string("a coordinator does not accept ") + MsgTypeName(TypeOf(m))});
+      SendError(peer, ErrorCode::kUnexpected, std::string("a coordinator does not accept ") + MsgTypeName(TypeOf(m)));
     }
   }
 
@@ -345,7 +432,8 @@ struct Server::Impl {
       }
       round_bytes_received += n;
       total_bytes_received += n;
-      OnMessage(peer, frames, env->NowSeconds());
+      if (auto it = peer_ledgers.find(peer); it != peer_ledgers.end()) it->second.observed_received += n;
+      OnMessage(peer, /*identity=*/"", frames, env->NowSeconds());
     }
     return true;
   }

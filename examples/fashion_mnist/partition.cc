@@ -231,4 +231,14 @@ std::vector<int64_t> LabelHistogram(const std::vector<uint8_t>& labels, const st
   return histogram;
 }
 
+StatusOr<std::vector<uint64_t>> ShardSizes(const std::vector<uint8_t>& labels, const PartitionSpec& spec) {
+  std::vector<uint64_t> sizes;
+  sizes.reserve(spec.num_clients);
+  for (uint32_t i = 0; i < spec.num_clients; ++i) {
+    GREENFED_ASSIGN_OR_RETURN(std::vector<uint32_t> shard, PartitionIndices(labels, spec, i));
+    sizes.push_back(shard.size());
+  }
+  return sizes;
+}
+
 }  // namespace greenfed::fmnist

@@ -62,6 +62,9 @@ Status ValidatePartitionSpec(const PartitionSpec& spec, uint64_t num_examples, u
 StatusOr<std::vector<uint32_t>> PartitionIndices(const std::vector<uint8_t>& labels, const PartitionSpec& spec,
                                                  uint32_t client_index);
 
+// Size of every client's shard under `spec` (PartitionIndices for each index).
+StatusOr<std::vector<uint64_t>> ShardSizes(const std::vector<uint8_t>& labels, const PartitionSpec& spec);
+
 // Count of each class among labels[indices]; labels >= num_classes and indices out
 // of range are not counted.
 std::vector<int64_t> LabelHistogram(const std::vector<uint8_t>& labels, const std::vector<uint32_t>& indices,

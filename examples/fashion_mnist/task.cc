@@ -267,6 +267,12 @@ uint64_t FashionMnistTask::NumTrainExamples() const {
   return impl_->prepared ? static_cast<uint64_t>(impl_->train_x.size(0)) : 0;
 }
 
+StatusOr<std::vector<uint64_t>> FashionMnistTask::ShardSizes(const PartitionSpec& spec) const {
+  if (!impl_->prepared) return FailedPrecondition("fashion_mnist: ShardSizes called before Prepare");
+  GREENFED_ASSIGN_OR_RETURN(IdxLabels labels, ReadIdxLabels(impl_->options.data_dir + "/" + kTrainLabelsFile));
+  return fmnist::ShardSizes(labels.labels, spec);
+}
+
 uint64_t FashionMnistTask::NumTestExamples() const {
   return impl_->prepared ? static_cast<uint64_t>(impl_->test_x.size(0)) : 0;
 }

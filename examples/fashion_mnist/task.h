@@ -47,6 +47,9 @@ class FashionMnistTask final : public Task {
   StatusOr<EvalResult> Evaluate(const Parameters& parameters) override;
   uint64_t NumTrainExamples() const override;
   std::vector<int64_t> TrainLabelHistogram() const override;
+  // Reads the training labels from the prepared data_dir and cuts them as the
+  // clients do (partition.h ShardSizes); needs Prepare first.
+  StatusOr<std::vector<uint64_t>> ShardSizes(const PartitionSpec& spec) const override;
 
   // Number of test examples prepared (the client's test shard size).
   uint64_t NumTestExamples() const;

@@ -3,9 +3,11 @@
 // sanitizer. For every message it accepts, the round trip must hold:
 //   Decode(Encode(m)) succeeds, and Encode of that result is byte-identical to Encode(m)
 // (the decoder loses nothing the encoder writes, and the encoder is deterministic).
+// A rejected input must map to a known wire code (DecodeErrorCode, protocol v2).
 // A violated invariant aborts, which libFuzzer reports as a crash with the input saved.
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "fuzz_frames.h"
 #include "greenfed/protocol.h"
@@ -26,7 +28,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint64_t small_limit = FramesBytes(frames) / 2;
   (void)Decode(frames, small_limit);
   StatusOr<Message> decoded = Decode(frames);
-  if (!decoded.ok()) return 0;
+  if (!decoded.ok()) {
+    // Every failure maps to a code a peer may send back.
+    const auto code = static_cast<uint16_t>(DecodeErrorCode(decoded.status()));
+    if (code == 0 || code > kMaxErrorCode) Fail("DecodeErrorCode out of range", std::to_string(code));
+    if (ErrorCodeName(static_cast<ErrorCode>(code)) == nullptr) Fail("ErrorCodeName is null", std::to_string(code));
+    return 0;
+  }
   const Frames once = Encode(decoded.value());
   StatusOr<Message> again = Decode(once);
   if (!again.ok()) Fail("Decode(Encode(m)) failed", again.status().ToString());

@@ -1,6 +1,6 @@
 // libFuzzer target: coordinator::RoundMachine driven by fuzzer bytes with a fake clock.
 //
-// Input: the first 12 bytes choose the RoundOptions (always valid ones: the options'
+// Input: the first 17 bytes choose the RoundOptions (always valid ones: the options'
 // validation is not under test), the rest is a sequence of events, one opcode byte each
 // followed by that event's bytes (see Op below): joins with fuzzed ids and indexes, fit
 // results with fuzzed num_examples, rounds and tensors of the right or wrong shape,
@@ -17,7 +17,9 @@
 //   for the round that ended; a RoundDoneAction has succeeded >= min_fit_clients and
 //   succeeded + failed <= sampled; at most one StopAction; Fit goes only to joined clients
 //   for round(); the global model keeps its specs and stays finite; deadline_s() is set
-//   while fitting and unset while waiting or done.
+//   while fitting and unset while waiting or done; no two clients share an identity; every
+//   Error sent carries a known ErrorCode; Snapshot()/Resume() on a fresh machine (a restart
+//   from a checkpoint) never takes the round number back.
 // With GREENFED_FUZZ_STRICT=1 in the environment it also aborts when the run stops as failed
 // because aggregation failed: finite but huge updates (FLT_MAX deltas) that pass Decode and
 // ValidateAgainst can still drive the average to Inf, which stops the run for every client.
@@ -27,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -86,7 +89,7 @@ class Bytes {
 };
 
 enum Op : uint8_t {
-  kJoin = 0,          // peer u8, client_id u8, requested_index i8, num_examples u8, pue u8
+  kJoin = 0,          // peer u8, client_id u8, requested_index i8, num_examples u8, pue u8, identity u8
   kFitRes = 1,        // peer u8, round u8, num_examples u8, tensors u8, loss u8, delta u8 [+ values]
   kFitFailed = 2,     // peer u8
   kHeartbeat = 3,     // peer u8
@@ -96,7 +99,8 @@ enum Op : uint8_t {
   kEvaluateRes = 7,   // peer u8, round u8, accuracy u8, num_examples u8
   kRawFrames = 8,     // peer u8, length u8, then that many bytes split by fuzz_frames.h
   kRequestStop = 9,   // (nothing)
-  kNumOps = 10,
+  kSnapshotResume = 10,  // (nothing): Snapshot(), then Resume() it on a fresh machine
+  kNumOps = 11,
 };
 
 std::string Peer(uint8_t b) { return "peer-" + std::to_string(b % 12); }
@@ -176,10 +180,11 @@ std::optional<Message> ThroughWire(const Message& m) {
 }
 
 // The event the server would hand the machine for a decoded message, if any.
-std::optional<Event> EventFor(const std::string& peer, Message m) {
+std::optional<Event> EventFor(const std::string& peer, Message m, const std::string& identity = "") {
   if (auto* j = std::get_if<JoinMsg>(&m)) {
     JoinEvent e;
     e.peer = peer;
+    e.identity = identity;
     e.join = std::move(*j);
     return Event{std::move(e)};
   }
@@ -225,24 +230,42 @@ RoundOptions MakeOptions(Bytes* in) {
   o.eval_timeout_s = 1 + in->U8() % 10;
   o.seed = in->U8();
   o.run_id = "fuzz";
+  // Liveness and trust options (protocol v2).
+  o.client_wait_s = in->U8() % 8;
+  o.max_idle_s = 1 + in->U8() % 60;
+  o.exclude_after_failures = in->U8() % 4;
+  o.exclude_rounds = in->U8() % 4;
+  const uint8_t bounds = in->U8();
+  if (bounds & 1) o.shard_sizes.assign(o.num_clients, 1 + bounds / 2);
+  o.max_examples_per_client = (bounds & 2) ? 1 + bounds : (1ull << 32);
   return o;
 }
 
 class Harness {
  public:
-  explicit Harness(RoundOptions o) : options_(o), machine_(std::move(o)), initial_specs_(SpecsOf(InitialModel())) {
+  explicit Harness(RoundOptions o)
+      : options_(o), machine_(std::make_unique<RoundMachine>(std::move(o))), initial_specs_(SpecsOf(InitialModel())) {
     if (Status s = ValidateRoundOptions(options_); !s.ok()) Fail("harness built invalid options: " + s.ToString());
   }
 
   void Start() {
-    Step(machine_.Start(now_, InitialModel()), "");
+    Step(machine_->Start(now_, InitialModel()), "");
   }
 
-  void Handle(const Event& e, const std::string& from) { Step(machine_.Handle(e, now_), from); }
-  void RequestStop() { Step(machine_.RequestStop("fuzz stop"), ""); }
+  void Handle(const Event& e, const std::string& from) { Step(machine_->Handle(e, now_), from); }
+  void RequestStop() { Step(machine_->RequestStop("fuzz stop"), ""); }
   void Advance(double s) { now_ += s; }
+  // A coordinator restart from a checkpoint: a fresh machine resumes the snapshot; every
+  // client has to join again. Round numbers must carry on (never go back).
+  void SnapshotResume() {
+    if (machine_->state() == MachineState::kDone) return;
+    MachineSnapshot snap = machine_->Snapshot();
+    if (snap.completed_rounds + 1 < round_) Fail("Snapshot completed_rounds " + std::to_string(snap.completed_rounds) + " behind round " + std::to_string(round_));
+    machine_ = std::make_unique<RoundMachine>(options_);
+    Step(machine_->Resume(now_, std::move(snap)), "");
+  }
 
-  const RoundMachine& machine() const { return machine_; }
+  const RoundMachine& machine() const { return *machine_; }
   uint64_t eval_round() const { return eval_round_; }
 
  private:
@@ -250,9 +273,9 @@ class Harness {
   void Step(const std::vector<Action>& actions, const std::string& from) {
     const MachineState before = state_;
     const uint64_t round_before = round_;
-    const MachineState after = machine_.state();
-    const uint64_t round_after = machine_.round();
-    const auto& clients = machine_.clients();
+    const MachineState after = machine_->state();
+    const uint64_t round_after = machine_->round();
+    const auto& clients = machine_->clients();
 
     bool round_done_for_before = false;
     for (const Action& a : actions) {
@@ -266,6 +289,10 @@ class Harness {
           auto it = clients.find(send->peer);
           if (it == clients.end()) Fail("Welcome to a peer that is not joined");
           if (w->client_index != it->second.index) Fail("Welcome index differs from the registry");
+        }
+        if (const auto* err = std::get_if<ErrorMsg>(&send->message)) {
+          const auto code = static_cast<uint16_t>(err->code);
+          if (code == 0 || code > kMaxErrorCode) Fail("Error with code " + std::to_string(code));
         }
         StatusOr<Message> wire = Decode(Encode(send->message));
         if (!wire.ok()) Fail(std::string("the machine sent a ") + MsgTypeName(TypeOf(send->message)) + " that does not decode: " + wire.status().ToString());
@@ -295,26 +322,28 @@ class Harness {
     if (round_after < round_before) Fail("round decreased from " + std::to_string(round_before) + " to " + std::to_string(round_after));
     if (started_ && round_after > round_before + 1) Fail("round jumped by more than one");
     if (started_ && round_after == round_before + 1 && !round_done_for_before) Fail("round advanced without a RoundDoneAction");
-    if (round_after > options_.max_rounds) Fail("round beyond max_rounds");
+    if (round_after > options_.max_rounds && after != MachineState::kDone) Fail("round beyond max_rounds");
     // Registry.
     std::set<uint32_t> indices;
+    std::set<std::string> identities;
     for (const auto& [peer, c] : clients) {
+      if (!identities.insert(c.identity).second) Fail("two clients share identity " + c.identity);
       if (c.peer != peer) Fail("registry key differs from entry peer");
       if (c.index >= options_.num_clients) Fail("client index out of range");
       if (!indices.insert(c.index).second) Fail("two clients share index " + std::to_string(c.index));
     }
-    for (const auto& p : machine_.pending()) {
+    for (const auto& p : machine_->pending()) {
       if (!clients.count(p)) Fail("pending peer " + p + " is not a client");
     }
     // Deadline.
-    const bool has_deadline = machine_.deadline_s().has_value();
+    const bool has_deadline = machine_->deadline_s().has_value();
     if (after == MachineState::kFitting && !has_deadline) Fail("fitting without a deadline");
     if ((after == MachineState::kWaitingForClients || after == MachineState::kDone || after == MachineState::kIdle) && has_deadline) {
       Fail(std::string("deadline set in state ") + MachineStateName(after));
     }
     // The global model.
-    if (SpecsOf(machine_.global()) != initial_specs_) Fail("global model changed shape");
-    for (const auto& b : machine_.global()) {
+    if (SpecsOf(machine_->global()) != initial_specs_) Fail("global model changed shape");
+    for (const auto& b : machine_->global()) {
       if (Status s = ValidateBlob(b); !s.ok()) Fail("global model invalid: " + s.ToString());
     }
 
@@ -324,7 +353,7 @@ class Harness {
   }
 
   RoundOptions options_;
-  RoundMachine machine_;
+  std::unique_ptr<RoundMachine> machine_;
   std::vector<TensorSpec> initial_specs_;
   double now_ = 0;
   MachineState state_ = MachineState::kIdle;
@@ -344,7 +373,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Bytes in(data, size);
   Harness h(MakeOptions(&in));
   h.Start();
-  const RoundMachine& m = h.machine();
   for (int steps = 0; steps < 512 && !in.empty(); ++steps) {
     const uint8_t op = in.U8() % kNumOps;
     switch (op) {
@@ -357,15 +385,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         j.capabilities = {"delta", "evaluate"};
         j.country = "FRA";
         j.pue = 1.0 + in.U8() / 64.0;
+        // identity: "" (--insecure: client_id stands in) or one of a few CURVE keys.
+        const uint8_t who = in.U8();
+        const std::string identity = who < 128 ? "" : "curve:key-" + std::to_string(who % 6);
         if (auto msg = ThroughWire(j)) {
-          if (auto e = EventFor(peer, std::move(*msg))) h.Handle(*e, peer);
+          if (auto e = EventFor(peer, std::move(*msg), identity)) h.Handle(*e, peer);
         }
         break;
       }
       case kFitRes: {
         const std::string peer = Peer(in.U8());
         FitResMsg r;
-        r.round = RoundNear(in.U8(), m.round(), &in);
+        r.round = RoundNear(in.U8(), h.machine().round(), &in);
         const uint8_t n = in.U8();
         r.num_examples = n == 255 ? in.U64() : n;
         const uint8_t how = in.U8();
@@ -390,7 +421,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kHeartbeat: {
         const std::string peer = Peer(in.U8());
         HeartbeatMsg hb;
-        hb.round = m.round();
+        hb.round = h.machine().round();
         if (auto msg = ThroughWire(hb)) {
           if (auto e = EventFor(peer, std::move(*msg))) h.Handle(*e, peer);
         }
@@ -403,7 +434,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kCentralEval: {
         CentralEvalEvent e;
         const uint8_t which = in.U8();
-        e.round = which % 4 == 0 ? h.eval_round() : RoundNear(which, m.round(), &in);
+        e.round = which % 4 == 0 ? h.eval_round() : RoundNear(which, h.machine().round(), &in);
         e.accuracy = in.U8() / 255.0;
         e.loss = in.U8() / 16.0;
         h.Handle(e, "");
@@ -411,7 +442,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case kCentralFailed: {
         CentralEvalFailedEvent e;
-        e.round = RoundNear(in.U8(), m.round(), &in);
+        e.round = RoundNear(in.U8(), h.machine().round(), &in);
         e.reason = "fuzz: evaluation failed";
         h.Handle(e, "");
         break;
@@ -419,7 +450,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kEvaluateRes: {
         const std::string peer = Peer(in.U8());
         EvaluateResMsg r;
-        r.round = RoundNear(in.U8(), m.round(), &in);
+        r.round = RoundNear(in.U8(), h.machine().round(), &in);
         const uint8_t acc = in.U8();
         r.accuracy = acc == 255 ? in.F64() : acc / 254.0;
         r.num_examples = in.U8();
@@ -439,6 +470,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case kRequestStop:
         h.RequestStop();
+        break;
+      case kSnapshotResume:
+        h.SnapshotResume();
         break;
       default:
         break;

@@ -4,8 +4,8 @@
 // decode/: Encode() of one real message of each type, in the fuzz_frames.h format.
 // round_machine/: event scripts in the format of fuzz_round_machine.cc: full runs, timeouts,
 // failures, late results, a rejoin while sampled (the DropClient use-after-free).
-// Reproducers of findings (e.g. round_machine/strict_agg_overflow_flt_max_delta) are committed
-// as the fuzzer wrote them; this program neither writes nor removes them.
+// Reproducers that libFuzzer wrote for later findings are committed as they are; this
+// program neither writes nor removes them.
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -98,6 +98,8 @@ std::vector<std::pair<std::string, Message>> Messages() {
   m.emplace_back("heartbeat", hb);
   m.emplace_back("shutdown", ShutdownMsg{"max rounds"});
   ErrorMsg err;
+  err.code = ErrorCode::kFitFailed;
+  err.round = 3;
   err.message = "local training failed";
   m.emplace_back("error", err);
   return m;
@@ -106,9 +108,13 @@ std::vector<std::pair<std::string, Message>> Messages() {
 // ---- round machine scripts (opcodes of fuzz_round_machine.cc) ----
 using Script = std::vector<uint8_t>;
 // 3 clients, all needed, min_fit 2, fraction 1, 3 rounds, target 1.0, round timeout 10 s,
-// heartbeat timeout 5 s, 3 attempts, no federated eval, eval timeout 5 s, seed 7.
-const Script kOptions = {2, 2, 1, 3, 2, 5, 9, 4, 2, 0, 4, 7};
-void Join(Script* s, uint8_t peer, uint8_t id) { s->insert(s->end(), {0, peer, id, 0xFF, 100, 0}); }
+// heartbeat timeout 5 s, 3 attempts, no federated eval, eval timeout 5 s, seed 7; client wait
+// 0 s, max idle 60 s, no exclusion, no shard bounds.
+const Script kOptions = {2, 2, 1, 3, 2, 5, 9, 4, 2, 0, 4, 7, 0, 59, 0, 0, 0};
+// identity: 0 = none (--insecure, client_id stands in); >= 128 = CURVE key (identity - 128) % 6.
+void Join(Script* s, uint8_t peer, uint8_t id, uint8_t identity = 0) {
+  s->insert(s->end(), {0, peer, id, 0xFF, 100, 0, identity});
+}
 void FitRes(Script* s, uint8_t peer) {
   s->insert(s->end(), {1, peer, 0 /*current round*/, 100, 0 /*right shape*/, 16, 0});
   s->insert(s->end(), {1, 2, 3, 4, 5, 6, 7, 8});  // 8 float values
@@ -154,6 +160,47 @@ std::vector<std::pair<std::string, Script>> Scripts() {
   FitRes(&rejoin, 2);
   Tick(&rejoin, 30);
   out.emplace_back("rejoin_while_sampled", rejoin);
+
+  // The same with CURVE identities: the new connection with the same key replaces the old one.
+  Script curve = kOptions;
+  for (uint8_t p = 0; p < 3; ++p) Join(&curve, p, p, static_cast<uint8_t>(128 + p));
+  Join(&curve, 5, 0, 128);  // peer-5 holds key-0
+  FitRes(&curve, 1);
+  FitRes(&curve, 2);
+  Tick(&curve, 30);
+  out.emplace_back("curve_rejoin_while_sampled", curve);
+
+  // Exclusion after repeated failures and a restart from a checkpoint mid-run.
+  Script resume = kOptions;
+  resume[14] = 1;  // exclude after 1 failure
+  resume[15] = 2;  // for 2 rounds
+  for (uint8_t p = 0; p < 3; ++p) Join(&resume, p, p);
+  for (uint8_t p = 0; p < 3; ++p) FitRes(&resume, p);
+  Central(&resume, 100);
+  resume.push_back(10);  // Snapshot + Resume on a fresh machine
+  for (uint8_t p = 0; p < 3; ++p) Join(&resume, p, p);
+  resume.insert(resume.end(), {2, 0});  // a failure: excluded
+  FitRes(&resume, 1);
+  FitRes(&resume, 2);
+  Central(&resume, 100);
+  out.emplace_back("exclude_and_resume", resume);
+
+  // Finite but huge deltas (FLT_MAX) from one of two clients: Decode and ValidateAgainst
+  // accept them, and after 3 rounds the average overflows to Inf (GREENFED_FUZZ_STRICT=1).
+  Script agg = kOptions;
+  agg[0] = 1;  // 2 clients
+  agg[1] = 1;  // both needed
+  agg[2] = 0;  // min_fit 1
+  agg[4] = 4;  // 5 rounds
+  Join(&agg, 0, 0);
+  Join(&agg, 1, 1);
+  for (int r = 0; r < 3; ++r) {
+    agg.insert(agg.end(), {1, 0, 0, 1, 1 /*raw float bits*/, 16, 1 /*delta*/});
+    for (int i = 0; i < 8; ++i) agg.insert(agg.end(), {0xff, 0xff, 0x7f, 0x7f});
+    agg.insert(agg.end(), {1, 1, 0, 1, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0});
+    Central(&agg, 10);
+  }
+  out.emplace_back("strict_agg_overflow_flt_max_delta", agg);
   return out;
 }
 

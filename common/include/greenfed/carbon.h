@@ -43,6 +43,7 @@ class CarbonTable {
 };
 
 // Rejects PUE < 1.0 (a data centre cannot use less than its IT load) and non-finite.
+constexpr double kMaxPue = 5.0;  // upper bound accepted for a PUE (carbon.cc says why)
 Status ValidatePue(double pue);
 
 double JoulesToKwh(double energy_j);

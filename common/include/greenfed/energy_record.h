@@ -40,4 +40,24 @@ struct EnergyRecord {
   bool measured = false;    // always IsMeasured(source); carried so files need no lookup
 };
 
+// Plausibility bounds for a record that arrived from another node. The ledger is
+// self-declared (docs/deployment.md, "Security"): these bounds cannot prove a
+// record true, but they keep an impossible one (non-finite, negative, more power
+// than any one machine draws, a round that has not happened, more bytes than
+// moved) out of nodes.csv and out of every sum.
+struct EnergyBounds {
+  int64_t max_round = 1;          // the receiver's current round; rounds start at 1
+  double max_wall_s = 0;          // seconds the sender can have metered so far
+  // 10 kW per node: above any single machine greenfed runs on (an 8-GPU server
+  // draws about 6.5 kW at full load); a figure above it is not a measurement.
+  double max_power_w = 10000;
+  double max_cores = 1024;        // cpu_s <= wall_s * max_cores
+  // 1 kWh per GB, about 270x the default communication model (0.00375 kWh/GB).
+  double max_comm_j_per_byte = 3.6e6 / 1e9;
+  uint64_t max_bytes_sent = 0;      // bytes the sender can have sent to the receiver
+  uint64_t max_bytes_received = 0;  // bytes the sender can have received from it
+};
+// OK, or InvalidArgument naming the field and the bound it broke.
+Status CheckEnergyRecord(const EnergyRecord& r, const EnergyBounds& bounds);
+
 }  // namespace greenfed

@@ -9,8 +9,14 @@
 #include <mutex>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 namespace greenfed {
+
+// Text that came from a peer, made safe for one log line: control bytes and
+// non-ASCII become \xNN, and it is cut at max_bytes (with "...") so that no peer
+// can forge a log line or fill the disk.
+std::string EscapeForLog(std::string_view text, size_t max_bytes = 200);
 
 class Logger {
  public:

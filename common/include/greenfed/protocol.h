@@ -7,7 +7,7 @@
 //                an array of [name, dtype, shape] in frame order.
 //   frames 1..n  raw little-endian tensor bytes, one frame per manifest entry;
 //                no per-element encoding.
-// Decoding rejects, with a Status naming the reason: a wrong version, an unknown
+// Decoding rejects, with a Status naming the reason: a wrong version (FailedPrecondition), an unknown
 // type, a truncated or garbage header, a missing or unexpected field, a frame count
 // or frame size that disagrees with the manifest, non-finite tensor values and
 // messages over the size limit. Shape checks against the global model are the
@@ -26,7 +26,9 @@
 
 namespace greenfed {
 
-constexpr uint32_t kProtocolVersion = 1;
+// Version 2: Error carries a numeric ErrorCode and the round it answers; strings
+// (ids, countries, messages) and energy-record counts are bounded at decode.
+constexpr uint32_t kProtocolVersion = 2;
 // Default upper bound on one message (all frames). The model in examples/ is
 // ~0.4 MB; 64 MiB leaves room for much larger models. Set on the socket as
 // ZMQ_MAXMSGSIZE (per frame) and checked again on the whole message.
@@ -44,6 +46,47 @@ enum class MsgType : uint8_t {
   kError = 9,
 };
 const char* MsgTypeName(MsgType t);
+
+// Why a peer refused a message or a request. Numeric on the wire so that no peer
+// ever has to match on message text; the text is for people. Append only: a
+// value's meaning never changes within one kProtocolVersion.
+enum class ErrorCode : uint16_t {
+  kUnknown = 0,           // a code this build does not know (never sent)
+  kBadMessage = 1,        // failed to decode: garbage, truncated, wrong field type, non-finite tensor
+  kVersionMismatch = 2,   // protocol version differs
+  kTooLarge = 3,          // over the message size limit or the peer's byte budget
+  kNotJoined = 4,         // a session message from a peer that has not joined: join first
+  kRunOver = 5,           // the run has ended; do not retry
+  kIndexOutOfRange = 6,   // requested client index >= federation size; do not retry
+  kIndexTaken = 7,        // requested client index is held by a live client (or bound to another key)
+  kFederationFull = 8,    // no free client index
+  kIdentityInUse = 9,     // another live connection holds this identity
+  kUnauthenticated = 10,  // the transport could not authenticate the peer
+  kBadUpdate = 11,        // a fit result was rejected (shape, num_examples, loss)
+  kBadEnergy = 12,        // an energy record failed the plausibility bounds
+  kBadIdentifier = 13,    // client_id, country or capability outside its charset or length
+  kBusy = 14,             // the client is still working on earlier work
+  kFitFailed = 15,        // the client's local training failed
+  kEvalFailed = 16,       // the client's local evaluation failed
+  kExcluded = 17,         // excluded for repeated failures; retry after the stated rounds
+  kIncompatible = 18,     // task, partition or federation size differ from what the peer expects
+  kUnexpected = 19,       // a message type this peer does not accept
+  kInternal = 20,         // the peer itself failed (e.g. out of memory)
+};
+const char* ErrorCodeName(ErrorCode c);  // "BAD_MESSAGE", ...
+constexpr uint16_t kMaxErrorCode = 20;
+
+// Bounds enforced at decode; a value over them is a kBadMessage/kBadIdentifier
+// with a Status naming the field.
+constexpr size_t kMaxIdentifierBytes = 64;     // client_id, capability names
+constexpr size_t kMaxCountryBytes = 8;         // "WORLD", "EU27", ISO alpha-3
+constexpr size_t kMaxCapabilities = 32;
+constexpr size_t kMaxTextBytes = 1024;         // Error.message, Shutdown.reason, Welcome names
+constexpr size_t kMaxEnergyRecords = 256;      // per message; an honest client sends < 20
+// client_id and capabilities: [A-Za-z0-9._:@+-], 1..kMaxIdentifierBytes bytes.
+// country: [A-Z0-9], 2..kMaxCountryBytes bytes.
+Status ValidateIdentifier(const std::string& field, const std::string& value);
+Status ValidateCountryCode(const std::string& field, const std::string& value);
 
 // Client -> coordinator, first message of a session.
 struct JoinMsg {
@@ -124,8 +167,9 @@ struct ShutdownMsg {
 };
 
 struct ErrorMsg {
-  std::string code;                  // CodeName() of the Status
-  std::string message;
+  ErrorCode code = ErrorCode::kUnknown;
+  uint64_t round = 0;                // the round the refused message was about; 0 if none
+  std::string message;               // for people only, <= kMaxTextBytes; never parsed
 };
 
 using Message = std::variant<JoinMsg, WelcomeMsg, FitMsg, FitResMsg, EvaluateMsg, EvaluateResMsg,
@@ -139,5 +183,8 @@ Frames Encode(const Message& m);
 // `max_bytes` bounds the sum of all frame sizes.
 StatusOr<Message> Decode(const Frames& frames, uint64_t max_bytes = kDefaultMaxMessageBytes);
 size_t FramesBytes(const Frames& frames);
+// The wire code for a Decode failure: kTooLarge (over max_bytes or a shape too
+// large), kVersionMismatch, else kBadMessage.
+ErrorCode DecodeErrorCode(const Status& decode_status);
 
 }  // namespace greenfed

@@ -66,6 +66,14 @@ class Task {
   virtual uint64_t NumTrainExamples() const = 0;
   // Labels of the prepared training examples, for reporting label skew.
   virtual std::vector<int64_t> TrainLabelHistogram() const = 0;
+  // Training-shard size of every client index under `spec`, computed the way the
+  // clients cut their shards; the coordinator bounds each client's num_examples
+  // with it. Tasks whose clients bring their own data cannot tell: the default
+  // says so, and the coordinator falls back to what clients declare at Join.
+  virtual StatusOr<std::vector<uint64_t>> ShardSizes(const PartitionSpec& spec) const {
+    (void)spec;
+    return FailedPrecondition("this task cannot compute its clients' shard sizes");
+  }
 };
 
 using TaskFactory = std::function<std::unique_ptr<Task>()>;

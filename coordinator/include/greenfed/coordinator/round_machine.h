@@ -6,7 +6,8 @@
 // clock or a file, so tests drive it with made-up times.
 //
 // Round life cycle:
-//   kWaitingForClients --(>= min_available_clients)--> kFitting
+//   kWaitingForClients --(>= min_available_clients, or after client_wait_s with
+//       >= min_fit_clients for round 1; >= min_fit_clients for later rounds)--> kFitting
 //   kFitting --(all sampled answered, failed, or deadline)--> aggregate if
 //       >= min_fit_clients succeeded, then kEvaluating; else retry the round
 //   kEvaluating --(central result [+ federated results or deadline])--> next round
@@ -14,6 +15,19 @@
 // Late results (wrong round, after the deadline, from a client not sampled) are
 // discarded with a logged reason. Energy accounting is not done here: the server
 // records every report it receives, late or not, because that energy was spent.
+//
+// Liveness: no wait is unbounded. The first round after Start or Resume waits
+// client_wait_s for min_available_clients, then starts with the clients it has
+// (>= min_fit_clients); later rounds start at once with whoever is connected. With fewer than
+// min_fit_clients for max_idle_s, the run stops with a reason. A client that fails
+// (an Error, a rejected result, a missed deadline) exclude_after_failures times in
+// a row is dropped and refused for exclude_rounds rounds, which frees its index.
+//
+// Identity: a client is known by JoinEvent::identity, which the transport proves
+// (the CURVE public key). Its index is bound to that key for the whole run, and a
+// new connection with the same key replaces the old one. Without CURVE
+// (identity empty) the self-declared client_id stands in; then a live client is
+// never displaced by a join under its name (kIdentityInUse).
 //
 // Thread safety: not thread-safe; driven by the coordinator's event loop only.
 #pragma once
@@ -53,6 +67,15 @@ struct RoundOptions {
   std::string model = "cnn";            // sent in Welcome
   std::string run_id;                   // sent in Welcome
   uint32_t heartbeat_interval_ms = 1000;  // sent in Welcome
+  double client_wait_s = 60;            // round 1: longest wait for min_available_clients
+  double max_idle_s = 900;              // stop when no round could start for this long
+  uint32_t exclude_after_failures = 2;  // consecutive failures before exclusion; 0 = never
+  uint64_t exclude_rounds = 5;          // rounds an excluded client is refused
+  // Upper bound on a client's num_examples, by client index: the shard sizes the
+  // task computes from the partition spec. Empty when the task cannot tell; then
+  // the client's Join declaration (if > 0) or max_examples_per_client bounds it.
+  std::vector<uint64_t> shard_sizes;
+  uint64_t max_examples_per_client = 1ull << 32;  // fallback bound; keeps every sum exact in double
 };
 Status ValidateRoundOptions(const RoundOptions& options);
 
@@ -60,10 +83,14 @@ enum class MachineState : uint8_t { kIdle, kWaitingForClients, kFitting, kEvalua
 const char* MachineStateName(MachineState s);
 
 // ---- Events -------------------------------------------------------------------
-struct JoinEvent { std::string peer; JoinMsg join; };
+// identity: "curve:<Z85 key>" when the transport authenticated the peer; "" when
+// it did not (--insecure), in which case the self-declared client_id is used.
+struct JoinEvent { std::string peer; JoinMsg join; std::string identity; };
 struct HeartbeatEvent { std::string peer; };
 struct FitResEvent { std::string peer; FitResMsg result; };
-// A sampled client reported that its local training failed (an Error message).
+// A client reported that its work failed (an Error message), or sent a message
+// the server rejected (undecodable update, implausible energy): it is marked failed
+// for the work it owes at once, not at the deadline.
 struct FitFailedEvent { std::string peer; std::string reason; };
 struct EvaluateResEvent { std::string peer; EvaluateResMsg result; };
 struct CentralEvalEvent { uint64_t round = 0; double accuracy = 0; double loss = 0; };
@@ -94,11 +121,23 @@ using Action = std::variant<SendAction, EvaluateGlobalAction, RoundDoneAction, L
 
 struct ClientEntry {
   std::string peer;
+  std::string identity;           // registry key: the transport identity or "id:" + client_id
   std::string client_id;
   uint32_t index = 0;
+  double joined_s = 0;
   double last_seen_s = 0;
   std::string country;
   double pue = 1.0;
+  uint64_t max_examples = 0;      // bound on num_examples in this client's results
+};
+
+// What a checkpoint needs to continue the run (coordinator/checkpoint.h). Sampling
+// and per-client seeds are pure functions of (seed, round, attempt), so no RNG
+// state beyond completed_rounds is needed.
+struct MachineSnapshot {
+  uint64_t completed_rounds = 0;        // rounds aggregated and evaluated
+  Parameters global;                    // the global model after completed_rounds
+  std::vector<uint8_t> strategy_state;  // server optimiser state; empty for FedAvg
 };
 
 class RoundMachine {
@@ -107,6 +146,10 @@ class RoundMachine {
 
   // Begins the run with the initial global parameters.
   std::vector<Action> Start(double now_s, Parameters initial);
+  // Continues a run from a checkpoint: round completed_rounds + 1 comes next.
+  std::vector<Action> Resume(double now_s, MachineSnapshot snapshot);
+  // The state to checkpoint; complete right after a RoundDoneAction.
+  MachineSnapshot Snapshot() const;
   // Handles one event at time now_s.
   std::vector<Action> Handle(const Event& event, double now_s);
   // Ends the run from outside (a signal, a fatal I/O error): shuts clients down.
@@ -134,16 +177,40 @@ class RoundMachine {
   void FinishFit(double now, std::vector<Action>* out);
   void MaybeCompleteRound(double now, std::vector<Action>* out);
   void Stop(const std::string& reason, bool reached, bool failed, std::vector<Action>* out);
-  void DropClient(const std::string& peer, const std::string& reason, std::vector<Action>* out);
+  // `peer` by value: callers pass keys of clients_, which this erases.
+  void DropClient(std::string peer, const std::string& reason, std::vector<Action>* out);
+  // Counts a failure against the client; excludes it at the threshold.
+  void NoteFailure(const std::string& peer, std::vector<Action>* out);
+  void NoteSuccess(const std::string& peer);
+  void Refuse(const std::string& peer, ErrorCode code, const std::string& why, const std::string& who,
+              std::vector<Action>* out);
+  bool Excluded(const std::string& identity) const;
+  void EnterWaiting(double now);
   std::string Name(const std::string& peer) const;
   uint64_t ClientSeed(uint32_t index) const;
+  uint64_t ExampleBound(uint32_t index, uint64_t declared) const;
 
   RoundOptions options_;
   MachineState state_ = MachineState::kIdle;
   Parameters global_;
   std::map<std::string, ClientEntry> clients_;  // by peer (routing id)
 
+  // By identity, kept after a client leaves: index binding (CURVE identities
+  // only), consecutive failures and exclusion.
+  struct History {
+    std::optional<uint32_t> bound_index;
+    uint32_t consecutive_failures = 0;
+    uint64_t excluded_until_round = 0;  // refused while round_ < this
+  };
+  std::map<std::string, History> history_;
+
   uint64_t round_ = 0;            // current round, 1-based once started
+  uint64_t completed_rounds_ = 0;
+  double waiting_since_s_ = 0;    // when the machine last entered kWaitingForClients
+  // False until this machine (started or resumed) has run its first round: until
+  // then it waits client_wait_s for min_available_clients, as clients (re)join.
+  bool assembled_ = false;
+  double last_wait_log_s_ = 0;
   uint32_t attempt_ = 0;          // attempt at the current round
   double round_start_s_ = 0;
   double deadline_s_ = 0;

@@ -36,6 +36,7 @@ struct ServerOptions {
   CommModel comm;                            // energy per byte moved
   std::vector<std::string> reference_countries = DefaultReferenceCountries();  // for summary.json
   int stop_fd = -1;                          // readable fd (signalfd) that requests a clean stop; -1 = none
+  double max_node_power_w = 10000;           // plausibility bound on a client's reported power (energy_record.h)
 };
 
 struct ServerResult {
