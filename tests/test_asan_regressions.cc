@@ -12,9 +12,12 @@ namespace {
 
 Parameters Model(float v) { return {MakeFloatBlob("w", {2}, {v, v})}; }
 
+// identity as the CURVE transport proves it: a new connection with the same key replaces
+// the old one (without CURVE a live client is never displaced, so the path is not reached).
 JoinEvent Join(const std::string& peer, const std::string& client_id) {
   JoinEvent e;
   e.peer = peer;
+  e.identity = "curve:key-" + client_id;
   e.join.client_id = client_id;
   e.join.country = "FRA";
   return e;
@@ -34,8 +37,8 @@ FitResEvent Result(const std::string& peer, uint64_t round, float v) {
 
 // ASan: heap-use-after-free in RoundMachine::DropClient (round_machine.cc:303, from OnJoin
 // :151). OnJoin passed the map node's own key, `it->first`, as DropClient's `peer`;
-// DropClient erased the node and then read `peer` for pending_.erase. Fuzz seed:
-// tests/fuzz/corpus/round_machine/rejoin_while_sampled.
+// DropClient erased the node and then read `peer` for pending_.erase (fixed on main by taking
+// `peer` by value). Fuzz seeds: tests/fuzz/corpus/round_machine/*rejoin_while_sampled.
 TEST_CASE("asan: a sampled client that rejoins under a new connection is dropped cleanly") {
   RoundOptions o;
   o.num_clients = 3;
@@ -49,7 +52,7 @@ TEST_CASE("asan: a sampled client that rejoins under a new connection is dropped
   for (const char* p : {"A", "B", "C"}) (void)m.Handle(Join(p, std::string("id-") + p), 0);
   REQUIRE(m.state() == MachineState::kFitting);
   REQUIRE(m.pending().count("A") == 1);
-  // "A" restarts: same client id, new routing id, while its fit is pending.
+  // "A" restarts: same key and client id, new routing id, while its fit is pending.
   (void)m.Handle(Join("A2", "id-A"), 1);
   CHECK(m.pending().count("A") == 0);
   CHECK(m.clients().count("A") == 0);

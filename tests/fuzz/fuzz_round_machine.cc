@@ -15,7 +15,8 @@
 //   state transitions are legal (nothing leaves kDone, nothing returns to kIdle);
 //   round() never decreases, grows by at most 1 per event and only with a RoundDoneAction
 //   for the round that ended; a RoundDoneAction has succeeded >= min_fit_clients and
-//   succeeded + failed <= sampled; at most one StopAction; Fit goes only to joined clients
+//   succeeded + failed <= sampled; at most one StopAction; messages go only to clients, to
+//   the sender, or to a client the event removed; Fit goes only to joined clients
 //   for round(); the global model keeps its specs and stays finite; deadline_s() is set
 //   while fitting and unset while waiting or done; no two clients share an identity; every
 //   Error sent carries a known ErrorCode; Snapshot()/Resume() on a fresh machine (a restart
@@ -262,6 +263,7 @@ class Harness {
     MachineSnapshot snap = machine_->Snapshot();
     if (snap.completed_rounds + 1 < round_) Fail("Snapshot completed_rounds " + std::to_string(snap.completed_rounds) + " behind round " + std::to_string(round_));
     machine_ = std::make_unique<RoundMachine>(options_);
+    known_before_.clear();
     Step(machine_->Resume(now_, std::move(snap)), "");
   }
 
@@ -280,7 +282,12 @@ class Harness {
     bool round_done_for_before = false;
     for (const Action& a : actions) {
       if (const auto* send = std::get_if<SendAction>(&a)) {
-        if (!clients.count(send->peer) && send->peer != from) Fail("message to a peer that is neither joined nor the sender: " + send->peer);
+        // To a client, the sender, or a client this event removed (an exclusion notice).
+        if (!clients.count(send->peer) && send->peer != from && !known_before_.count(send->peer)) {
+          std::string what = MsgTypeName(TypeOf(send->message));
+          if (const auto* err = std::get_if<ErrorMsg>(&send->message)) what += std::string(" ") + ErrorCodeName(err->code) + " '" + err->message + "'";
+          Fail("message to a peer that is neither joined nor the sender: " + send->peer + ": " + what);
+        }
         if (const auto* fit = std::get_if<FitMsg>(&send->message)) {
           if (!clients.count(send->peer)) Fail("Fit sent to a peer that is not joined");
           if (fit->round != round_after) Fail("Fit for round " + std::to_string(fit->round) + " while round() is " + std::to_string(round_after));
@@ -350,6 +357,8 @@ class Harness {
     state_ = after;
     round_ = round_after;
     started_ = true;
+    known_before_.clear();
+    for (const auto& [peer, c] : clients) known_before_.insert(peer);
   }
 
   RoundOptions options_;
@@ -361,6 +370,7 @@ class Harness {
   uint64_t eval_round_ = 0;
   bool started_ = false;
   bool stopped_ = false;
+  std::set<std::string> known_before_;  // clients() after the previous event
   const bool strict_ = [] {
     const char* v = std::getenv("GREENFED_FUZZ_STRICT");
     return v != nullptr && std::string(v) == "1";
