@@ -171,7 +171,7 @@ def main():
     coord = None
     kills = 0
     started = time.monotonic()
-    rss_first = rss_last = None  # (round, VmRSS kB, VmHWM kB)
+    rss_first = rss_mid = rss_last = None  # (round, VmRSS kB, VmHWM kB)
     try:
         subprocess.run([args.make_synthetic, data, "--train", "1200", "--test", "200", "--seed", str(args.seed)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -216,6 +216,8 @@ def main():
                 if st and done >= 1:
                     if rss_first is None:
                         rss_first = (done,) + st
+                    if rss_mid is None and done >= args.rounds // 2:
+                        rss_mid = (done,) + st
                     rss_last = (done,) + st
             if kills < len(kill_rounds) and done >= kill_rounds[kills] and now >= next_kill:
                 live = [s for s in slots if s.proc and s.proc.poll() is None]
@@ -257,7 +259,8 @@ def main():
                 raise Failure("no /proc samples of the coordinator")
             growth = 100.0 * (rss_last[1] - rss_first[1]) / rss_first[1]
             flat = abs(growth) <= args.rss_flat_pct
-            print(f"rss: coordinator VmRSS {rss_first[1]} kB at round {rss_first[0]}, {rss_last[1]} kB at round "
+            mid = f"{rss_mid[1]} kB at round {rss_mid[0]}, " if rss_mid else ""
+            print(f"rss: coordinator VmRSS {rss_first[1]} kB at round {rss_first[0]}, {mid}{rss_last[1]} kB at round "
                   f"{rss_last[0]} ({growth:+.1f}%), VmHWM {rss_first[2]} -> {rss_last[2]} kB: "
                   f"{'flat' if flat else 'NOT flat'} (within {args.rss_flat_pct:g}%)")
         return 0
