@@ -176,12 +176,17 @@ def main():
         subprocess.run([args.make_synthetic, data, "--train", "1200", "--test", "200", "--seed", str(args.seed)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         endpoint = f"tcp://127.0.0.1:{free_port()}"
+        # Where the binary knows CURVE (--insecure in its help), the soak runs in plaintext on
+        # loopback: churn is under test here, not authentication.
+        help_text = subprocess.run([args.greenfed, "coordinator", "--help"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True).stdout
+        plain = ["--insecure"] if "--insecure" in help_text else []
         # Target 1.0 with a tiny learning rate: the run cannot stop early, it ends at max rounds.
         coord_cmd = [args.greenfed, "coordinator", f"--bind={endpoint}", f"--num-clients={args.clients}",
                      f"--min-fit-clients={min_fit}", f"--max-rounds={args.rounds}", "--target-accuracy=1.0",
                      "--lr=0.00001", "--model=mlp", "--heartbeat-timeout-s=2", "--round-timeout-s=6",
                      "--max-test-examples=200", f"--seed={args.seed}", f"--data-dir={data}",
-                     f"--run-dir={run_dir}", "--country=FRA"] + args.coordinator_arg
+                     f"--run-dir={run_dir}", "--country=FRA"] + plain + args.coordinator_arg
         coord_log = os.path.join(work, "coordinator.log")
         coord = subprocess.Popen(coord_cmd, stdout=open(coord_log, "w"), stderr=subprocess.STDOUT)
 
@@ -191,7 +196,7 @@ def main():
             slot.proc = subprocess.Popen(
                 [args.greenfed, "client", f"--connect={endpoint}", f"--data-dir={data}",
                  f"--client-id=churn-{slot.k}", "--max-train-examples=300", "--max-test-examples=100",
-                 "--connect-timeout-s=30", "--coordinator-timeout-s=10", "--country=DEU"] + args.client_arg,
+                 "--connect-timeout-s=30", "--coordinator-timeout-s=10", "--country=DEU"] + plain + args.client_arg,
                 stdout=log, stderr=subprocess.STDOUT)
             slot.restart_at = None
 
