@@ -2,6 +2,7 @@
 
 #include <sys/select.h>
 
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -119,6 +120,10 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   config["train"] = {{"epochs", fed.local_epochs}, {"batch_size", fed.batch_size}, {"learning_rate", fed.lr},
                      {"momentum", fed.momentum}, {"lr_decay", 1.0}, {"send_delta", fed.send_delta},
                      {"momentum_restarts", "every round"}};
+  if (auto strategy = MakeStrategy(round->strategy); strategy.ok()) {
+    config["strategy"] = {{"name", round->strategy.name}, {"settings", (*strategy)->Describe()}};
+    log.Info("strategy: " + (*strategy)->Describe());
+  }
   config["coordinator"] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},
@@ -173,6 +178,9 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddDouble("coordinator-timeout-s", &co.coordinator_timeout_s, "rejoin after this long without a word from the coordinator");
   flags.AddUint("max-train-examples", &max_train, "cap on this client's training examples (0 = all)");
   flags.AddUint("max-test-examples", &max_test, "cap on this client's test examples for federated evaluation (0 = all)");
+  flags.AddDouble("attack-scale", &co.attack_scale,
+                  "fault injection for robustness experiments: send attack_scale x the honest update (1 = honest, "
+                  "-1 = sign flip)");
   AddNodeFlags(&flags, &node);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
@@ -183,6 +191,7 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
     return Fail("client", InvalidArgument("--client-index " + std::to_string(client_index) + " must be < --num-clients " +
                                           std::to_string(num_clients)), 2);
   }
+  if (!std::isfinite(co.attack_scale)) return Fail("client", InvalidArgument("--attack-scale must be finite"), 2);
   auto carbon = LoadCarbonTable(node);
   if (!carbon.ok()) return Fail("client", carbon.status(), 2);
   if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("client", s, 2);

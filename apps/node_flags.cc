@@ -76,6 +76,16 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("exclude-rounds", &d->exclude_rounds, "rounds an excluded client is refused");
   f->AddDouble("max-node-power-w", &d->max_node_power_w,
                "plausibility bound: energy reports above this many watts per node are rejected");
+  f->AddString("strategy", &d->strategy.name, "aggregation: " + StrategyNames() + " (docs/strategies.md)");
+  f->AddDouble("server-learning-rate", &d->strategy.server_learning_rate, "fedavgm: server learning rate");
+  f->AddDouble("server-momentum", &d->strategy.server_momentum, "fedavgm: server momentum (0 = FedAvg)");
+  f->AddDouble("eta", &d->strategy.eta, "fedadagrad/fedadam/fedyogi: server learning rate (-1 = 0.1, fedyogi 0.01)");
+  f->AddDouble("beta-1", &d->strategy.beta_1, "fedadam/fedyogi/fedadagrad: first moment (-1 = 0.9, fedadagrad 0)");
+  f->AddDouble("beta-2", &d->strategy.beta_2, "fedadam/fedyogi: second moment");
+  f->AddDouble("tau", &d->strategy.tau, "fedadagrad/fedadam/fedyogi: adaptivity (-1 = 1e-9, fedyogi 1e-3)");
+  f->AddDouble("trim-beta", &d->strategy.trim_beta, "fedtrimmedavg: fraction trimmed from each end");
+  f->AddUint("num-malicious-clients", &d->num_malicious_clients, "krum: clients assumed malicious (f)");
+  f->AddUint("num-clients-to-keep", &d->num_clients_to_keep, "krum: 0 = Krum, m > 0 = Multi-Krum over the m best");
   f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
   f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
   f->AddString("task", &d->task, "registered task");
@@ -109,6 +119,9 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.max_idle_s = d.max_idle_s;
   o.exclude_after_failures = static_cast<uint32_t>(d.exclude_after_failures);
   o.exclude_rounds = d.exclude_rounds;
+  o.strategy = d.strategy;
+  o.strategy.num_malicious_clients = static_cast<uint32_t>(d.num_malicious_clients);
+  o.strategy.num_clients_to_keep = static_cast<uint32_t>(d.num_clients_to_keep);
   o.seed = d.seed;
   o.train.epochs = static_cast<uint32_t>(d.local_epochs);
   o.train.batch_size = static_cast<uint32_t>(d.batch_size);

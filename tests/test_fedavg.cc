@@ -5,6 +5,7 @@
 
 #include "greenfed/coordinator/fedavg.h"
 
+using greenfed::Code;
 using greenfed::FedAvgAccumulator;
 using greenfed::FloatValues;
 using greenfed::MakeFloatBlob;
@@ -102,4 +103,20 @@ TEST_CASE("FedAvg sums in double: many small updates do not drift") {
   REQUIRE(acc.Reset({MakeFloatBlob("w", {1}, {0})}).ok());
   for (int k = 0; k < 1000; ++k) REQUIRE(acc.Add({MakeFloatBlob("w", {1}, {k % 2 ? 1e-4f : 3e-4f})}, false, 7).ok());
   CHECK(FloatValues((*acc.Result())[0])[0] == doctest::Approx(2e-4).epsilon(1e-6));
+}
+
+// Issue 8: num_examples = 2^64-1 wrapped the uint64 total, so two +1.0 deltas
+// averaged to 3.7e16. The total is now checked (and kept exact in a double).
+TEST_CASE("fedavg: example counts that would overflow the total are refused, and nothing is added") {
+  FedAvgAccumulator acc;
+  const Parameters global = {MakeFloatBlob("w", {1}, {0})};
+  REQUIRE(acc.Reset(global).ok());
+  const Parameters plus_one = {MakeFloatBlob("w", {1}, {1})};
+  CHECK(acc.Add(plus_one, true, ~0ull).code() == Code::kOutOfRange);
+  REQUIRE(acc.Add(plus_one, true, 1ull << 52).ok());
+  CHECK(acc.Add(plus_one, true, (1ull << 52) + 1).code() == Code::kOutOfRange);
+  CHECK(acc.num_updates() == 1);
+  auto r = acc.Result();
+  REQUIRE(r.ok());
+  CHECK(FloatValues((*r)[0])[0] == doctest::Approx(1.0));
 }

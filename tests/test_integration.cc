@@ -217,3 +217,47 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
   CHECK(Run({"run", "--help"}, f.dir + "/help.log") == 0);
   CHECK(Read(f.dir + "/help.log").find("--target-accuracy VALUE") != std::string::npos);
 }
+
+namespace {
+
+// One coordinator and 5 client processes on the synthetic set; client 4 sends
+// attack_scale x its honest update. Returns the final central test accuracy.
+double RobustRun(const Fixture& f, const std::string& strategy, double attack, const std::string& tag) {
+  const std::string run = f.dir + "/" + tag;
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(21000 + (getpid() * 7 + static_cast<int>(tag.size()) * 131) % 20000);
+  pid_t coord = Spawn({"coordinator", "--bind=" + endpoint, "--num-clients=5", "--max-rounds=4", "--target-accuracy=1.0",
+                       "--lr=0.01", "--data-dir=" + f.data, "--run-dir=" + run, "--strategy=" + strategy,
+                       "--num-malicious-clients=1", "--num-clients-to-keep=3"},
+                      f.dir + "/" + tag + "-coordinator.log");
+  std::vector<pid_t> clients;
+  for (int k = 0; k < 5; ++k) {
+    clients.push_back(Spawn({"client", "--connect=" + endpoint, "--client-index=" + std::to_string(k),
+                             "--data-dir=" + f.data, "--attack-scale=" + std::to_string(k == 4 ? attack : 1.0)},
+                            f.dir + "/" + tag + "-client-" + std::to_string(k) + ".log"));
+  }
+  const int rc = Wait(coord);
+  for (pid_t c : clients) Wait(c);
+  INFO(Read(f.dir + "/" + tag + "-coordinator.log"));
+  REQUIRE(rc == 0);
+  return nlohmann::json::parse(Read(run + "/summary.json"))["final_accuracy"].get<double>();
+}
+
+}  // namespace
+
+// Issue 10: 1 of 5 clients sends its update scaled x100. fedmedian, fedtrimmedavg
+// and krum still reach what a clean fedavg run reaches; fedavg does not.
+TEST_CASE("robust strategies hold one x100 client to the clean run's accuracy, and fedavg does not") {
+  Fixture f;
+  const double clean = RobustRun(f, "fedavg", 1.0, "clean");
+  const double fedavg = RobustRun(f, "fedavg", 100.0, "fedavg-attacked");
+  const double median = RobustRun(f, "fedmedian", 100.0, "median-attacked");
+  const double trimmed = RobustRun(f, "fedtrimmedavg", 100.0, "trimmed-attacked");
+  const double krum = RobustRun(f, "krum", 100.0, "krum-attacked");
+  MESSAGE("final accuracy: clean fedavg " << clean << ", attacked: fedavg " << fedavg << ", fedmedian " << median
+                                          << ", fedtrimmedavg " << trimmed << ", krum " << krum);
+  CHECK(clean > 0.6);
+  CHECK(fedavg < clean - 0.3);
+  CHECK(median >= clean - 0.05);
+  CHECK(trimmed >= clean - 0.05);
+  CHECK(krum >= clean - 0.05);
+}

@@ -40,6 +40,24 @@ Parameters Delta(const Parameters& local, const Parameters& global) {
   return out;
 }
 
+// w_global + scale * (w_local - w_global) for float32 tensors: the attack of
+// ClientOptions::attack_scale.
+Parameters ScaleUpdate(const Parameters& local, const Parameters& global, double scale) {
+  Parameters out = Delta(local, global);
+  for (size_t t = 0; t < out.size() && t < global.size(); ++t) {
+    if (out[t].dtype != DType::kFloat32 || out[t].data.size() != global[t].data.size()) continue;
+    const size_t n = out[t].data.size() / 4;
+    for (size_t i = 0; i < n; ++i) {
+      float d, g;
+      std::memcpy(&d, out[t].data.data() + i * 4, 4);
+      std::memcpy(&g, global[t].data.data() + i * 4, 4);
+      const float w = g + static_cast<float>(scale) * d;
+      std::memcpy(out[t].data.data() + i * 4, &w, 4);
+    }
+  }
+  return out;
+}
+
 enum class WorkKind { kPrepare, kFit, kEvaluate };
 
 struct WorkResult {
@@ -238,7 +256,8 @@ struct Client::Impl {
       PhaseMeter* pm = meter;
       Env* e = env;
       working = true;
-      work = std::async(std::launch::async, [t, pm, e, msg = std::move(*fit)] {
+      const double attack = options.attack_scale;
+      work = std::async(std::launch::async, [t, pm, e, attack, msg = std::move(*fit)] {
         WorkResult r;
         r.kind = WorkKind::kFit;
         r.round = msg.round;
@@ -252,6 +271,7 @@ struct Client::Impl {
           return r;
         }
         r.fit = std::move(res).value();
+        if (attack != 1.0) r.fit.parameters = ScaleUpdate(r.fit.parameters, msg.parameters, attack);
         if (msg.config.send_delta) {
           r.fit.parameters = Delta(r.fit.parameters, msg.parameters);
           r.is_delta = true;

@@ -62,14 +62,25 @@ Status ValidateRoundOptions(const RoundOptions& o) {
   if (!(o.max_idle_s > 0)) return InvalidArgument("--max-idle-s must be positive");
   if (o.max_examples_per_client == 0) return InvalidArgument("max_examples_per_client must be at least 1");
   if (o.train.epochs == 0) return InvalidArgument("--local-epochs must be at least 1");
+  if (auto made = MakeStrategy(o.strategy); !made.ok()) return made.status();
   if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
   if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
   if (!(o.train.momentum >= 0 && o.train.momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
   return Status::Ok();
 }
 
-RoundMachine::RoundMachine(RoundOptions options) : options_(std::move(options)) {
+RoundMachine::RoundMachine(RoundOptions options, std::unique_ptr<Strategy> strategy)
+    : options_(std::move(options)), strategy_(std::move(strategy)) {
   options_.partition.num_clients = options_.num_clients;
+  if (!strategy_) {
+    auto made = MakeStrategy(options_.strategy);
+    if (made.ok()) {
+      strategy_ = std::move(made).value();
+    } else {
+      strategy_error_ = made.status();
+      strategy_ = std::move(MakeStrategy(StrategyOptions{})).value();
+    }
+  }
 }
 
 std::optional<ClientEntry> RoundMachine::ClientByPeer(const std::string& peer) const {
@@ -111,13 +122,22 @@ MachineSnapshot RoundMachine::Snapshot() const {
   MachineSnapshot s;
   s.completed_rounds = completed_rounds_;
   s.global = global_;
+  s.strategy_state = strategy_->SaveState();
   return s;
 }
 
 std::vector<Action> RoundMachine::Resume(double now_s, MachineSnapshot snapshot) {
   std::vector<Action> out;
+  if (!strategy_error_.ok()) {
+    Stop(strategy_error_.message(), false, true, &out);
+    return out;
+  }
   global_ = std::move(snapshot.global);
   completed_rounds_ = snapshot.completed_rounds;
+  if (Status restored = strategy_->RestoreState(snapshot.strategy_state); !restored.ok()) {
+    Stop("cannot resume " + strategy_->Describe() + ": " + restored.message(), false, true, &out);
+    return out;
+  }
   round_ = completed_rounds_ + 1;
   attempt_ = 0;
   EnterWaiting(now_s);
@@ -144,6 +164,10 @@ uint64_t RoundMachine::ClientSeed(uint32_t index) const {
 
 std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
   std::vector<Action> out;
+  if (!strategy_error_.ok()) {
+    Stop(strategy_error_.message(), false, true, &out);
+    return out;
+  }
   global_ = std::move(initial);
   round_ = 1;
   completed_rounds_ = 0;
@@ -346,28 +370,23 @@ void RoundMachine::MaybeStartRound(double now, std::vector<Action>* out) {
 
 void RoundMachine::StartRound(double now, std::vector<Action>* out) {
   ++attempt_;
+  std::map<uint32_t, const ClientEntry*> by_index;
+  for (const auto& [peer, c] : clients_) by_index[c.index] = &c;
+  std::vector<uint32_t> indices;
+  for (const auto& [index, c] : by_index) indices.push_back(index);
+  const auto n = static_cast<uint32_t>(indices.size());
+  const std::vector<uint32_t> chosen =
+      strategy_->Sample(indices, round_, attempt_, options_.seed, options_.fraction_fit, options_.min_fit_clients);
+  const auto k = static_cast<uint32_t>(chosen.size());
   std::vector<const ClientEntry*> available;
-  for (const auto& [peer, c] : clients_) available.push_back(&c);
-  std::sort(available.begin(), available.end(),
-            [](const ClientEntry* a, const ClientEntry* b) { return a->index < b->index; });
-  const auto n = static_cast<uint32_t>(available.size());
-  uint32_t k = static_cast<uint32_t>(std::ceil(options_.fraction_fit * n - 1e-9));
-  k = std::min(n, std::max(k, options_.min_fit_clients));
-  // Deterministic partial Fisher-Yates by (seed, round, attempt).
-  uint64_t state = Mix(options_.seed ^ Mix(round_ * 7919ull + attempt_));
-  for (uint32_t i = 0; i < k; ++i) {
-    state = Mix(state);
-    const uint32_t j = i + static_cast<uint32_t>(state % (n - i));
-    std::swap(available[i], available[j]);
-  }
-  std::sort(available.begin(), available.begin() + k,
-            [](const ClientEntry* a, const ClientEntry* b) { return a->index < b->index; });
+  for (uint32_t index : chosen) available.push_back(by_index.at(index));
 
-  Status reset = fedavg_.Reset(global_);
-  if (!reset.ok()) {
-    Stop("cannot start round: " + reset.ToString(), false, true, out);
+  auto aggregator = strategy_->BeginRound(global_);
+  if (!aggregator.ok()) {
+    Stop("cannot start round: " + aggregator.status().ToString(), false, true, out);
     return;
   }
+  aggregator_ = std::move(aggregator).value();
   state_ = MachineState::kFitting;
   assembled_ = true;
   round_start_s_ = now;
@@ -415,7 +434,7 @@ void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action
     s = InvalidArgument("num_examples " + std::to_string(r.num_examples) + " exceeds this client's shard size (" +
                         std::to_string(it->second.max_examples) + ")");
   } else {
-    s = fedavg_.Add(r.parameters, r.is_delta, r.num_examples);
+    s = aggregator_->Add(r.parameters, r.is_delta, r.num_examples);
   }
   if (!s.ok()) {
     ++failed_;
@@ -520,9 +539,10 @@ void RoundMachine::FinishFit(double now, std::vector<Action>* out) {
     MaybeStartRound(now, out);
     return;
   }
-  auto result = fedavg_.Result();
+  auto combined = aggregator_->Result();
+  auto result = combined.ok() ? strategy_->Update(global_, std::move(combined).value()) : combined;
   if (!result.ok()) {
-    Stop("aggregation failed: " + result.status().ToString(), false, true, out);
+    Stop("aggregation failed (" + strategy_->Describe() + "): " + result.status().ToString(), false, true, out);
     return;
   }
   global_ = std::move(result).value();
@@ -579,7 +599,8 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
   done.failed = failed_;
   done.accuracy = central_->accuracy;
   done.loss = central_->loss;
-  done.train_loss = fedavg_.total_examples() ? train_loss_sum_ / static_cast<double>(fedavg_.total_examples()) : 0;
+  const uint64_t examples = aggregator_ ? aggregator_->total_examples() : 0;
+  done.train_loss = examples ? train_loss_sum_ / static_cast<double>(examples) : 0;
   done.round_s = now - round_start_s_;
   if (fed_examples_ > 0) done.fed_accuracy = fed_correct_ / static_cast<double>(fed_examples_);
   out->push_back(done);

@@ -40,6 +40,10 @@ struct ClientOptions {
   double max_backoff_s = 5.0;
   double coordinator_timeout_s = 120;     // silence after which the client rejoins
   uint64_t max_message_bytes = kDefaultMaxMessageBytes;  // larger messages are refused
+  // Fault injection for robustness experiments (docs/strategies.md): this client
+  // turns its honest update d = w_local - w_global into attack_scale * d before
+  // sending, e.g. 100 (a scaled update) or -1 (a sign flip). 1 = honest.
+  double attack_scale = 1.0;
 };
 
 struct ClientResult {

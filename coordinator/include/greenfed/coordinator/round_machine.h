@@ -1,9 +1,10 @@
 // RoundMachine: the coordinator's round logic as a pure state machine.
 // Events go in (a client joined, a result arrived, time passed, the central
 // evaluation finished) and actions come out (welcome X, send fit to Y, evaluate the
-// global model, shut everyone down). It owns the client registry, sampling, the
-// per-round deadline and the streaming FedAvg sum; it never touches a socket, a
-// clock or a file, so tests drive it with made-up times.
+// global model, shut everyone down). It owns the client registry and the round's
+// life cycle (deadlines, retries, stop); which clients a round samples and how
+// results combine belong to its Strategy (strategy.h; FedAvg by default). It never
+// touches a socket, a clock or a file, so tests drive it with made-up times.
 //
 // Round life cycle:
 //   kWaitingForClients --(>= min_available_clients, or after client_wait_s with
@@ -41,7 +42,9 @@
 #include <variant>
 #include <vector>
 
-#include "greenfed/coordinator/fedavg.h"
+#include <memory>
+
+#include "greenfed/coordinator/strategy.h"
 #include "greenfed/protocol.h"
 #include "greenfed/status.h"
 #include "greenfed/tensor.h"
@@ -76,6 +79,7 @@ struct RoundOptions {
   // the client's Join declaration (if > 0) or max_examples_per_client bounds it.
   std::vector<uint64_t> shard_sizes;
   uint64_t max_examples_per_client = 1ull << 32;  // fallback bound; keeps every sum exact in double
+  StrategyOptions strategy;             // sampling and aggregation (strategy.h); FedAvg by default
 };
 Status ValidateRoundOptions(const RoundOptions& options);
 
@@ -142,7 +146,11 @@ struct MachineSnapshot {
 
 class RoundMachine {
  public:
-  explicit RoundMachine(RoundOptions options);
+  // `strategy` null: the one options.strategy names (FedAvg by default). An
+  // invalid name is reported by Start()/Resume() as a failed stop;
+  // ValidateRoundOptions catches it earlier.
+  explicit RoundMachine(RoundOptions options, std::unique_ptr<Strategy> strategy = nullptr);
+  const Strategy& strategy() const { return *strategy_; }
 
   // Begins the run with the initial global parameters.
   std::vector<Action> Start(double now_s, Parameters initial);
@@ -217,7 +225,9 @@ class RoundMachine {
   std::set<std::string> pending_;
   uint32_t sampled_ = 0, succeeded_ = 0, failed_ = 0;
   double train_loss_sum_ = 0;     // sum of n_k * loss_k
-  FedAvgAccumulator fedavg_;
+  std::unique_ptr<Strategy> strategy_;
+  Status strategy_error_;
+  std::unique_ptr<RoundAggregator> aggregator_;  // the current round's
 
   // Evaluation phase of the current round.
   std::optional<CentralEvalEvent> central_;
