@@ -109,8 +109,9 @@ std::vector<std::pair<std::string, Message>> Messages() {
 using Script = std::vector<uint8_t>;
 // 3 clients, all needed, min_fit 2, fraction 1, 3 rounds, target 1.0, round timeout 10 s,
 // heartbeat timeout 5 s, 3 attempts, no federated eval, eval timeout 5 s, seed 7; client wait
-// 0 s, max idle 60 s, no exclusion, no shard bounds.
-const Script kOptions = {2, 2, 1, 3, 2, 5, 9, 4, 2, 0, 4, 7, 0, 59, 0, 0, 0};
+// 0 s, max idle 60 s, no exclusion, no shard bounds; strategy fedavg (byte 17: index into
+// fuzz_round_machine.cc's list; 18, 19: its settings).
+const Script kOptions = {2, 2, 1, 3, 2, 5, 9, 4, 2, 0, 4, 7, 0, 59, 0, 0, 0, 0, 0, 0};
 // identity: 0 = none (--insecure, client_id stands in); >= 128 = CURVE key (identity - 128) % 6.
 void Join(Script* s, uint8_t peer, uint8_t id, uint8_t identity = 0) {
   s->insert(s->end(), {0, peer, id, 0xFF, 100, 0, identity});
@@ -201,6 +202,26 @@ std::vector<std::pair<std::string, Script>> Scripts() {
     Central(&agg, 10);
   }
   out.emplace_back("strict_agg_overflow_flt_max_delta", agg);
+
+  // The full run under each other strategy (fedavgm momentum 0.5, krum f=1 keep 2, ...), and
+  // a checkpoint resume mid-run so that strategy state goes through Snapshot/Resume.
+  const char* names[] = {"fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"};
+  for (uint8_t k = 1; k < 8; ++k) {
+    Script st = kOptions;
+    st[17] = k;
+    st[18] = 5;
+    st[19] = 2;
+    for (uint8_t p = 0; p < 3; ++p) Join(&st, p, p);
+    for (int r = 0; r < 3; ++r) {
+      for (uint8_t p = 0; p < 3; ++p) FitRes(&st, p);
+      Central(&st, 100);
+      if (r == 0) {
+        st.push_back(10);
+        for (uint8_t p = 0; p < 3; ++p) Join(&st, p, p);
+      }
+    }
+    out.emplace_back(std::string("strategy_") + names[k] + "_resume", st);
+  }
   return out;
 }
 
