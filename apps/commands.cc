@@ -69,7 +69,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (!meter_options.ok()) return Fail("coordinator", meter_options.status(), 2);
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
-  if (!round.ok()) return Fail("coordinator", round.status(), 2);
+  if (!round.ok()) return Fail("coordinator", flags.Annotate(round.status()), 2);
 
   // Refuse an existing run before the (slow) data loading, so nothing is overwritten.
   auto run_dir = RunDir::Create(fed.run_dir);
@@ -110,6 +110,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   config["run_id"] = RunIdOf(fed.run_dir);
   config["task"] = fed.task;
   config["model"] = fed.model;
+  config["config_file"] = flags.config_path();
   config["target_accuracy"] = fed.target_accuracy;
   config["max_rounds"] = fed.max_rounds;
   config["partition"] = {{"scheme", fed.partition},

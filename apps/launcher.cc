@@ -141,7 +141,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("run", s, 2);
   if (auto ci = carbon->Lookup(client_country); !ci.ok()) return Fail("run", ci.status().WithContext("--client-country"), 2);
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
-  if (auto r = RoundOptionsFor(fed, RunIdOf(fed.run_dir)); !r.ok()) return Fail("run", r.status(), 2);
+  if (auto r = RoundOptionsFor(fed, RunIdOf(fed.run_dir)); !r.ok()) return Fail("run", flags.Annotate(r.status()), 2);
   // A package counter sees every process on the package: with the whole federation
   // on one host, each node would report the same joules. Say so before it happens.
   if (node.meter == "auto" || node.meter == "rapl") {
@@ -155,24 +155,10 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
 
   // The coordinator runs in a thread of this process; clients are processes. The
   // coordinator command is reused whole so `run` and `coordinator` cannot drift.
-  std::vector<std::string> coord_args = args;
-  for (size_t i = 0; i < coord_args.size(); ++i) {
-    // Drop launcher-only flags (and their values) before handing over.
-    const std::string& a = coord_args[i];
-    for (const char* own : {"--clients", "--client-country", "--client-pue", "--client-threads"}) {
-      const std::string o(own);
-      if (a == o) {
-        coord_args.erase(coord_args.begin() + static_cast<long>(i), coord_args.begin() + static_cast<long>(i) + 2);
-        --i;
-        break;
-      }
-      if (a.rfind(o + "=", 0) == 0) {
-        coord_args.erase(coord_args.begin() + static_cast<long>(i));
-        --i;
-        break;
-      }
-    }
-  }
+  // Every flag the launcher was given, from the command line or --config, except
+  // its own; values as parsed, so a config file is read once, here.
+  std::vector<std::string> coord_args =
+      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads"});
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {

@@ -20,6 +20,7 @@ readonly BUILD_PKGS=(
   libmsgpack-cxx-dev    # header-only, CMake target msgpackc-cxx
   libssl-dev zlib1g-dev
   nlohmann-json3-dev    # header-only
+  libtomlplusplus-dev   # --config FILE (TOML)
   doctest-dev
 )
 readonly TEST_PKGS=(iproute2 python3 python3-yaml docker-compose)
@@ -29,7 +30,7 @@ readonly DATA_PKGS=(dataset-fashion-mnist)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls
 # its own large dependency closure (OpenBLAS, oneDNN, protobuf, OpenCV, FFmpeg, GDAL, Qt).
-readonly RUNTIME_PKGS=(libtorch1.13 libzmq5 libssl3 zlib1g libstdc++6 libgcc-s1)
+readonly RUNTIME_PKGS=(libtorch1.13 libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
 
 mode=all
 dry_run=0

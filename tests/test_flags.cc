@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
 #include "greenfed/flags.h"
 
 using namespace greenfed;
@@ -60,4 +65,88 @@ TEST_CASE("bad flags are errors that name the flag") {
 TEST_CASE("SplitList trims and drops empty parts") {
   CHECK(SplitList(" USA, fra ,,WORLD") == std::vector<std::string>{"USA", "fra", "WORLD"});
   CHECK(SplitList("").empty());
+}
+
+namespace {
+
+std::string WriteToml(const std::string& text) {
+  char tmpl[] = "/tmp/greenfed-config-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  return tmpl;
+}
+
+struct RunFlags {
+  FlagSet f{"greenfed run", "a run"};
+  std::string partition = "iid";
+  uint64_t rounds = 50;
+  double lr = 0.05;
+  bool delta = false;
+  int64_t index = -1;
+  RunFlags() {
+    f.AddString("partition", &partition, "partition");
+    f.AddUint("max-rounds", &rounds, "rounds");
+    f.AddDouble("lr", &lr, "learning rate");
+    f.AddBool("send-delta", &delta, "deltas");
+    f.AddInt("client-index", &index, "index");
+    f.AddCheck([this]() -> Status { return lr > 0 ? Status::Ok() : InvalidArgument("--lr must be positive"); });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("--config: a TOML file sets flags, the command line overrides it, tables pick the command") {
+  const std::string path = WriteToml(
+      "# an experiment\n"
+      "partition = \"dirichlet\"\n"
+      "max_rounds = 12\n"
+      "lr = 1          # an integer is a fine number\n"
+      "[run]\n"
+      "send-delta = true\n"
+      "[client]\n"
+      "bogus-for-run = 3   # another command's table is skipped\n");
+  RunFlags r;
+  auto parsed = r.f.Parse({"--config", path, "--max-rounds=20"});
+  REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+  CHECK(r.partition == "dirichlet");
+  CHECK(r.rounds == 20);  // the command line wins
+  CHECK(r.lr == 1.0);
+  CHECK(r.delta);
+  CHECK(r.f.config_path() == path);
+  CHECK(r.f.Help().find("--config FILE") != std::string::npos);
+}
+
+TEST_CASE("--config: unknown keys, wrong types and bad values name the file, the line and the key") {
+  auto error = [](const std::string& toml) {
+    RunFlags r;
+    const std::string path = WriteToml(toml);
+    auto parsed = r.f.Parse({"--config=" + path});
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.status().code() == Code::kInvalidArgument);
+    std::string m = parsed.status().message();
+    REQUIRE(m.rfind(path, 0) == 0);
+    return m.substr(path.size());
+  };
+  CHECK(error("partition = \"iid\"\nlrr = 0.1\n") == ":2: unknown key 'lrr' for greenfed run (see greenfed run --help)");
+  CHECK(error("max-rounds = \"ten\"\n") == ":1: key 'max-rounds' must be a non-negative integer, got a string");
+  CHECK(error("\n\nlr = true\n") == ":3: key 'lr' must be a number, got a boolean");
+  CHECK(error("client-index = 1.5\n") == ":1: key 'client-index' must be an integer, got a float");
+  CHECK(error("[run]\nmax-rounds = -3\n") ==
+        ":2: key 'run.max-rounds': --max-rounds=-3: expected a non-negative integer");
+  CHECK(error("[weird]\nlr = 1\n") == ":1: unknown key 'weird' for greenfed run (see greenfed run --help)");
+  CHECK(error("lr = \n").find(":1:6: not valid TOML") == 0);
+  // A range check on a value from the file says where the value came from.
+  RunFlags r;
+  const std::string path = WriteToml("\nlr = -0.5\n");
+  auto parsed = r.f.Parse({"--config", path});
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.status().message() == "--lr must be positive (from " + path + ":2, key 'lr')");
+  // ... and not when the command line set it.
+  RunFlags cli;
+  CHECK(cli.f.Parse({"--config", path, "--lr=-1"}).status().message() == "--lr must be positive");
+  RunFlags missing;
+  CHECK(missing.f.Parse({"--config", "/nonexistent/x.toml"}).status().message().find(
+            "cannot read config file /nonexistent/x.toml") == 0);
 }

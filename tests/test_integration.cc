@@ -194,7 +194,16 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
     int code;
     std::string words;
   };
+  // Config files (issue 13): a wrong type, an unknown key, a range error from the file.
+  const std::string typo = f.dir + "/typo.toml", range = f.dir + "/range.toml";
+  {
+    std::ofstream(typo) << "[coordinator]\nnum-clients = 4\nlearning-rate = 0.1\n";
+    std::ofstream(range) << "[coordinator]\nmin-fit-clients = 20\n";
+  }
   const std::vector<Case> cases = {
+      {{"coordinator", "--config=" + typo}, 2, typo + ":3: unknown key 'coordinator.learning-rate'"},
+      {{"coordinator", "--config=" + range}, 2, "(from " + range + ":2, key 'min-fit-clients')"},
+      {{"run", "--config=/nonexistent.toml"}, 2, "cannot read config file /nonexistent.toml"},
       {{"run", "--clients=abc"}, 2, "--clients=abc: expected a non-negative integer"},
       {{"run", "--bogus"}, 2, "unknown flag --bogus"},
       {{"coordinator", "--partition=weird"}, 2, "--partition must be iid, shards or dirichlet"},

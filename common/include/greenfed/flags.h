@@ -34,6 +34,15 @@ class FlagSet {
   StatusOr<bool> Parse(const std::vector<std::string>& args, std::vector<std::string>* positional = nullptr);
   bool WasSet(const std::string& name) const;
   std::string Help() const;
+  // Every flag that was set (on the command line or in --config), as "--name=value"
+  // with its parsed value, except those in `exclude`: how a launcher hands its
+  // effective settings to a child command.
+  std::vector<std::string> SetFlagsAsArgs(const std::vector<std::string>& exclude = {}) const;
+  // The config file given with --config, or "" when none.
+  const std::string& config_path() const { return config_path_; }
+  // Appends "(from FILE:LINE, key 'NAME')" to an error that names a flag ("--NAME")
+  // whose value came from the config file; other statuses pass unchanged.
+  Status Annotate(const Status& status) const;
 
  private:
   enum class Kind { kString, kInt, kUint, kDouble, kBool };
@@ -44,7 +53,9 @@ class FlagSet {
     std::string help;
     std::string default_text;
     bool set = false;
+    std::string origin;  // "FILE:LINE" when the value came from --config
   };
+  Status LoadConfig(const std::string& path);
   Status Assign(Flag* flag, const std::string& text);
   Flag* Find(const std::string& name);
   void Add(const std::string& name, Kind kind, void* value, const std::string& help, std::string default_text);
@@ -53,6 +64,7 @@ class FlagSet {
   std::string summary_;
   std::vector<Flag> flags_;
   std::vector<std::function<Status()>> checks_;
+  std::string config_path_;
 };
 
 // Splits "a,b,c" into parts, trimming spaces and dropping empty parts.
