@@ -7,3 +7,6 @@ target_compile_options(greenfed_warnings INTERFACE
     -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference
     -Wimplicit-fallthrough>
   $<$<AND:$<CXX_COMPILER_ID:GNU,Clang>,$<BOOL:${GREENFED_WARNINGS_AS_ERRORS}>>:-Werror>)
+# Sanitizer/fuzzer instrumentation rides along (empty unless GREENFED_SANITIZE or
+# GREENFED_BUILD_FUZZ is set; cmake/Sanitizers.cmake).
+target_link_libraries(greenfed_warnings INTERFACE greenfed::sanitize)

@@ -5,7 +5,8 @@
 #
 # Usage: scripts/install-deps.sh [--all | --build | --runtime] [--dry-run]
 #   --all      (default) build deps + test tools (iproute2 for tests/netns_test.sh,
-#              python3-yaml for tests/compose_check.sh) + the Fashion-MNIST package
+#              python3-yaml for tests/compose_check.sh, clang/llvm for scripts/test_harden.sh)
+#              + the Fashion-MNIST package
 #   --build    what compiling `greenfed` needs (the Docker build stage)
 #   --runtime  the shared libraries the `greenfed` binary loads + the data set
 #              (the Docker runtime stage; see docs/deployment.md for how the list was derived)
@@ -23,6 +24,8 @@ readonly BUILD_PKGS=(
   doctest-dev
 )
 readonly TEST_PKGS=(iproute2 python3 python3-yaml docker-compose)
+# scripts/test_harden.sh: clang 14, its sanitizer and libFuzzer runtimes, llvm-symbolizer for stacks.
+readonly HARDEN_PKGS=(clang libclang-rt-14-dev llvm)
 readonly DATA_PKGS=(dataset-fashion-mnist)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls
@@ -35,14 +38,14 @@ for arg in "$@"; do
   case "$arg" in
     --all|--build|--runtime) mode=${arg#--} ;;
     --dry-run) dry_run=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps.sh: unknown argument '$arg' (expected --all, --build, --runtime, --dry-run)" >&2
        exit 2 ;;
   esac
 done
 
 case "$mode" in
-  all) wanted=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${DATA_PKGS[@]}") ;;
+  all) wanted=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${HARDEN_PKGS[@]}" "${DATA_PKGS[@]}") ;;
   build) wanted=("${BUILD_PKGS[@]}") ;;
   runtime) wanted=("${RUNTIME_PKGS[@]}" "${DATA_PKGS[@]}") ;;
 esac

@@ -2,7 +2,10 @@
 # Sets up and runs greenfed's tests on Debian 12: installs the Debian packages it
 # needs (idempotent), builds everything into build/, and runs ctest.
 #   bash scripts/test.sh            # from the repository root
-# Environment: GREENFED_BUILD_DIR (default build), GREENFED_JOBS (default nproc).
+# Then the sanitizer + fuzz stage, scripts/test_harden.sh (clang, ASan+UBSan, libFuzzer) in
+# build-asan/; GREENFED_SKIP_HARDEN=1 skips it.
+# Environment: GREENFED_BUILD_DIR (default build), GREENFED_JOBS (default nproc); and those of
+# scripts/test_harden.sh (GREENFED_ASAN_BUILD_DIR, GREENFED_FUZZ_SECONDS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${GREENFED_BUILD_DIR:-build}
@@ -10,4 +13,10 @@ jobs=${GREENFED_JOBS:-$(nproc)}
 bash scripts/install-deps.sh --all
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREENFED_BUILD_TESTS=ON -DGREENFED_BUILD_BENCH=ON
 cmake --build "$build" -j "$jobs"
-ctest --test-dir "$build" --output-on-failure -j "$jobs"
+rc=0
+ctest --test-dir "$build" --output-on-failure -j "$jobs" || rc=$?
+# The stage runs even when ctest failed, so that one CI run reports both.
+if [[ "${GREENFED_SKIP_HARDEN:-0}" != 1 ]]; then
+  bash scripts/test_harden.sh || rc=1
+fi
+exit "$rc"

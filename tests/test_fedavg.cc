@@ -120,3 +120,16 @@ TEST_CASE("fedavg: example counts that would overflow the total are refused, and
   REQUIRE(r.ok());
   CHECK(FloatValues((*r)[0])[0] == doctest::Approx(1.0));
 }
+
+// Issue 8 (found by fuzz_round_machine): a client sending finite FLT_MAX values
+// passed every check, and within three rounds the mean overflowed float32 and the
+// run stopped as failed for everyone.
+TEST_CASE("fedavg: absurdly large but finite values are refused with a named error") {
+  FedAvgAccumulator acc;
+  REQUIRE(acc.Reset({MakeFloatBlob("w", {2}, {0, 0})}).ok());
+  const auto huge = acc.Add({MakeFloatBlob("w", {2}, {1, std::numeric_limits<float>::max()})}, true, 10);
+  CHECK(huge.code() == Code::kOutOfRange);
+  CHECK(huge.message().find("tensor 'w' element 1") != std::string::npos);
+  CHECK(acc.num_updates() == 0);
+  CHECK(acc.Add({MakeFloatBlob("w", {2}, {1, 1e8f})}, true, 10).ok());
+}

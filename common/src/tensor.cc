@@ -135,4 +135,29 @@ std::vector<float> FloatValues(const TensorBlob& blob) {
   return out;
 }
 
+Status ValidateMagnitude(const Parameters& params, double max_abs) {
+  for (const auto& t : params) {
+    if (t.dtype != DType::kFloat32 && t.dtype != DType::kFloat64) continue;
+    const size_t width = t.dtype == DType::kFloat32 ? 4 : 8;
+    const size_t n = t.data.size() / width;
+    for (size_t i = 0; i < n; ++i) {
+      double v;
+      if (width == 4) {
+        float f;
+        std::memcpy(&f, t.data.data() + i * 4, 4);
+        v = f;
+      } else {
+        std::memcpy(&v, t.data.data() + i * 8, 8);
+      }
+      if (std::fabs(v) > max_abs) {
+        std::ostringstream os;
+        os << "tensor '" << t.name << "' element " << i << " is " << v << ", beyond the plausible magnitude "
+           << max_abs;
+        return OutOfRange(os.str());
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace greenfed

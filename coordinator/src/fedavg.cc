@@ -51,6 +51,7 @@ Status FedAvgAccumulator::Add(const Parameters& update, bool is_delta, uint64_t 
                       std::to_string(kMaxTotal));
   }
   GREENFED_RETURN_IF_ERROR(ValidateAgainst(update, specs_));
+  GREENFED_RETURN_IF_ERROR(ValidateMagnitude(update, kMaxAbsUpdateValue));
   const double n = static_cast<double>(num_examples);
   for (size_t t = 0; t < update.size(); ++t) {
     if (!IsFloat(update[t].dtype)) continue;

@@ -124,6 +124,7 @@ class BufferedAggregator final : public RoundAggregator {
                         std::to_string(kMaxTotal));
     }
     GREENFED_RETURN_IF_ERROR(ValidateAgainst(update, specs_));
+    GREENFED_RETURN_IF_ERROR(ValidateMagnitude(update, kMaxAbsUpdateValue));
     deltas_.push_back(FlatDelta(update, is_delta, global_));
     examples_.push_back(num_examples);
     total_ += num_examples;
@@ -325,6 +326,7 @@ class ServerOptStrategy final : public FedAvgStrategy {
   Status RestoreState(const std::vector<uint8_t>& s) override {
     size_t off = 0;
     auto get = [&](void* p, size_t n) {
+      if (n == 0) return true;  // an empty vector's data() may be null: no memcpy
       if (s.size() - off < n) return false;
       std::memcpy(p, s.data() + off, n);
       off += n;

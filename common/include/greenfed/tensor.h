@@ -56,6 +56,10 @@ Status ValidateBlob(const TensorBlob& blob);
 // shapes) and that each blob is valid. Used on every update a client sends.
 Status ValidateAgainst(const Parameters& params, const std::vector<TensorSpec>& expected);
 
+// Checks that every float value has |v| <= max_abs; the error names the tensor,
+// the element and the value.
+Status ValidateMagnitude(const Parameters& params, double max_abs);
+
 // Builds a float32 blob from host floats (host must be little-endian; checked at
 // compile time in tensor.cc).
 TensorBlob MakeFloatBlob(std::string name, std::vector<int64_t> shape, const std::vector<float>& values);

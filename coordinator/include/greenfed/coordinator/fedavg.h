@@ -18,13 +18,18 @@
 
 namespace greenfed {
 
+// Largest |value| accepted in an update (weights or delta). Finite but huge values
+// (FLT_MAX) pass every other check, yet their mean overflows float32 within a few
+// rounds and ends the run for everyone; no SGD step on a sane model comes near 1e9.
+constexpr double kMaxAbsUpdateValue = 1e9;
+
 class FedAvgAccumulator {
  public:
   // Starts a round from `global`. Float tensors (f32, f64) are averaged; i64
   // tensors are taken from `global` unchanged.
   Status Reset(const Parameters& global);
-  // Validates `update` against the global specs (names, dtypes, shapes, finite) and
-  // folds it in. On error nothing is added.
+  // Validates `update` against the global specs (names, dtypes, shapes, finite,
+  // |value| <= kMaxAbsUpdateValue) and folds it in. On error nothing is added.
   Status Add(const Parameters& update, bool is_delta, uint64_t num_examples);
   uint64_t total_examples() const { return total_examples_; }
   uint32_t num_updates() const { return num_updates_; }
