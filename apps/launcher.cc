@@ -211,14 +211,21 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
     for (auto& c : client_security) c = {"--insecure"};
   } else {
     const std::string keys_dir = fed.run_dir + "/keys", clients_dir = keys_dir + "/clients";
-    auto coordinator_keys = GenerateCurveKeyPair();
-    if (!coordinator_keys.ok()) return Fail("run", coordinator_keys.status(), 1);
-    auto coordinator_stem = WriteKeyPair(keys_dir, "coordinator", *coordinator_keys);
+    // A resumed run keeps the keys of its first start (the same identities rejoin);
+    // a new run makes them.
+    auto key_pair = [&](const std::string& dir, const std::string& name) -> StatusOr<std::string> {
+      const std::string stem = dir + "/" + name;
+      if (fed.resume && ::access((stem + ".key").c_str(), F_OK) == 0) {
+        GREENFED_RETURN_IF_ERROR(LoadSecretKeyFile(stem + ".key").status());
+        return stem;
+      }
+      GREENFED_ASSIGN_OR_RETURN(CurveKeyPair keys, GenerateCurveKeyPair());
+      return WriteKeyPair(dir, name, keys);
+    };
+    auto coordinator_stem = key_pair(keys_dir, "coordinator");
     if (!coordinator_stem.ok()) return Fail("run", coordinator_stem.status(), 1);
     for (uint64_t k = 0; k < fed.num_clients; ++k) {
-      auto client_keys = GenerateCurveKeyPair();
-      if (!client_keys.ok()) return Fail("run", client_keys.status(), 1);
-      auto stem = WriteKeyPair(clients_dir, "client-" + std::to_string(k), *client_keys);
+      auto stem = key_pair(clients_dir, "client-" + std::to_string(k));
       if (!stem.ok()) return Fail("run", stem.status(), 1);
       client_security[k] = {"--secret-key=" + *stem + ".key", "--server-key=" + *coordinator_stem + ".pub"};
     }

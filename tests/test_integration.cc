@@ -182,11 +182,11 @@ TEST_CASE("kill -9 of the coordinator mid-run, then --resume: every round once, 
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(20000 + (getpid() + 7919) % 20000);
   std::vector<pid_t> clients;
   for (int k = 0; k < 3; ++k) {
-    clients.push_back(Spawn({"client", "--connect=" + endpoint, "--data-dir=" + f.data, "--connect-timeout-s=120"},
+    clients.push_back(Spawn({"client", "--insecure", "--connect=" + endpoint, "--data-dir=" + f.data, "--connect-timeout-s=120"},
                             f.dir + "/client-" + std::to_string(k) + ".log"));
   }
   const std::vector<std::string> coordinator = {
-      "coordinator", "--bind=" + endpoint, "--num-clients=3", "--max-rounds=5", "--target-accuracy=1.0",
+      "coordinator", "--insecure", "--bind=" + endpoint, "--num-clients=3", "--max-rounds=5", "--target-accuracy=1.0",
       "--lr=0.0005", "--local-epochs=3", "--round-timeout-s=60", "--data-dir=" + f.data, "--run-dir=" + run};
   pid_t first = Spawn(coordinator, f.dir + "/coordinator-1.log");
   // Kill it once round 2's checkpoint is written and round 3's fit instructions are
@@ -210,7 +210,7 @@ TEST_CASE("kill -9 of the coordinator mid-run, then --resume: every round once, 
   CHECK(Read(f.dir + "/refused.log").find("add --resume") != std::string::npos);
   // Another federation size is refused, naming the setting.
   std::vector<std::string> other = coordinator;
-  other[2] = "--num-clients=2";
+  other[3] = "--num-clients=2";  // after "coordinator", "--insecure", "--bind=..."
   other.push_back("--resume");
   CHECK(Run(other, f.dir + "/mismatch.log", 60) == 2);
   CHECK(Read(f.dir + "/mismatch.log").find("checkpoint was written for --num-clients 3, this run has 2") !=
@@ -394,11 +394,11 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
       {{"run", "--config=/nonexistent.toml"}, 2, "cannot read config file /nonexistent.toml"},
       {{"run", "--clients=abc"}, 2, "--clients=abc: expected a non-negative integer"},
       {{"run", "--clients=2", "--run-dir=" + existing}, 2, "already holds a run (rounds.csv exists)"},
-      {{"coordinator", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "or add --resume to continue it"},
+      {{"coordinator", "--insecure", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "or add --resume to continue it"},
       {{"centralized", "--data-dir=" + f.data, "--run-dir=" + existing}, 2, "already holds a run"},
-      {{"coordinator", "--resume"}, 2, "--resume needs the --run-dir of the run to continue"},
-      {{"coordinator", "--resume", "--run-dir=" + existing}, 2, "checkpoint.bin is missing"},
-      {{"coordinator", "--resume", "--run-dir=" + f.dir + "/absent"}, 2, "does not exist; nothing to resume"},
+      {{"coordinator", "--insecure", "--resume"}, 2, "--resume needs the --run-dir of the run to continue"},
+      {{"coordinator", "--insecure", "--resume", "--run-dir=" + existing}, 2, "checkpoint.bin is missing"},
+      {{"coordinator", "--insecure", "--resume", "--run-dir=" + f.dir + "/absent"}, 2, "does not exist; nothing to resume"},
       {{"run", "--bogus"}, 2, "unknown flag --bogus"},
       {{"coordinator", "--partition=weird"}, 2, "--partition must be iid, shards or dirichlet"},
       {{"coordinator", "--min-fit-clients=20"}, 2, "--min-fit-clients"},
