@@ -15,6 +15,12 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREENFED_BUILD_TESTS=
 cmake --build "$build" -j "$jobs"
 rc=0
 ctest --test-dir "$build" --output-on-failure -j "$jobs" || rc=$?
+# ctest shows a passing test's output nowhere: print the Compose deployment's stages
+# (engine, base image, image size, containers, peak memory, timings) into the log.
+if [[ -f "$build/Testing/Temporary/LastTest.log" ]]; then
+  echo "---- deploy/compose_e2e stages ----"
+  grep -h '^compose_e2e.sh: ' "$build/Testing/Temporary/LastTest.log" || echo "(no compose_e2e output)"
+fi
 # The stage runs even when ctest failed, so that one CI run reports both.
 if [[ "${GREENFED_SKIP_HARDEN:-0}" != 1 ]]; then
   bash scripts/test_harden.sh || rc=1
