@@ -2,31 +2,13 @@
 
 #include <cstring>
 
+#include "numeric.h"
+
 namespace greenfed {
 
-namespace {
-bool IsFloat(DType d) { return d == DType::kFloat32 || d == DType::kFloat64; }
-
-double At(const TensorBlob& b, size_t i) {
-  if (b.dtype == DType::kFloat32) {
-    float v;
-    std::memcpy(&v, b.data.data() + i * 4, 4);
-    return v;
-  }
-  double v;
-  std::memcpy(&v, b.data.data() + i * 8, 8);
-  return v;
-}
-
-void Put(TensorBlob* b, size_t i, double v) {
-  if (b->dtype == DType::kFloat32) {
-    const float f = static_cast<float>(v);
-    std::memcpy(b->data.data() + i * 4, &f, 4);
-  } else {
-    std::memcpy(b->data.data() + i * 8, &v, 8);
-  }
-}
-}  // namespace
+using detail::At;
+using detail::IsFloat;
+using detail::Put;
 
 Status FedAvgAccumulator::Reset(const Parameters& global) {
   for (const auto& p : global) GREENFED_RETURN_IF_ERROR(ValidateBlob(p).WithContext("global parameters"));

@@ -4,18 +4,13 @@
 #include <cmath>
 #include <sstream>
 
+#include "numeric.h"
+
 namespace greenfed {
 
 namespace {
 
-// SplitMix64: a fixed, portable mix so that sampling and seeds are identical on
-// every platform (std::*_distribution outputs are implementation-defined).
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using detail::Mix;
 
 std::string Fmt(double v, int precision = 4) {
   std::ostringstream os;

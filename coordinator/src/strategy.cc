@@ -8,41 +8,16 @@
 #include <sstream>
 
 #include "greenfed/coordinator/fedavg.h"
+#include "numeric.h"
 
 namespace greenfed {
 
 namespace {
 
-// SplitMix64: a fixed, portable mix so that sampling is identical on every
-// platform (std::*_distribution outputs are implementation-defined).
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-bool IsFloat(DType d) { return d == DType::kFloat32 || d == DType::kFloat64; }
-
-double At(const TensorBlob& b, size_t i) {
-  if (b.dtype == DType::kFloat32) {
-    float v;
-    std::memcpy(&v, b.data.data() + i * 4, 4);
-    return v;
-  }
-  double v;
-  std::memcpy(&v, b.data.data() + i * 8, 8);
-  return v;
-}
-
-void Put(TensorBlob* b, size_t i, double v) {
-  if (b->dtype == DType::kFloat32) {
-    const float f = static_cast<float>(v);
-    std::memcpy(b->data.data() + i * 4, &f, 4);
-  } else {
-    std::memcpy(b->data.data() + i * 8, &v, 8);
-  }
-}
+using detail::At;
+using detail::IsFloat;
+using detail::Mix;
+using detail::Put;
 
 // The float elements of a parameter set, flattened in tensor order: the space in
 // which every strategy below does its arithmetic.
