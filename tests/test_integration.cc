@@ -146,7 +146,15 @@ TEST_CASE("clients started before the coordinator join it, and SIGKILL of one cl
                              "--server-key=" + keys + "/coordinator.pub"},
                             f.dir + "/client-" + std::to_string(k) + ".log"));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Start the coordinator only once client-0 has retried at least once, so that the
+  // retry is observed whatever the load (a fixed 1.5 s head start was not enough on a
+  // busy machine, where starting the client process alone can take longer).
+  const std::string retried = "no answer from coordinator at " + endpoint + "; retrying";
+  const auto retry_until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (Read(f.dir + "/client-0.log").find(retried) == std::string::npos &&
+         std::chrono::steady_clock::now() < retry_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   // Default --min-available-clients (= --num-clients) and --min-fit-clients: before
   // issue 8 the coordinator then waited for 4 of 4 forever once the dead client was
   // dropped. Only the heartbeat timeout is short, to keep the test short.
