@@ -2,6 +2,8 @@
 // with a small fake task so that the test is about the transport, not training.
 #include <doctest/doctest.h>
 
+#include "counting_task.h"
+
 #include <msgpack.hpp>
 #include <sstream>
 #include <stdlib.h>
@@ -16,30 +18,7 @@ using namespace greenfed;
 
 namespace {
 
-// Parameters are one tensor "w" of 2 floats; each Fit adds 1; accuracy grows by 0.3
-// per evaluation, so a target of 0.9 is met in round 3.
-class FakeTask : public Task {
- public:
-  Status Prepare(const TaskOptions&) override { return Status::Ok(); }
-  StatusOr<Parameters> InitialParameters() override { return Parameters{MakeFloatBlob("w", {2}, {0, 0})}; }
-  StatusOr<FitResult> Fit(const Parameters& p, const TrainConfig&) override {
-    auto v = FloatValues(p[0]);
-    FitResult r;
-    r.parameters = {MakeFloatBlob("w", {2}, {v[0] + 1, v[1] + 1})};
-    r.num_examples = 10;
-    r.train_loss = 0.25;
-    return r;
-  }
-  StatusOr<EvalResult> Evaluate(const Parameters&) override {
-    calls_ += 1;
-    return EvalResult{1.0, 0.3 * calls_ + 1e-9, 100};
-  }
-  uint64_t NumTrainExamples() const override { return 10; }
-  std::vector<int64_t> TrainLabelHistogram() const override { return {10}; }
-
- private:
-  int calls_ = 0;
-};
+using FakeTask = greenfed::testing::CountingTask;
 
 std::string TempDir() {
   char tmpl[] = "/tmp/greenfed-transport-XXXXXX";
