@@ -61,7 +61,7 @@ Figures Measure(const std::string& name, const greenfed::Parameters& global,
     auto agg = strategy->BeginRound(global);
     if (!agg.ok()) std::exit(1);
     for (size_t k = 0; k < updates.size(); ++k) {
-      if (!(*agg)->Add(updates[k], false, 100 + k).ok()) std::exit(1);
+      if (!(*agg)->Add(updates[k], {}, false, 100 + k).ok()) std::exit(1);
       peak = std::max(peak, InUse());
     }
     auto combined = (*agg)->Result();
