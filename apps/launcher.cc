@@ -168,7 +168,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   // Every flag the launcher was given, from the command line or --config, except
   // its own; values as parsed, so a config file is read once, here.
   std::vector<std::string> coord_args =
-      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads"});
+      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads", "persist-momentum"});
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {

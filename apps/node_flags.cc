@@ -130,6 +130,7 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.strategy = d.strategy;
   o.strategy.num_malicious_clients = static_cast<uint32_t>(d.num_malicious_clients);
   o.strategy.num_clients_to_keep = static_cast<uint32_t>(d.num_clients_to_keep);
+  o.strategy.federation_size = o.num_clients;  // scaffold's N
   o.seed = d.seed;
   o.train.epochs = static_cast<uint32_t>(d.local_epochs);
   o.train.batch_size = static_cast<uint32_t>(d.batch_size);

@@ -62,7 +62,7 @@ Parameters Round(Strategy* s, const Parameters& global, const std::vector<Result
 
 }  // namespace
 
-TEST_CASE("scaffold: server update x += eta_g mean(dy), c += |S|/N mean(dc), by hand") {
+TEST_CASE("scaffold: server update x += eta_g mean(dy) and c += |S|/N mean(dc) by hand") {
   auto s = Make(Scaffold(/*N=*/10, /*eta_g=*/0.5));
   CHECK(s->Describe() == "scaffold(server_learning_rate=0.5)");
   CHECK(s->RequiredCapabilities() == std::vector<std::string>{"scaffold"});
@@ -129,7 +129,7 @@ TEST_CASE("scaffold: save/restore of c gives the identical next round") {
         "scaffold: the control variate has 2 entries but the model has 3 float parameters");
 }
 
-TEST_CASE("scaffold: results without a valid control group are refused, named") {
+TEST_CASE("scaffold: results without a valid control group are refused with a named reason") {
   auto s = Make(Scaffold(4, 1.0));
   auto agg = s->BeginRound(W(0, 0));
   REQUIRE(agg.ok());
@@ -148,7 +148,7 @@ TEST_CASE("scaffold: results without a valid control group are refused, named") 
   CHECK(MakeStrategy(no_n).status().message().find("federation size") != std::string::npos);
 }
 
-TEST_CASE("fedprox: FedAvg aggregation, proximal_mu in every Fit, mu required") {
+TEST_CASE("fedprox: FedAvg aggregation with proximal_mu in every Fit and mu required") {
   StrategyOptions o;
   o.name = "fedprox";
   CHECK(MakeStrategy(o).status().message() ==

@@ -389,7 +389,7 @@ void PrepareRealClient(FashionMnistTask* task, bool persist_momentum = false) {
 
 }  // namespace
 
-TEST_CASE("task: fedprox with proximal_mu = 0 is FedAvg's local training bit for bit; mu > 0 pulls towards w_global") {
+TEST_CASE("task: fedprox with proximal_mu = 0 is FedAvg's local training bit for bit and mu = 1 pulls towards w_global") {
   FashionMnistTask task;
   PrepareRealClient(&task);
   CHECK(task.Capabilities() == std::vector<std::string>{"fedprox", "scaffold"});
@@ -482,7 +482,7 @@ TEST_CASE("task: scaffold client step y -= lr (g + c - c_i) and c_i+ = c_i - c +
   }
 }
 
-TEST_CASE("task: persist_momentum keeps the SGD momentum buffers in the client state; off by default") {
+TEST_CASE("task: persist_momentum keeps the SGD momentum buffers in the client state and is off by default") {
   TrainConfig c = Config(1, 5);
   SUBCASE("off") {
     FashionMnistTask task;
