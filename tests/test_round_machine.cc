@@ -101,7 +101,11 @@ TEST_CASE("the first round starts once min_available_clients have joined, with i
   // Every fit carries a per-client seed; they differ.
   std::vector<uint64_t> seeds;
   for (const auto& s : All<SendAction>(a)) {
-    if (auto* f = std::get_if<FitMsg>(&s.message)) seeds.push_back(f->config.seed);
+    if (auto* f = std::get_if<FitMsg>(&s.message)) {
+      StatusOr<TrainConfig> train = ParseTrainConfig(f->config);
+      REQUIRE_MESSAGE(train.ok(), train.status().ToString());
+      seeds.push_back(train->seed);
+    }
   }
   REQUIRE(seeds.size() == 3);
   CHECK(seeds[0] != seeds[1]);
