@@ -159,7 +159,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   json config;
   config[ck::kFormat] = kRunDirFormat;
   config[ck::kVersion] = "0.1.0";
-  config[ck::kKind] = "federated";
+  config[ck::kKind] = run_kind::kFederated;
   config[ck::kRunId] = RunIdOf(fed.run_dir);
   config[ck::kTask] = fed.task;
   config[ck::kModel] = fed.model;
@@ -175,9 +175,11 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                      {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, fed.send_delta},
                      {ck::kMomentumRestarts, "every round"}};
   if (auto strategy = MakeStrategy(round->strategy); strategy.ok()) {
-    config[ck::kStrategy] = {{"name", round->strategy.name}, {"settings", (*strategy)->Describe()}};
+    config[ck::kStrategy] = {{ck::kStrategyName, round->strategy.name},
+                             {ck::kStrategySettings, (*strategy)->Describe()}};
     log.Info("strategy: " + (*strategy)->Describe());
   }
+  config[ck::kBudget] = {{ck::kMaxCo2eG, fed.budget.max_co2e_g}, {ck::kMaxWh, fed.budget.max_wh}};
   config[ck::kCoordinator] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},
@@ -375,7 +377,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   json config;
   config[ck::kFormat] = kRunDirFormat;
   config[ck::kVersion] = "0.1.0";
-  config[ck::kKind] = "centralized";
+  config[ck::kKind] = run_kind::kCentralized;
   config[ck::kRunId] = RunIdOf(run_dir_path);
   config[ck::kTask] = task_name;
   config[ck::kModel] = model;
@@ -393,7 +395,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   const NodeInfo self{"centralized", "centralized", intensity.code, node.pue, intensity.g_per_kwh};
   const double start = env->NowSeconds();
   SummaryInfo info;
-  info.kind = "centralized";
+  info.kind = run_kind::kCentralized;
   info.target_accuracy = target;
   info.stop_reason = "max epochs (" + std::to_string(max_epochs) + ") reached without the target accuracy";
   double epoch_lr = lr;

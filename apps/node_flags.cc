@@ -78,6 +78,12 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("exclude-rounds", &d->exclude_rounds, "rounds an excluded client is refused");
   f->AddDouble("max-node-power-w", &d->max_node_power_w,
                "plausibility bound: energy reports above this many watts per node are rejected");
+  f->AddDouble("max-co2e-g", &d->budget.max_co2e_g,
+               "carbon budget: stop before a round that would take the run's g CO2e past this, estimated from "
+               "the last round (0 = no limit; docs/energy.md, \"Budgets\")");
+  f->AddDouble("max-wh", &d->budget.max_wh,
+               "energy budget: stop before a round that would take the run's Wh (compute x PUE + communication) "
+               "past this, estimated from the last round (0 = no limit)");
   f->AddString("strategy", &d->strategy.name, "aggregation: " + StrategyNames() + " (docs/strategies.md)");
   f->AddDouble("server-learning-rate", &d->strategy.server_learning_rate,
                 "fedavgm: server learning rate; scaffold: global step size eta_g");
@@ -108,7 +114,7 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
     if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
     if (d->resume && d->run_dir.empty()) return InvalidArgument("--resume needs the --run-dir of the run to continue");
     if (!(d->max_node_power_w > 0)) return InvalidArgument("--max-node-power-w must be positive");
-    return Status::Ok();
+    return ValidateBudgetOptions(d->budget);
   });
 }
 
@@ -128,6 +134,7 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.exclude_after_failures = static_cast<uint32_t>(d.exclude_after_failures);
   o.exclude_rounds = d.exclude_rounds;
   o.strategy = d.strategy;
+  o.budget = d.budget;
   o.strategy.num_malicious_clients = static_cast<uint32_t>(d.num_malicious_clients);
   o.strategy.num_clients_to_keep = static_cast<uint32_t>(d.num_clients_to_keep);
   o.strategy.federation_size = o.num_clients;  // scaffold's N

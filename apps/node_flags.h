@@ -58,6 +58,7 @@ struct FederationFlags {
   uint64_t exclude_rounds = 5;          // RoundOptions::exclude_rounds
   double max_node_power_w = 10000;      // ServerOptions::max_node_power_w
   StrategyOptions strategy;             // --strategy and its settings (strategy.h)
+  BudgetOptions budget;                 // --max-co2e-g, --max-wh (budget.h); 0 = no limit
   uint64_t num_malicious_clients = 0;   // StrategyOptions::num_malicious_clients
   uint64_t num_clients_to_keep = 0;     // StrategyOptions::num_clients_to_keep
   uint64_t fed_eval_every = 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -377,6 +378,37 @@ TEST_CASE("centralized baseline and report on the same synthetic data") {
               f.dir + "/other.log") == 0);
   CHECK(Run({"report", central, other, "--out=" + out}, f.dir + "/mismatch.log") == 1);
   CHECK(Read(f.dir + "/mismatch.log").find("target") != std::string::npos);
+}
+
+TEST_CASE("a tiny carbon budget stops greenfed run before round 2 with the reason in summary.json and the report") {
+  Fixture f;
+  const std::string run = f.dir + "/fl", out = f.dir + "/report";
+  // Round 1 always runs (there is no estimate before it); its cost alone exceeds 1e-9 g.
+  const int rc = Run({"run", "--clients=2", "--max-rounds=5", "--target-accuracy=1.0", "--lr=0.0005", "--insecure",
+                      "--max-co2e-g=1e-9", "--data-dir=" + f.data, "--run-dir=" + run},
+                     f.dir + "/run.log");
+  INFO(Read(f.dir + "/run.log"));
+  REQUIRE(rc == 0);
+  const auto summary = nlohmann::json::parse(Read(run + "/summary.json"));
+  CHECK(summary["rounds"] == 1);
+  CHECK(summary["reached"] == false);
+  const std::string reason = summary["stop_reason"].get<std::string>();
+  CHECK(reason.rfind("budget: max-co2e-g 1e-09 would be exceeded by round 2 (estimated ", 0) == 0);
+  CHECK(summary["co2e_g"].get<double>() > 1e-9);
+  CHECK(CountLines(run + "/rounds.csv") == 2);  // header + round 1
+  const auto config = nlohmann::json::parse(Read(run + "/config.json"));
+  CHECK(config["budget"]["max_co2e_g"] == 1e-9);
+  CHECK(config["budget"]["max_wh"] == 0);
+  REQUIRE(Run({"report", run, "--out=" + out}, f.dir + "/report.log") == 0);
+  const double accuracy = summary["final_accuracy"].get<double>();
+  char expected[96];
+  std::snprintf(expected, sizeof(expected), "stopped by budget at accuracy %.4f after 1 rounds", accuracy);
+  INFO(Read(out + "/report.md"));
+  CHECK(Read(out + "/report.md").find(expected) != std::string::npos);
+  // A budget that is not a number >= 0 is a bad flag: exit 2, naming it.
+  CHECK(Run({"run", "--clients=2", "--max-wh=-1", "--insecure", "--data-dir=" + f.data, "--run-dir=" + f.dir + "/bad"},
+            f.dir + "/bad.log") == 2);
+  CHECK(Read(f.dir + "/bad.log").find("--max-wh") != std::string::npos);
 }
 
 TEST_CASE("bad flags and bad inputs exit with a message that names the problem") {

@@ -153,13 +153,14 @@ std::string WriteFlIid(const std::string& root) {
 std::string WriteFlNonIid(const std::string& root) {
   const std::string dir = root + "/fl-dirichlet";
   std::filesystem::create_directories(dir);
-  WriteFile(dir + "/config.json", R"({"format": 1, "kind": "federated", "run_id": "fl-dir-1",
+  WriteFile(dir + "/config.json", R"js({"format": 1, "kind": "federated", "run_id": "fl-dir-1",
     "task": "fashion_mnist", "model": "cnn", "target_accuracy": 0.9, "max_rounds": 3,
     "partition": {"scheme": "dirichlet", "alpha": 0.5, "shards_per_client": 2, "seed": 7, "num_clients": 1},
     "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.05, "momentum": 0.0, "lr_decay": 1.0},
+    "strategy": {"name": "fedavgm", "settings": "fedavgm(server_learning_rate=1, server_momentum=0.9)"},
     "node": {"country": "FRA", "pue": 1.4},
     "meter": {"kind": "model", "watts_per_core": 12.0, "watts_per_gb": 0.3725,
-              "profile": "green-algorithms", "comm_kwh_per_gb": 0.00375}})");
+              "profile": "green-algorithms", "comm_kwh_per_gb": 0.00375}})js");
   WriteFile(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9,
     "reached": false, "round_reached": null, "rounds": 3, "final_accuracy": 0.8842,
     "best_accuracy": 0.8842, "wall_s": 90.0, "stop_reason": "max rounds", "to_target": null})");
@@ -376,6 +377,33 @@ TEST_CASE("report: Table 2 breakdown worked out by hand") {
   CHECK(Cell(settings, "FL non-IID (dirichlet α=0.5)", "partition").text ==
         "dirichlet α=0.5, seed 7");
   CHECK(Cell(settings, "Centralized", "batch").text == "64");
+  // The strategy with its settings; a run dir from before strategies shows fedavg.
+  CHECK(Cell(settings, "FL non-IID (dirichlet α=0.5)", "strategy").text ==
+        "fedavgm(server_learning_rate=1, server_momentum=0.9)");
+  CHECK(Cell(settings, "FL IID", "strategy").text == "fedavg");
+  CHECK(Cell(settings, "Centralized", "strategy").text == "–");
+}
+
+TEST_CASE("report: a run stopped by its budget shows the accuracy it stopped at") {
+  TempDir tmp;
+  const std::string dir = WriteFlNonIid(tmp.path());
+  WriteFile(dir + "/summary.json", R"js({"format": 1, "kind": "federated", "target_accuracy": 0.9,
+    "reached": false, "round_reached": null, "rounds": 3, "final_accuracy": 0.8842,
+    "best_accuracy": 0.8842, "wall_s": 90.0,
+    "stop_reason": "budget: max-co2e-g 20 would be exceeded by round 4 (estimated 21.3 g)"})js");
+  std::vector<RunData> runs = LoadAll({WriteFlIid(tmp.path()), dir});
+  CHECK(runs[1].summary.stopped_by_budget);
+  CHECK_FALSE(runs[0].summary.stopped_by_budget);
+  StatusOr<ReportTables> report = BuildReport(runs, TestTable(), TestOptions(tmp.path()));
+  REQUIRE_MESSAGE(report.ok(), report.status().ToString());
+  const std::string label = "FL non-IID (dirichlet α=0.5)";
+  CHECK(Cell(report->emissions, "France (FRA)", label).text ==
+        "stopped by budget at accuracy 0.8842 after 3 rounds");
+  CHECK_FALSE(Cell(report->emissions, "France (FRA)", label).value.has_value());
+  CHECK(Cell(report->breakdown, label, "reached").text ==
+        "no (stopped by budget at accuracy 0.8842 after 3 rounds)");
+  // A run that ran out of rounds still reads "not reached".
+  CHECK(Cell(report->emissions, "France (FRA)", "FL IID").text == "28.7");
 }
 
 TEST_CASE("report: no centralized PUEs keeps the centralized run's own PUE") {
@@ -550,6 +578,11 @@ TEST_CASE("report: WriteReport writes report.md, report.csv and a well-formed re
   CHECK(svg.find("stroke-dasharray") != std::string::npos);  // the target line
   CHECK(svg.find("target 0.90") != std::string::npos);
   CHECK(svg.find(">FL non-IID (dirichlet α=0.5)</text>") != std::string::npos);
+  // The legend names each FL run's strategy, broken after a comma.
+  CHECK(svg.find(">fedavgm(server_learning_rate=1,</text>") != std::string::npos);
+  CHECK(svg.find(">server_momentum=0.9)</text>") != std::string::npos);
+  CHECK(svg.find(">fedavg</text>") != std::string::npos);
+  CHECK(md.find("| fedavgm(server_learning_rate=1, server_momentum=0.9) |") != std::string::npos);
 }
 
 }  // namespace

@@ -60,6 +60,7 @@ Status ValidateRoundOptions(const RoundOptions& o) {
   StrategyOptions strategy = o.strategy;
   strategy.federation_size = o.num_clients;
   if (auto made = MakeStrategy(strategy); !made.ok()) return made.status();
+  GREENFED_RETURN_IF_ERROR(ValidateBudgetOptions(o.budget));
   if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
   if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
   if (!(o.train.momentum >= 0 && o.train.momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
@@ -210,6 +211,12 @@ std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
       },
       event);
   return out;
+}
+
+void RoundMachine::NoteSpend(uint64_t round, const BudgetSpend& total, const BudgetSpend& this_round) {
+  spend_round_ = round;
+  spent_total_ = total;
+  spent_round_ = this_round;
 }
 
 std::vector<Action> RoundMachine::RequestStop(const std::string& reason) {
@@ -623,6 +630,12 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
     Stop("max rounds (" + std::to_string(options_.max_rounds) + ") reached without the target accuracy " +
              Fmt(options_.target_accuracy),
          false, false, out);
+    return;
+  }
+  const bool noted = spend_round_ == round_;
+  if (auto over = BudgetStopReason(options_.budget, noted ? spent_total_ : BudgetSpend{},
+                                   noted ? spent_round_ : BudgetSpend{}, round_ + 1)) {
+    Stop(*over, false, false, out);
     return;
   }
   ++round_;

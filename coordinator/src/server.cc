@@ -37,6 +37,14 @@ std::string Human(double bytes) {
   return Fixed(bytes, u == 0 ? 0 : 1) + " " + units[u];
 }
 
+// The budget's view of ledger totals: what summary.json reports as co2e_g and total_wh.
+BudgetSpend SpendOf(const EnergyTotals& t) {
+  BudgetSpend spend;
+  spend.co2e_g = t.co2e_g;
+  spend.wh = (t.compute_pue_j + t.comm_j) / 3600.0;
+  return spend;
+}
+
 std::string EnergyText(double joules) {
   if (joules >= 3600) return Fixed(joules / 3600.0, 2) + " Wh";
   return Fixed(joules, 1) + " J";
@@ -260,6 +268,9 @@ struct Server::Impl {
         auto result = task->Evaluate(machine.global());
         BookSelf(Phase::kEvaluate, static_cast<int64_t>(eval->round));
         if (result.ok()) {
+          // The ledger as it stands after this round's evaluation, for the budget (budget.h).
+          machine.NoteSpend(eval->round, SpendOf(run_dir->Totals()),
+                            SpendOf(run_dir->RoundTotals(static_cast<int64_t>(eval->round))));
           more = machine.Handle(CentralEvalEvent{eval->round, result->accuracy, result->loss}, env->NowSeconds());
         } else {
           more = machine.Handle(CentralEvalFailedEvent{eval->round, result.status().ToString()}, env->NowSeconds());
@@ -366,7 +377,7 @@ struct Server::Impl {
 
   void WriteSummary(const std::string& reason) {
     SummaryInfo info;
-    info.kind = "federated";
+    info.kind = run_kind::kFederated;
     info.target_accuracy = options.round.target_accuracy;
     info.reached = round_reached.has_value();
     info.round_reached = round_reached;

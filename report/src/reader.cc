@@ -192,6 +192,20 @@ StatusOr<RunConfig> ParseConfig(const json& root) {
     p.num_clients = clients.value_or(p.num_clients);
     config.partition = p;
   }
+  if (config.kind == RunKind::kFederated) {
+    // An object {name, settings}; a plain string is taken as the settings.
+    GREENFED_ASSIGN_OR_RETURN(const json* strategy, FindField(root, config_key::kStrategy, file));
+    if (strategy != nullptr && strategy->is_string()) {
+      config.strategy = strategy->get<std::string>();
+    } else if (strategy != nullptr) {
+      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> settings,
+                                OptString(root, Key(config_key::kStrategy, config_key::kStrategySettings), file));
+      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name,
+                                OptString(root, Key(config_key::kStrategy, config_key::kStrategyName), file));
+      config.strategy = settings.value_or(name.value_or(""));
+    }
+    if (config.strategy.empty()) config.strategy = kDefaultStrategy;
+  }
   if (config.kind == RunKind::kFederated && !config.partition) {
     return Missing(file, config_key::kPartition, "an object (every federated run records its partition)");
   }
@@ -250,6 +264,7 @@ StatusOr<RunSummary> ParseSummary(const json& root, const RunConfig& config) {
   summary.wall_s = wall_s.value_or(0);
   GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> stop, OptString(root, summary_key::kStopReason, file));
   summary.stop_reason = stop.value_or("");
+  summary.stopped_by_budget = summary.stop_reason.rfind(summary_key::kBudgetStopPrefix, 0) == 0;
   return summary;
 }
 

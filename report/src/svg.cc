@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "format.h"
 
@@ -42,6 +44,32 @@ std::string XmlEscape(const std::string& text) {
 std::string TickLabel(double value) {
   if (value >= 1e-3 && value < 1e6) return FormatPlain(value);
   return Printf("%.0e", value);
+}
+
+// 190 px of legend fit about 36 characters at font size 10.
+constexpr size_t kStrategyChars = 36;
+
+// `text` in lines of at most `width` characters where it can break after ", "; a
+// longer piece stays whole. Empty text gives no lines.
+std::vector<std::string> WrapAtCommas(const std::string& text, size_t width) {
+  std::vector<std::string> lines;
+  std::string line;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(", ", start);
+    const size_t end = comma == std::string::npos ? text.size() : comma + 2;
+    const std::string piece = text.substr(start, end - start);
+    if (!line.empty() && line.size() + piece.size() > width + 1) {  // + 1: a trailing space is free
+      while (!line.empty() && line.back() == ' ') line.pop_back();
+      lines.push_back(line);
+      line.clear();
+    }
+    line += piece;
+    start = end;
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  if (!line.empty()) lines.push_back(line);
+  return lines;
 }
 
 }  // namespace
@@ -176,6 +204,12 @@ std::string ReportSvg(const ReportTables& tables, const std::vector<RunData>& ru
       legend_y += 14;
     }
     svg += "</text>\n";
+    // The strategy and its settings under the label, smaller, broken after ", ".
+    for (const std::string& line : WrapAtCommas(runs[i].config.strategy, kStrategyChars)) {
+      legend_y += 13;
+      svg += "<text x=\"606\" y=\"" + num(legend_y + 4) + "\" font-size=\"10\" fill=\"#555555\">" +
+             XmlEscape(line) + "</text>\n";
+    }
     legend_y += 22;
   }
   svg += "</svg>\n";

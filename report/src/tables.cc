@@ -111,7 +111,17 @@ std::string BestText(const RunData& run) {
          std::to_string(run.summary.rounds) + " " + unit;
 }
 
-std::string NotReachedText(const RunData& run) { return "not reached (" + BestText(run) + ")"; }
+// "stopped by budget at accuracy 0.8123 after 7 rounds": the accuracy of the model
+// the run ended with.
+std::string BudgetText(const RunData& run) {
+  return "stopped by budget at accuracy " + FormatAccuracy(run.summary.final_accuracy) + " after " +
+         std::to_string(run.summary.rounds) + " rounds";
+}
+
+std::string NotReachedText(const RunData& run) {
+  if (run.summary.stopped_by_budget) return BudgetText(run);
+  return "not reached (" + BestText(run) + ")";
+}
 
 ReportCell NotReachedCell(const RunData& run) {
   ReportCell cell;
@@ -151,7 +161,8 @@ ReportTable BuildRunsTable(const std::vector<RunData>& runs,
   t.row_header = "run";
   t.columns = {"run dir",      "run id",
                "task / model", "partition",
-               "clients",      "max rounds/epochs",
+               "clients",      "strategy",
+               "max rounds/epochs",
                "local epochs", "batch",
                "lr",           "momentum",
                "lr schedule",  "target",
@@ -176,6 +187,7 @@ ReportTable BuildRunsTable(const std::vector<RunData>& runs,
                        TextCell((c.task.empty() ? std::string(kDash) : c.task) + " / " +
                                 (c.model.empty() ? std::string(kDash) : c.model)),
                        TextCell(partition), TextCell(clients),
+                       TextCell(c.strategy.empty() ? std::string(kDash) : c.strategy),
                        TextCell(std::to_string(c.max_rounds)), TextCell(OptText(c.epochs)),
                        TextCell(OptText(c.batch_size)), TextCell(OptText(c.learning_rate)),
                        TextCell(OptText(c.momentum)), TextCell(ScheduleText(c)),
@@ -322,7 +334,8 @@ StatusOr<ReportTables> BuildReport(const std::vector<RunData>& runs, const Carbo
     const bool federated = run.config.kind == RunKind::kFederated;
     const std::string round_unit = federated ? "rounds" : "epochs";
     std::vector<ReportCell> cells;
-    cells.push_back(NumberCell(e.reached ? 1 : 0, e.reached ? "yes" : "no (" + BestText(run) + ")",
+    cells.push_back(NumberCell(e.reached ? 1 : 0, e.reached ? "yes"
+                               : "no (" + (run.summary.stopped_by_budget ? BudgetText(run) : BestText(run)) + ")",
                                "bool", "counted"));
     cells.push_back(NumberCell(static_cast<double>(e.rounds_counted),
                                std::to_string(e.rounds_counted) + (e.reached ? "" : " (all)"),

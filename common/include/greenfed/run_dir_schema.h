@@ -81,6 +81,9 @@ inline constexpr const char kStrategy[] = "strategy";        // object, federate
 inline constexpr const char kStrategyName[] = "name";          // e.g. "fedavgm"
 inline constexpr const char kStrategySettings[] = "settings";  // Strategy::Describe(), e.g. "fedavgm(server_learning_rate=1, ...)"
 inline constexpr const char kCoordinator[] = "coordinator";  // object, federated only
+inline constexpr const char kBudget[] = "budget";            // object, federated only:
+inline constexpr const char kMaxCo2eG[] = "max_co2e_g";      // 0 = no limit
+inline constexpr const char kMaxWh[] = "max_wh";             // 0 = no limit
 inline constexpr const char kData[] = "data";                // object
 inline constexpr const char kNode[] = "node";                // object:
 inline constexpr const char kCountry[] = "country";
@@ -108,6 +111,9 @@ inline constexpr const char kWallS[] = "wall_s";
 inline constexpr const char kBytesSent[] = "bytes_sent";
 inline constexpr const char kBytesReceived[] = "bytes_received";
 inline constexpr const char kStopReason[] = "stop_reason";
+// Every stop_reason of a run that a budget stopped starts with this
+// (coordinator/budget.h): "budget: max-co2e-g 12.5 would be exceeded by round 7 ...".
+inline constexpr const char kBudgetStopPrefix[] = "budget: ";
 inline constexpr const char kModelSha256[] = "model_sha256";  // absent when unknown
 inline constexpr const char kEnergy[] = "energy";             // energy object, all rows
 inline constexpr const char kToTarget[] = "to_target";        // energy object, rows <= round_reached; or null

@@ -12,7 +12,8 @@
 //   kFitting --(all sampled answered, failed, or deadline)--> aggregate if
 //       >= min_fit_clients succeeded, then kEvaluating; else retry the round
 //   kEvaluating --(central result [+ federated results or deadline])--> next round
-//       or kDone at the target accuracy or max_rounds.
+//       or kDone at the target accuracy, max_rounds, or when the next round would
+//       go past options.budget (estimated from this round's cost; budget.h).
 // Late results (wrong round, after the deadline, from a client not sampled) are
 // discarded with a logged reason. Energy accounting is not done here: the server
 // records every report it receives, late or not, because that energy was spent.
@@ -44,6 +45,7 @@
 
 #include <memory>
 
+#include "greenfed/coordinator/budget.h"
 #include "greenfed/coordinator/strategy.h"
 #include "greenfed/protocol.h"
 #include "greenfed/status.h"
@@ -80,6 +82,7 @@ struct RoundOptions {
   std::vector<uint64_t> shard_sizes;
   uint64_t max_examples_per_client = 1ull << 32;  // fallback bound; keeps every sum exact in double
   StrategyOptions strategy;             // sampling and aggregation (strategy.h); FedAvg by default
+  BudgetOptions budget;                 // --max-co2e-g / --max-wh (budget.h); no limit by default
 };
 Status ValidateRoundOptions(const RoundOptions& options);
 
@@ -160,6 +163,12 @@ class RoundMachine {
   MachineSnapshot Snapshot() const;
   // Handles one event at time now_s.
   std::vector<Action> Handle(const Event& event, double now_s);
+  // The ledger's energy after round `round`'s evaluation: `total` for the whole run
+  // so far, `this_round` for the round alone (the estimate of the next round's
+  // cost). The server calls it before handing over that round's CentralEvalEvent;
+  // the budget check (options.budget, budget.h) reads it when the round completes.
+  // Without a call, the round counts as free.
+  void NoteSpend(uint64_t round, const BudgetSpend& total, const BudgetSpend& this_round);
   // Ends the run from outside (a signal, a fatal I/O error): shuts clients down.
   std::vector<Action> RequestStop(const std::string& reason);
 
@@ -231,6 +240,10 @@ class RoundMachine {
 
   // Evaluation phase of the current round.
   std::optional<CentralEvalEvent> central_;
+  // NoteSpend of the current round: (round, total, this round).
+  uint64_t spend_round_ = 0;
+  BudgetSpend spent_total_;
+  BudgetSpend spent_round_;
   std::set<std::string> eval_pending_;
   double eval_deadline_s_ = 0;
   double fed_correct_ = 0;        // sum of n_k * accuracy_k

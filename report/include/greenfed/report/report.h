@@ -64,6 +64,11 @@ struct RunConfig {
   double target_accuracy = 0;                // required
   int64_t max_rounds = 0;                    // rounds (federated) or epochs (centralized)
   std::optional<PartitionConfig> partition;  // required for federated runs
+  // Federated runs: config.json strategy.settings (Strategy::Describe(), e.g.
+  // "fedavgm(server_learning_rate=1, server_momentum=0.9)"), else strategy.name;
+  // kDefaultStrategy ("fedavg") for run dirs written before strategies existed.
+  // Empty for centralized runs.
+  std::string strategy;
   std::optional<int64_t> epochs;             // local epochs per round
   std::optional<int64_t> batch_size;         // examples per SGD step
   std::optional<double> learning_rate;       // SGD step size
@@ -88,6 +93,7 @@ struct RunSummary {
   double final_accuracy = 0;             // accuracy after the last round
   double wall_s = 0;                     // whole run
   std::string stop_reason;               // e.g. "target reached"
+  bool stopped_by_budget = false;        // stop_reason starts with kBudgetStopPrefix
 };
 
 // The rows as run_dir_schema.h reads them: one definition for writer and reader.
