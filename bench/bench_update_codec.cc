@@ -1,7 +1,8 @@
 // bench_update_codec: encode and decode throughput of each update codec (codec.h) on
 // the example CNN's update (105,866 float32 parameters, 8 tensors, 423,464 bytes), as
 // a ratio against one memcpy of the same 423,464 bytes into a buffer allocated up
-// front, measured in the same run. Also prints each codec's encoded bytes and the
+// front, measured in the same run; "fold" is DecodeAdd into a double sum (what a
+// streaming aggregator does with each result). Also prints each codec's encoded bytes and the
 // ratio of float32 bytes to encoded bytes.
 // Process CPU time, best of 5 repetitions, interleaved (the build machines are
 // shared, so wall time would count other jobs). Rows marked EF run with error
@@ -93,8 +94,8 @@ int main(int argc, char** argv) {
   for (int r = 0; r < kRepetitions; ++r) memcpy_s = std::min(memcpy_s, seconds_of(run_memcpy));
   const double memcpy_us = memcpy_s / static_cast<double>(iterations) * 1e6;
   std::printf("update: %zu floats, %zu bytes; memcpy baseline %.1f us/op\n", float_bytes / 4, float_bytes, memcpy_us);
-  std::printf("%-14s %-4s %10s %8s %12s %8s %12s %8s\n", "codec", "", "bytes", "x fewer", "encode us", "ratio", "decode us",
-              "ratio");
+  std::printf("%-14s %-4s %10s %8s %12s %8s %12s %8s %12s %8s\n", "codec", "", "bytes", "x fewer", "encode us",
+              "ratio", "decode us", "ratio", "fold us", "ratio");
 
   struct Case {
     const char* name;
@@ -136,20 +137,36 @@ int main(int argc, char** argv) {
         Escape(back->data());
       }
     };
+    std::vector<double> sum(float_bytes / 4, 0.0);
+    auto run_fold = [&] {
+      for (long it = 0; it < iterations && ok; ++it) {
+        greenfed::Status folded = (*codec)->DecodeAdd(encoded, specs, 0.5, &sum);
+        if (!folded.ok()) {
+          std::fprintf(stderr, "%s fold: %s\n", name, folded.ToString().c_str());
+          ok = false;
+          return;
+        }
+        Escape(sum.data());
+      }
+    };
     run_encode();
     run_decode();
+    run_fold();
     double encode_s = 1e300;
     double decode_s = 1e300;
+    double fold_s = 1e300;
     for (int r = 0; r < kRepetitions && ok; ++r) {
       encode_s = std::min(encode_s, seconds_of(run_encode));
       decode_s = std::min(decode_s, seconds_of(run_decode));
+      fold_s = std::min(fold_s, seconds_of(run_fold));
     }
     if (!ok) return 1;
     const double encode_us = encode_s / static_cast<double>(iterations) * 1e6;
     const double decode_us = decode_s / static_cast<double>(iterations) * 1e6;
-    std::printf("%-14s %-4s %10zu %8.2f %12.1f %8.2f %12.1f %8.2f\n", name, feedback ? "EF" : "", encoded.size(),
-                static_cast<double>(float_bytes) / static_cast<double>(encoded.size()), encode_us,
-                encode_us / memcpy_us, decode_us, decode_us / memcpy_us);
+    const double fold_us = fold_s / static_cast<double>(iterations) * 1e6;
+    std::printf("%-14s %-4s %10zu %8.2f %12.1f %8.2f %12.1f %8.2f %12.1f %8.2f\n", name, feedback ? "EF" : "",
+                encoded.size(), static_cast<double>(float_bytes) / static_cast<double>(encoded.size()), encode_us,
+                encode_us / memcpy_us, decode_us, decode_us / memcpy_us, fold_us, fold_us / memcpy_us);
   }
   return 0;
 }

@@ -375,3 +375,53 @@ TEST_CASE("codec: every malformed encoding is refused with a named reason") {
 
 }  // namespace
 }  // namespace greenfed
+
+namespace greenfed {
+namespace {
+
+TEST_CASE("codec: DecodeAdd folds weight x the decoded update into a sum, all or nothing") {
+  const Parameters u = SmallUpdate(11);
+  const std::vector<TensorSpec> specs = SpecsOf(u);
+  const size_t n = Flat(u).size();
+  for (const char* name : {"none", "fp16", "int8", "int8:channel", "topk:0.1"}) {
+    INFO(name);
+    auto c = Codec(name);
+    const std::vector<uint8_t> bytes = *c->Encode(u, nullptr);
+    const std::vector<float> decoded = Flat(*c->Decode(bytes, specs));
+    std::vector<double> sum(n, 1.0);
+    REQUIRE(c->DecodeAdd(bytes, specs, 3.0, &sum).ok());
+    for (size_t i = 0; i < n; ++i) CHECK(sum[i] == 1.0 + 3.0 * static_cast<double>(decoded[i]));
+    // Wrong sum size, non-finite weight: refused, the sum untouched.
+    std::vector<double> short_sum(n - 1, 0.0);
+    CHECK(Contains(c->DecodeAdd(bytes, specs, 1.0, &short_sum).message(), "wrong size"));
+    const std::vector<double> before = sum;
+    CHECK(Contains(c->DecodeAdd(bytes, specs, std::nan(""), &sum).message(), "weight is not finite"));
+    // A corrupt last byte region: refused by name, the sum untouched.
+    std::vector<uint8_t> bad = bytes;
+    bad[0] ^= 0x40;
+    CHECK(Contains(c->DecodeAdd(bad, specs, 1.0, &sum).message(), "wrong codec"));
+    CHECK(sum == before);
+  }
+  // Top-k: an index out of range in the LAST entry leaves the sum as it was (the
+  // entries before it are not half-added).
+  auto c = Codec("topk:0.1");  // k = 14
+  std::vector<uint8_t> bytes = *c->Encode(u, nullptr);
+  SetU32(&bytes, 2 + 4 + 4 * 13, 1000);
+  std::vector<double> sum(n, 0.5);
+  const Status s = c->DecodeAdd(bytes, specs, 1.0, &sum);
+  CHECK(Contains(s.message(), "entry 13: index out of range"));
+  CHECK(sum == std::vector<double>(n, 0.5));
+  bytes = *c->Encode(u, nullptr);
+  SetF32(&bytes, 2 + 4 + 4 * 14 + 4 * 13, std::numeric_limits<float>::infinity());
+  CHECK(Contains(c->DecodeAdd(bytes, specs, 1.0, &sum).message(), "value is not finite"));
+  CHECK(sum == std::vector<double>(n, 0.5));
+  // int8: a bad scale in the last tensor leaves the sum as it was.
+  auto q = Codec("int8");
+  bytes = *q->Encode(u, nullptr);
+  SetF32(&bytes, 2 + (8 + 72) + (8 + 4), std::nanf(""));
+  CHECK(Contains(q->DecodeAdd(bytes, specs, 1.0, &sum).message(), "tensor 'fc.weight': scale is not finite"));
+  CHECK(sum == std::vector<double>(n, 0.5));
+}
+
+}  // namespace
+}  // namespace greenfed

@@ -377,8 +377,13 @@ std::optional<T> Next(zmq::socket_t& router, std::string* peer) {
 }
 
 void SendTo(zmq::socket_t& router, const std::string& peer, const Message& m) {
-  Frames f = Encode(m);
-  f.insert(f.begin(), std::vector<uint8_t>(peer.begin(), peer.end()));
+  // Routing frame first, built by push_back: GCC 12's -Wnull-dereference flags
+  // insert() at begin() of the encoded frames as a possible null dereference.
+  const Frames body = Encode(m);
+  Frames f;
+  f.reserve(body.size() + 1);
+  f.emplace_back(peer.begin(), peer.end());
+  for (const auto& frame : body) f.push_back(frame);
   SendFrames(router, f);
 }
 

@@ -139,12 +139,44 @@ class CodecBase : public UpdateCodec {
     return DecodePayload(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, expected);
   }
 
+  Status DecodeAdd(const std::vector<uint8_t>& bytes, const std::vector<TensorSpec>& expected, double weight,
+                   std::vector<double>* sum) const override {
+    if (sum == nullptr || sum->size() != TotalElements(expected)) {
+      return InvalidArgument(name_ + " decode: wrong size: the sum has " +
+                             std::to_string(sum == nullptr ? 0 : sum->size()) + " elements, the expected tensors " +
+                             std::to_string(TotalElements(expected)));
+    }
+    if (!std::isfinite(weight)) return InvalidArgument(name_ + " decode: weight is not finite (" + Num(weight) + ")");
+    if (Sparse() && bytes.size() >= kHeaderBytes && bytes[0] == static_cast<uint8_t>(id_) &&
+        bytes[1] == kCodecLayoutVersion) {
+      for (const TensorSpec& s : expected) {
+        if (s.dtype != DType::kFloat32) return Decode(bytes, expected).status();  // names the dtype
+      }
+      return AddSparse(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, expected, weight, sum);
+    }
+    GREENFED_ASSIGN_OR_RETURN(Parameters decoded, Decode(bytes, expected));
+    size_t at = 0;
+    for (const TensorBlob& b : decoded) {
+      const size_t n = b.data.size() / 4;
+      for (size_t i = 0; i < n; ++i) (*sum)[at + i] += weight * LoadF32(b.data.data() + 4 * i);
+      at += n;
+    }
+    return Status::Ok();
+  }
+
  protected:
   // `x`: float32 blobs of consistent size. Writes header + payload.
   virtual Status EncodePayload(const Parameters& x, std::vector<uint8_t>* out) const = 0;
   virtual StatusOr<Parameters> DecodePayload(const uint8_t* p, size_t n,
                                              const std::vector<TensorSpec>& expected) const = 0;
   virtual uint64_t PayloadBytes(const std::vector<TensorSpec>& specs) const = 0;
+  // Sparse codecs fold their entries into a sum directly (AddSparse) instead of
+  // decoding a dense update first.
+  virtual bool Sparse() const { return false; }
+  virtual Status AddSparse(const uint8_t* /*p*/, size_t /*n*/, const std::vector<TensorSpec>& /*expected*/,
+                           double /*weight*/, std::vector<double>* /*sum*/) const {
+    return Internal(name_ + ": no sparse fold");
+  }
 
  public:
   uint64_t EncodedBytes(const std::vector<TensorSpec>& specs) const override {
@@ -426,8 +458,10 @@ class TopKCodec final : public CodecBase {
     return 4 + 8 * K(TotalElements(specs));
   }
 
-  StatusOr<Parameters> DecodePayload(const uint8_t* p, size_t n,
-                                     const std::vector<TensorSpec>& expected) const override {
+  bool Sparse() const override { return true; }
+
+  // Checks every entry before anything is written: k, sizes, indices, values.
+  Status CheckEntries(const uint8_t* p, size_t n, const std::vector<TensorSpec>& expected) const {
     const uint64_t total = TotalElements(expected);
     if (n < 4) return WrongSize(n, PayloadBytes(expected));
     const uint32_t k = GetU32(p);
@@ -436,18 +470,11 @@ class TopKCodec final : public CodecBase {
                              std::to_string(K(total)) + " for " + std::to_string(total) + " elements");
     }
     if (n != PayloadBytes(expected)) return WrongSize(n, PayloadBytes(expected));
-    Parameters out = ZerosLike(expected);
-    // Flat index -> (tensor, offset): tensors in order.
-    std::vector<uint64_t> starts;
-    uint64_t s = 0;
-    for (const TensorBlob& b : out) {
-      starts.push_back(s);
-      s += b.data.size() / 4;
-    }
     const uint8_t* indices = p + 4;
     const uint8_t* values = indices + 4 * static_cast<size_t>(k);
-    size_t t = 0;
     int64_t previous = -1;
+    size_t t = 0;
+    uint64_t start = 0;  // flat index of tensor t's first element
     for (uint32_t j = 0; j < k; ++j) {
       const uint32_t i = GetU32(indices + 4 * j);
       if (i >= total) {
@@ -460,13 +487,48 @@ class TopKCodec final : public CodecBase {
                                std::to_string(previous) + ")");
       }
       previous = i;
-      while (t + 1 < starts.size() && i >= starts[t + 1]) ++t;
       const float v = LoadF32(values + 4 * j);
-      const size_t offset = static_cast<size_t>(i - starts[t]);
-      if (!std::isfinite(v)) return NotFinite(out[t].name, offset, v);
-      std::memcpy(out[t].data.data() + 4 * offset, &v, 4);
+      if (!std::isfinite(v)) {
+        while (i >= start + static_cast<uint64_t>(NumElements(expected[t].shape))) {
+          start += static_cast<uint64_t>(NumElements(expected[t].shape));
+          ++t;
+        }
+        return NotFinite(expected[t].name, static_cast<size_t>(i - start), v);
+      }
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<Parameters> DecodePayload(const uint8_t* p, size_t n,
+                                     const std::vector<TensorSpec>& expected) const override {
+    GREENFED_RETURN_IF_ERROR(CheckEntries(p, n, expected));
+    Parameters out = ZerosLike(expected);
+    std::vector<uint64_t> starts;  // flat index of each tensor's first element
+    uint64_t s = 0;
+    for (const TensorBlob& b : out) {
+      starts.push_back(s);
+      s += b.data.size() / 4;
+    }
+    const uint32_t k = GetU32(p);
+    const uint8_t* indices = p + 4;
+    const uint8_t* values = indices + 4 * static_cast<size_t>(k);
+    size_t t = 0;
+    for (uint32_t j = 0; j < k; ++j) {
+      const uint32_t i = GetU32(indices + 4 * j);
+      while (t + 1 < starts.size() && i >= starts[t + 1]) ++t;
+      std::memcpy(out[t].data.data() + 4 * static_cast<size_t>(i - starts[t]), values + 4 * j, 4);
     }
     return out;
+  }
+
+  Status AddSparse(const uint8_t* p, size_t n, const std::vector<TensorSpec>& expected, double weight,
+                   std::vector<double>* sum) const override {
+    GREENFED_RETURN_IF_ERROR(CheckEntries(p, n, expected));
+    const uint32_t k = GetU32(p);
+    const uint8_t* indices = p + 4;
+    const uint8_t* values = indices + 4 * static_cast<size_t>(k);
+    for (uint32_t j = 0; j < k; ++j) (*sum)[GetU32(indices + 4 * j)] += weight * LoadF32(values + 4 * j);
+    return Status::Ok();
   }
 
  private:

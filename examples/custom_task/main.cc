@@ -87,7 +87,7 @@ std::string ConfigJson(const DemoFlags& f, const greenfed::RoundOptions& round, 
      << "},\n  " << q(ck::kTrain) << ": {" << q(ck::kEpochs) << ": " << round.train.epochs << ", "
      << q(ck::kBatchSize) << ": " << round.train.batch_size << ", " << q(ck::kLearningRate) << ": "
      << round.train.learning_rate << ", " << q(ck::kMomentum) << ": " << round.train.momentum << "},\n  "
-     << q(ck::kStrategy) << ": {" << q("name") << ": " << q(round.strategy.name) << ", " << q("settings") << ": "
+     << q(ck::kStrategy) << ": {" << q(ck::kStrategyName) << ": " << q(round.strategy.name) << ", " << q(ck::kStrategySettings) << ": "
      << q(strategy) << "},\n  "
      << q(ck::kNode) << ": {" << q(ck::kCountry) << ": " << q(f.country) << ", " << q(ck::kPue) << ": 1.0},\n  "
      << q(ck::kMeter) << ": {" << q(ck::kMeterKind) << ": " << q(f.meter) << "},\n  " << q("transport") << ": "

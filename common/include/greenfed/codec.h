@@ -66,6 +66,14 @@ class UpdateCodec {
   virtual StatusOr<Parameters> Decode(const std::vector<uint8_t>& bytes,
                                       const std::vector<TensorSpec>& expected) const = 0;
 
+  // Folds weight x the decoded update into `sum`, the tensors of `expected`
+  // flattened in order (sum->size() == their element count, else InvalidArgument),
+  // as a streaming aggregator does. Top-k adds only its k entries, without building
+  // the dense update. Checked as strictly as Decode, and all-or-nothing: on any
+  // error `sum` is left unchanged.
+  virtual Status DecodeAdd(const std::vector<uint8_t>& bytes, const std::vector<TensorSpec>& expected, double weight,
+                           std::vector<double>* sum) const = 0;
+
   // The exact number of bytes Encode produces for tensors of `specs`.
   virtual uint64_t EncodedBytes(const std::vector<TensorSpec>& specs) const = 0;
 
