@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "greenfed/coordinator/checkpoint.h"
 #include "greenfed/coordinator/round_machine.h"
 #include "greenfed/coordinator/strategy.h"
 #include "greenfed/task.h"
@@ -288,4 +289,18 @@ TEST_CASE("round machine: scaffold results carry their control group through OnF
   REQUIRE(errors.size() == 1);
   CHECK(errors[0]->code == ErrorCode::kBadUpdate);
   CHECK(errors[0]->message.find("lacks tensor group 'control'") != std::string::npos);
+}
+
+TEST_CASE("checkpoint identity: a fedprox run resumes only under the same proximal_mu") {
+  RoundOptions a;
+  a.strategy.name = "fedprox";
+  a.strategy.proximal_mu = 0.01;
+  RoundOptions b = a;
+  b.strategy.proximal_mu = 0.1;
+  const Status s = CheckSameRun(RunIdentityFor(a), RunIdentityFor(b));
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("--proximal-mu") != std::string::npos);
+  CHECK(CheckSameRun(RunIdentityFor(a), RunIdentityFor(a)).ok());
+  RoundOptions plain;  // other strategies: the identity lists no --proximal-mu
+  for (const auto& [k, v] : RunIdentityFor(plain).settings) CHECK(k != "--proximal-mu");
 }
