@@ -145,8 +145,14 @@ TEST_CASE("scaffold: results without a valid control group are refused with a na
   TensorGroups huge = Control(1e30f, 0);
   CHECK((*agg)->Add(W(1, 1), huge, false, 1).message().find("group 'control'") == 0);
   CHECK((*agg)->num_updates() == 0);
-  StrategyOptions no_n = Scaffold(0, 1.0);
-  CHECK(MakeStrategy(no_n).status().message().find("federation size") != std::string::npos);
+  // Without N the strategy can be made and described, but not step.
+  auto no_n = Make(Scaffold(0, 1.0));
+  auto round = no_n->BeginRound(W(0, 0));
+  REQUIRE(round.ok());
+  REQUIRE((*round)->Add(W(1, 1), Control(1, 1), false, 1).ok());
+  auto combined = (*round)->Result();
+  REQUIRE(combined.ok());
+  CHECK(no_n->Update(W(0, 0), *combined).status().message().find("federation size") != std::string::npos);
 }
 
 TEST_CASE("fedprox: FedAvg aggregation with proximal_mu in every Fit and mu required") {
