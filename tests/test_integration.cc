@@ -668,4 +668,9 @@ TEST_CASE("greenfed run --strategy scaffold and fedprox complete their rounds wi
              "--insecure"},
             f.dir + "/nomu.log") == 2);
   CHECK(Read(f.dir + "/nomu.log").find("--proximal-mu is required with --strategy fedprox") != std::string::npos);
+  // compare checks each FL run's strategy before any run starts.
+  CHECK(Run({"compare", "--non-iid-strategy=fedprox", "--out=" + f.dir + "/cmp"}, f.dir + "/cmp.log") == 2);
+  CHECK(Read(f.dir + "/cmp.log").find("--non-iid-strategy: --proximal-mu is required") != std::string::npos);
+  CHECK(Run({"compare", "--iid-strategy=fedsgd", "--out=" + f.dir + "/cmp"}, f.dir + "/cmp2.log") == 2);
+  CHECK(Read(f.dir + "/cmp2.log").find("--iid-strategy: --strategy must be one of") != std::string::npos);
 }

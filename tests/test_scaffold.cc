@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "greenfed/coordinator/checkpoint.h"
 #include "greenfed/coordinator/round_machine.h"
 #include "greenfed/coordinator/strategy.h"
 #include "greenfed/task.h"
@@ -144,8 +145,14 @@ TEST_CASE("scaffold: results without a valid control group are refused with a na
   TensorGroups huge = Control(1e30f, 0);
   CHECK((*agg)->Add(W(1, 1), huge, false, 1).message().find("group 'control'") == 0);
   CHECK((*agg)->num_updates() == 0);
-  StrategyOptions no_n = Scaffold(0, 1.0);
-  CHECK(MakeStrategy(no_n).status().message().find("federation size") != std::string::npos);
+  // Without N the strategy can be made and described, but not step.
+  auto no_n = Make(Scaffold(0, 1.0));
+  auto round = no_n->BeginRound(W(0, 0));
+  REQUIRE(round.ok());
+  REQUIRE((*round)->Add(W(1, 1), Control(1, 1), false, 1).ok());
+  auto combined = (*round)->Result();
+  REQUIRE(combined.ok());
+  CHECK(no_n->Update(W(0, 0), *combined).status().message().find("federation size") != std::string::npos);
 }
 
 TEST_CASE("fedprox: FedAvg aggregation with proximal_mu in every Fit and mu required") {
@@ -288,4 +295,18 @@ TEST_CASE("round machine: scaffold results carry their control group through OnF
   REQUIRE(errors.size() == 1);
   CHECK(errors[0]->code == ErrorCode::kBadUpdate);
   CHECK(errors[0]->message.find("lacks tensor group 'control'") != std::string::npos);
+}
+
+TEST_CASE("checkpoint identity: a fedprox run resumes only under the same proximal_mu") {
+  RoundOptions a;
+  a.strategy.name = "fedprox";
+  a.strategy.proximal_mu = 0.01;
+  RoundOptions b = a;
+  b.strategy.proximal_mu = 0.1;
+  const Status s = CheckSameRun(RunIdentityFor(a), RunIdentityFor(b));
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("--proximal-mu") != std::string::npos);
+  CHECK(CheckSameRun(RunIdentityFor(a), RunIdentityFor(a)).ok());
+  RoundOptions plain;  // other strategies: the identity lists no --proximal-mu
+  for (const auto& [k, v] : RunIdentityFor(plain).settings) CHECK(k != "--proximal-mu");
 }

@@ -472,6 +472,32 @@ TEST_CASE("task: scaffold client step y -= lr (g + c - c_i) and c_i+ = c_i - c +
       }
     }
   }
+  SUBCASE("with momentum: c_i+ is the mean of the K raw gradients, not (x - y) / (K lr)") {
+    // K = 2 and c = c_i (no correction). The first step of SGD with momentum is a
+    // plain one, so both runs below reach the same y_1 on the same batches, and the
+    // plain run's (x - y_2) / (2 lr) is (g(x) + g(y_1)) / 2: the mean the momentum
+    // run must keep. The literal formula would give (1.9 g(x) + g(y_1)) / 2.
+    TrainConfig plain_cfg = one_step;
+    plain_cfg.batch_size = 100;
+    TrainConfig momentum = plain_cfg;
+    momentum.momentum = 0.9;
+    greenfed::ClientState empty;
+    greenfed::ClientState state = {{"scaffold.c_i", Filled(*init, c_value)}};
+    auto plain = FitWith(task, *init, plain_cfg, empty);
+    auto r = FitWith(task, *init, momentum, state, {}, control);
+    REQUIRE(plain.ok());
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    const Parameters& kept = state.at("scaffold.c_i");
+    for (size_t t = 0; t < init->size(); ++t) {
+      const auto x = greenfed::FloatValues((*init)[t]);
+      const auto y0 = greenfed::FloatValues(plain->parameters[t]);
+      const auto c_next = greenfed::FloatValues(kept[t]);
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double mean_gradient = (double{x[i]} - y0[i]) / (2 * plain_cfg.learning_rate);
+        REQUIRE(c_next[i] == doctest::Approx(mean_gradient).epsilon(1e-3).scale(1e-2));
+      }
+    }
+  }
   SUBCASE("malformed control groups are refused, and the state is unchanged") {
     greenfed::ClientState state;
     greenfed::TensorGroups wrong = {{"control", Parameters(init->begin(), init->end() - 1)}};

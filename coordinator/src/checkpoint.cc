@@ -298,6 +298,9 @@ RunIdentity RunIdentityFor(const RoundOptions& o) {
       {"--num-malicious-clients", std::to_string(o.strategy.num_malicious_clients)},
       {"--num-clients-to-keep", std::to_string(o.strategy.num_clients_to_keep)},
   };
+  // FedProx's mu changes every client's training; listed for fedprox runs only, so
+  // that the identity of checkpoints under the other strategies stays as it was.
+  if (o.strategy.name == "fedprox") id.settings.emplace_back("--proximal-mu", Shortest(o.strategy.proximal_mu));
   return id;
 }
 

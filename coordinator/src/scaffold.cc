@@ -159,6 +159,9 @@ class ScaffoldStrategy final : public Strategy {
   StatusOr<Parameters> Update(const Parameters& global, Parameters aggregate) override {
     (void)aggregate;  // x + dx at eta_g = 1; the step below uses the exact mean instead
     if (!round_->ready) return FailedPrecondition("scaffold: Update without the round's Result");
+    if (federation_size_ == 0) {
+      return FailedPrecondition("scaffold needs the federation size N (StrategyOptions::federation_size)");
+    }
     round_->ready = false;
     if (round_->mean_dx.size() != c_.size()) {
       return FailedPrecondition("scaffold: the round's update has " + std::to_string(round_->mean_dx.size()) +
@@ -213,9 +216,6 @@ class ScaffoldStrategy final : public Strategy {
 }  // namespace
 
 StatusOr<std::unique_ptr<Strategy>> MakeScaffold(const StrategyOptions& options) {
-  if (options.federation_size == 0) {
-    return InvalidArgument("scaffold needs the federation size N (StrategyOptions::federation_size)");
-  }
   return std::unique_ptr<Strategy>(std::make_unique<ScaffoldStrategy>(options));
 }
 

@@ -22,7 +22,9 @@
 
 namespace greenfed::detail {
 
-// InvalidArgument when federation_size is 0.
+// federation_size 0 (not set) is refused by Update, not here, so that a strategy
+// can be made (and described) before the federation size is known; RoundMachine
+// sets it from RoundOptions::num_clients.
 StatusOr<std::unique_ptr<Strategy>> MakeScaffold(const StrategyOptions& options);
 
 }  // namespace greenfed::detail

@@ -178,8 +178,12 @@ Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
 //   group "control" (c): each step uses g(y) + c - c_i, with c_i from the state
 //   (zeros when absent). With momentum > 0, which the paper does not define, the
 //   corrected gradient goes into the SGD-momentum step as the plain one would.
-//   After K steps: c_i+ = c_i - c + (x - y) / (K lr); the result carries group
-//   "control" = c_i+ - c_i and the state keeps c_i+.
+//   After K steps: c_i+ = c_i - c + (x - y) / (K lr) (option II); the result
+//   carries group "control" = c_i+ - c_i and the state keeps c_i+. For plain SGD
+//   that is the mean of the K raw minibatch gradients g(y_k); with momentum the
+//   steps are up to 1/(1 - momentum) times longer, so (x - y) / (K lr) would
+//   overstate the gradient by that much (and the run diverges: measured with
+//   momentum 0.9 on shards), and c_i+ is that mean of raw gradients instead.
 // - persist_momentum: the momentum buffers start from the state and are kept there.
 StatusOr<FitResult> FashionMnistTask::Impl::Train(const FitRequest& request, const TrainConfig& config, double mu,
                                                   ClientState& state) {
@@ -207,6 +211,12 @@ StatusOr<FitResult> FashionMnistTask::Impl::Train(const FitRequest& request, con
       for (const auto& t : c) c_i.push_back(torch::zeros_like(t));
     }
     for (size_t i = 0; i < c.size(); ++i) correction.push_back(c[i] - c_i[i]);
+  }
+  // With momentum: the sum of the raw minibatch gradients, for c_i+ (see above).
+  const bool mean_gradient = scaffold && config.momentum > 0;
+  std::vector<torch::Tensor> gradient_sum;
+  if (mean_gradient) {
+    for (const auto& p : m.params) gradient_sum.push_back(torch::zeros_like(p));
   }
 
   if (options.persist_momentum && config.momentum > 0) {
@@ -245,6 +255,7 @@ StatusOr<FitResult> FashionMnistTask::Impl::Train(const FitRequest& request, con
         torch::NoGradGuard no_grad;
         for (size_t i = 0; i < m.params.size(); ++i) {
           torch::Tensor& grad = m.params[i].mutable_grad();
+          if (mean_gradient) gradient_sum[i].add_(grad);
           if (mu > 0) grad.add_(m.params[i] - global[i], mu);
           if (scaffold) grad.add_(correction[i]);
         }
@@ -267,7 +278,8 @@ StatusOr<FitResult> FashionMnistTask::Impl::Train(const FitRequest& request, con
     const double k_lr = static_cast<double>(steps) * config.learning_rate;
     std::vector<torch::Tensor> c_next, dc;
     for (size_t i = 0; i < m.params.size(); ++i) {
-      c_next.push_back(c_i[i] - c[i] + (global[i] - m.params[i].detach()) / k_lr);
+      c_next.push_back(mean_gradient ? gradient_sum[i] / static_cast<double>(steps)
+                                     : c_i[i] - c[i] + (global[i] - m.params[i].detach()) / k_lr);
       dc.push_back(c_next[i] - c_i[i]);
     }
     result.groups[kGroupControl] = ToBlobs(dc, m.specs);
