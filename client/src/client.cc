@@ -440,7 +440,7 @@ struct Client::Impl {
                                   welcome->partition.seed == w->partition.seed &&
                                   welcome->partition.num_clients == w->partition.num_clients &&
                                   welcome->partition.alpha == w->partition.alpha;
-          if (!same_shard) prepared = false;
+          if (!same_shard && !OwnData()) prepared = false;
           welcome = *w;
           log->Info("joined " + options.connect + " as client-" + std::to_string(w->client_index) + " of " +
                     std::to_string(w->partition.num_clients) + " (run " + w->run_id + ")");
@@ -476,7 +476,32 @@ struct Client::Impl {
     }
   }
 
+  bool OwnData() const { return !options.task.own_data_path.empty(); }
+
+  // Own-data mode: the task is prepared on the client's own file before the first
+  // Join, so that Join can declare its example count.
+  Status PrepareOwnData() {
+    GREENFED_ASSIGN_OR_RETURN(task, tasks->Create(options.own_data_task));
+    TaskOptions topt = options.task;
+    topt.role = TaskRole::kClient;
+    GREENFED_RETURN_IF_ERROR(task->Prepare(topt).WithContext("own data " + options.task.own_data_path));
+    prepared = true;
+    log->Info("own data " + options.task.own_data_path + ": " + std::to_string(task->NumTrainExamples()) +
+              " training examples (" + options.own_data_task + ")");
+    return Status::Ok();
+  }
+
   Status CheckWelcome(const WelcomeMsg& w) {
+    if (OwnData()) {
+      if (w.partition.scheme != "none") {
+        return InvalidArgument("this client trains on its own data (--data) but the coordinator partitions the data "
+                               "set (--partition " + w.partition.scheme + "); start the coordinator with --partition none");
+      }
+      if (w.task != options.own_data_task || w.model != options.task.model) {
+        return InvalidArgument("this client was started with --task " + options.own_data_task + " --model " +
+                               options.task.model + " but the coordinator runs task " + w.task + ", model " + w.model);
+      }
+    }
     if (options.expected_num_clients != 0 && w.partition.num_clients != options.expected_num_clients) {
       return InvalidArgument("this client was started with --num-clients " +
                              std::to_string(options.expected_num_clients) + " but the coordinator runs " +
@@ -490,6 +515,7 @@ struct Client::Impl {
   }
 
   StatusOr<ClientResult> Run(int stop_fd) {
+    if (OwnData()) GREENFED_RETURN_IF_ERROR(PrepareOwnData());
     idle_mark = meter->Begin();
     bool stop = false;
     for (;;) {

@@ -9,7 +9,7 @@
 #include "fashion_mnist/idx.h"
 #include "fashion_mnist/model.h"
 #include "fashion_mnist/model_torch.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 
 namespace greenfed::fmnist {
 namespace {
@@ -113,12 +113,12 @@ Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
   std::vector<uint32_t> train_indices;
   std::vector<uint32_t> test_indices;
   if (o.role == TaskRole::kClient) {
-    GREENFED_ASSIGN_OR_RETURN(train_indices, PartitionIndices(data.train_labels.labels, o.partition, o.client_index));
+    GREENFED_ASSIGN_OR_RETURN(train_indices, PartitionIndices(data.train_labels.labels, o.partition, o.client_index, kNumClasses));
     PartitionSpec test_split;
     test_split.scheme = "iid";
     test_split.seed = o.partition.seed;
     test_split.num_clients = o.partition.num_clients;
-    StatusOr<std::vector<uint32_t>> test_shard = PartitionIndices(data.test_labels.labels, test_split, o.client_index);
+    StatusOr<std::vector<uint32_t>> test_shard = PartitionIndices(data.test_labels.labels, test_split, o.client_index, kNumClasses);
     if (!test_shard.ok()) return test_shard.status().WithContext("fashion_mnist: splitting the test set");
     test_indices = std::move(test_shard).value();
   } else {
@@ -270,7 +270,7 @@ uint64_t FashionMnistTask::NumTrainExamples() const {
 StatusOr<std::vector<uint64_t>> FashionMnistTask::ShardSizes(const PartitionSpec& spec) const {
   if (!impl_->prepared) return FailedPrecondition("fashion_mnist: ShardSizes called before Prepare");
   GREENFED_ASSIGN_OR_RETURN(IdxLabels labels, ReadIdxLabels(impl_->options.data_dir + "/" + kTrainLabelsFile));
-  return fmnist::ShardSizes(labels.labels, spec);
+  return greenfed::ShardSizes(labels.labels, spec, kNumClasses);
 }
 
 uint64_t FashionMnistTask::NumTestExamples() const {

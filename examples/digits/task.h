@@ -1,0 +1,83 @@
+// DigitsTask: the greenfed::Task for the UCI 8x8 digits (data.h), with the plain
+// C++ models of model.h ("mlp" by default, "softmax"), trained by mini-batch SGD
+// with momentum. No libtorch: a digits client's footprint is the framework's.
+//
+// Contract (beyond task.h):
+//  - Data: the real file (data_dir/digits.csv.gz) is split once, stratified, into
+//    1,497 train and 300 test examples (data.h StratifiedSplit, kSplitSeed).
+//    kClient keeps its partition shard of train (PartitionIndices(train labels,
+//    options.partition, client_index)) and an IID shard of test (scheme "iid", same
+//    seed, num_clients and index, so the client test shards cover the test set
+//    once); kCoordinator loads test; kCentralized loads train and test whole.
+//  - Own data: when options.own_data_path is set (kClient only), that CSV file (same
+//    format) is the whole training set; the partition and data_dir are ignored, and
+//    the client has no test data (Evaluate fails with FailedPrecondition).
+//  - max_train_examples / max_test_examples keep the first N (index order) after
+//    partitioning.
+//  - Inputs are pixel / 16. Fit is deterministic for a given config.seed: the epoch
+//    order comes from DeterministicRng(config.seed), momentum buffers start at zero
+//    on every call (PyTorch-style heavy ball: v = mu v + g; w -= lr v), and the loss
+//    reported is the mean over the last epoch. A non-finite loss is OutOfRange.
+// Thread safety: as greenfed::Task: one thread at a time.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "digits/data.h"
+#include "digits/model.h"
+#include "greenfed/status.h"
+#include "greenfed/task.h"
+
+namespace greenfed::digits {
+
+// The name under which RegisterDigits registers the task.
+constexpr char kDigitsTaskName[] = "digits";
+constexpr char kDefaultModel[] = "mlp";
+
+// SGD settings of one local training call.
+struct SgdOptions {
+  TrainConfig train;        // epochs, batch size, learning rate, momentum, seed
+  double proximal_mu = 0;   // FedProx: adds mu/2 ||w - w_start||^2 to the loss; 0 = off
+};
+
+// Trains `model` in place on (x: n x 64 in [0, 1], y) and returns the mean loss of
+// the last epoch. Validates the options (epochs, batch size >= 1; learning rate
+// finite > 0; momentum in [0, 1); proximal_mu finite >= 0).
+StatusOr<double> TrainSgd(DigitsModel* model, const std::vector<float>& x, const std::vector<uint8_t>& y,
+                          const SgdOptions& options);
+
+// Pixels / 16 as float, row-major.
+std::vector<float> ScaledPixels(const DigitsData& data);
+
+class DigitsTask final : public Task {
+ public:
+  DigitsTask();
+  ~DigitsTask() override;
+  DigitsTask(const DigitsTask&) = delete;
+  DigitsTask& operator=(const DigitsTask&) = delete;
+
+  Status Prepare(const TaskOptions& options) override;
+  StatusOr<Parameters> InitialParameters() override;
+  StatusOr<FitResult> Fit(const Parameters& parameters, const TrainConfig& config) override;
+  StatusOr<EvalResult> Evaluate(const Parameters& parameters) override;
+  uint64_t NumTrainExamples() const override;
+  std::vector<int64_t> TrainLabelHistogram() const override;
+  // The clients' shard sizes under `spec` (partition.h ShardSizes on the train
+  // split's labels); needs Prepare with the real data (any role but own data).
+  StatusOr<std::vector<uint64_t>> ShardSizes(const PartitionSpec& spec) const override;
+
+  uint64_t NumTestExamples() const;
+
+  // The adapter the Task API's Fit calls: trains from `parameters` with `sgd`.
+  StatusOr<FitResult> FitWith(const Parameters& parameters, const SgdOptions& sgd);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Registers DigitsTask as kDigitsTaskName ("digits").
+Status RegisterDigits(TaskRegistry* registry);
+
+}  // namespace greenfed::digits
