@@ -240,9 +240,9 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   std::string own_data, task_name = "fashion_mnist", model;
   flags.AddString("connect", &co.connect, "coordinator endpoint");
   flags.AddString("data", &own_data,
-                  "own-data mode: train on this local file (digits: a CSV like digits.csv.gz; fashion_mnist: an IDX "
-                  "images file whose labels file is given by replacing 'images' with 'labels' in its name) instead of "
-                  "a partition shard; the coordinator must run --partition none (docs/deployment.md)");
+                  "own-data mode: train on this client's own data instead of a partition shard (digits: a CSV file "
+                  "like digits.csv.gz; fashion_mnist: a directory with train-images-idx3-ubyte.gz and "
+                  "train-labels-idx1-ubyte.gz); the coordinator must run --partition none (docs/deployment.md)");
   flags.AddString("task", &task_name, "--data: the registered task to load the file with (must match the coordinator's)");
   flags.AddString("model", &model, "--data: the model (must match the coordinator's; empty = the task's default)");
   flags.AddInt("client-index", &client_index, "shard index to ask for; -1 lets the coordinator assign the lowest free one");

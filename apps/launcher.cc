@@ -332,12 +332,12 @@ StatusOr<CompareDefaults> CompareDefaultsFor(const std::string& task) {
   if (task == "digits") {
     CompareDefaults d;
     d.target = 0.95;
-    d.max_rounds = 60;
+    d.max_rounds = 40;
     d.max_epochs = 30;
-    d.central_lr = 0.05;
-    d.central_lr_decay = 0.95;
-    d.fl_lr = 0.05;
-    d.local_epochs = 2;
+    d.central_lr = 0.1;
+    d.central_lr_decay = 0.9;
+    d.fl_lr = 0.1;
+    d.local_epochs = 5;
     return d;
   }
   return InvalidArgument("--task " + task + ": compare has no defaults for it (fashion_mnist, digits)");
@@ -364,7 +364,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   flags.AddString("out", &out, "directory for the three run directories and the report");
   flags.AddString("task", &task,
                   "registered task: fashion_mnist or digits; the settings below that are not given take this task's "
-                  "defaults (digits: target 0.95, 60 rounds, central lr 0.05 decay 0.95, fl lr 0.05, 2 local epochs)");
+                  "defaults (digits: target 0.95, 40 rounds, central lr 0.1 decay 0.9, fl lr 0.1, 5 local epochs)");
   flags.AddString("model", &model, "model within the task (empty = the task's default: cnn, mlp)");
   flags.AddUint("local-epochs", &local_epochs, "clients' local epochs per round");
   flags.AddBool("quick", &quick, "a small comparison for a smoke test: 5 clients, 6000 examples each, target 0.80");

@@ -63,9 +63,16 @@ std::vector<float> ScaledPixels(const DigitsData& data) {
   return x;
 }
 
-StatusOr<double> TrainSgd(DigitsModel* model, const std::vector<float>& x, const std::vector<uint8_t>& y,
-                          const SgdOptions& options) {
+StatusOr<SgdResult> TrainSgd(DigitsModel* model, const std::vector<float>& x, const std::vector<uint8_t>& y,
+                             const SgdOptions& options) {
   GREENFED_RETURN_IF_ERROR(ValidateSgd(options));
+  if (options.correction != nullptr) {
+    bool same = options.correction->size() == model->weights().size();
+    for (size_t t = 0; same && t < model->weights().size(); ++t) {
+      same = (*options.correction)[t].size() == model->weights()[t].size();
+    }
+    if (!same) return InvalidArgument("digits Fit: the control variate's shapes differ from the model's");
+  }
   const TrainConfig& c = options.train;
   const size_t n = y.size();
   if (n == 0) return FailedPrecondition("digits Fit: no training examples");
@@ -81,6 +88,7 @@ StatusOr<double> TrainSgd(DigitsModel* model, const std::vector<float>& x, const
   const auto mu = static_cast<float>(c.momentum);
   const auto prox = static_cast<float>(options.proximal_mu);
   double epoch_loss_sum = 0;
+  uint64_t steps = 0;
   for (uint32_t epoch = 0; epoch < c.epochs; ++epoch) {
     rng.Shuffle(&order);
     epoch_loss_sum = 0;
@@ -104,11 +112,13 @@ StatusOr<double> TrainSgd(DigitsModel* model, const std::vector<float>& x, const
         for (size_t k = 0; k < w[t].size(); ++k) {
           float g = grads[t][k];
           if (prox > 0) g += prox * (w[t][k] - start[t][k]);
+          if (options.correction != nullptr) g += (*options.correction)[t][k];
           velocity[t][k] = mu * velocity[t][k] + g;
           w[t][k] -= lr * velocity[t][k];
         }
       }
       epoch_loss_sum += loss * static_cast<double>(end - begin);
+      ++steps;
     }
   }
   for (const auto& t : w) {
@@ -116,7 +126,10 @@ StatusOr<double> TrainSgd(DigitsModel* model, const std::vector<float>& x, const
       if (!std::isfinite(v)) return OutOfRange("digits Fit: a weight became non-finite (learning_rate too high?)");
     }
   }
-  return epoch_loss_sum / static_cast<double>(n);
+  SgdResult result;
+  result.train_loss = epoch_loss_sum / static_cast<double>(n);
+  result.steps = steps;
+  return result;
 }
 
 struct DigitsTask::Impl {
@@ -214,11 +227,11 @@ StatusOr<FitResult> DigitsTask::FitWith(const Parameters& parameters, const SgdO
                               " has none");
   }
   GREENFED_RETURN_IF_ERROR(impl_->model->SetParameters(parameters));
-  GREENFED_ASSIGN_OR_RETURN(double loss, TrainSgd(impl_->model.get(), impl_->train_x, impl_->train_y, sgd));
+  GREENFED_ASSIGN_OR_RETURN(SgdResult trained, TrainSgd(impl_->model.get(), impl_->train_x, impl_->train_y, sgd));
   FitResult result;
   result.parameters = impl_->model->GetParameters();
   result.num_examples = impl_->train_y.size();
-  result.train_loss = loss;
+  result.train_loss = trained.train_loss;
   return result;
 }
 

@@ -39,13 +39,20 @@ constexpr char kDefaultModel[] = "mlp";
 struct SgdOptions {
   TrainConfig train;        // epochs, batch size, learning rate, momentum, seed
   double proximal_mu = 0;   // FedProx: adds mu/2 ||w - w_start||^2 to the loss; 0 = off
+  // SCAFFOLD: added to every gradient (c - c_i, layout of the weights); null = off.
+  const Weights* correction = nullptr;
 };
 
-// Trains `model` in place on (x: n x 64 in [0, 1], y) and returns the mean loss of
-// the last epoch. Validates the options (epochs, batch size >= 1; learning rate
-// finite > 0; momentum in [0, 1); proximal_mu finite >= 0).
-StatusOr<double> TrainSgd(DigitsModel* model, const std::vector<float>& x, const std::vector<uint8_t>& y,
-                          const SgdOptions& options);
+struct SgdResult {
+  double train_loss = 0;    // mean loss over the last epoch
+  uint64_t steps = 0;       // optimizer steps taken (SCAFFOLD's K)
+};
+
+// Trains `model` in place on (x: n x 64 in [0, 1], y). Validates the options (epochs,
+// batch size >= 1; learning rate finite > 0; momentum in [0, 1); proximal_mu finite
+// >= 0; a correction of the weights' layout).
+StatusOr<SgdResult> TrainSgd(DigitsModel* model, const std::vector<float>& x, const std::vector<uint8_t>& y,
+                             const SgdOptions& options);
 
 // Pixels / 16 as float, row-major.
 std::vector<float> ScaledPixels(const DigitsData& data);

@@ -112,7 +112,9 @@ Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
   const TaskOptions& o = options;
   std::vector<uint32_t> train_indices;
   std::vector<uint32_t> test_indices;
-  if (o.role == TaskRole::kClient) {
+  if (!o.own_data_path.empty()) {
+    train_indices = FirstN(data.train_images.count);  // own data: all of it, no test set
+  } else if (o.role == TaskRole::kClient) {
     GREENFED_ASSIGN_OR_RETURN(train_indices, PartitionIndices(data.train_labels.labels, o.partition, o.client_index, kNumClasses));
     PartitionSpec test_split;
     test_split.scheme = "iid";
@@ -224,7 +226,14 @@ Status FashionMnistTask::Prepare(const TaskOptions& options) {
     return NotFound("fashion_mnist: unknown model '" + options.model + "' (registered: " + known + ")");
   }
   const bool need_train = options.role != TaskRole::kCoordinator;
-  GREENFED_ASSIGN_OR_RETURN(FashionMnist data, LoadFashionMnist(fresh->options.data_dir, need_train, true));
+  const bool own_data = !options.own_data_path.empty();
+  if (own_data && options.role != TaskRole::kClient) {
+    return InvalidArgument(std::string("fashion_mnist: own data (--data) is for the client role, not ") +
+                           RoleName(options.role));
+  }
+  GREENFED_ASSIGN_OR_RETURN(FashionMnist data,
+                            own_data ? LoadFashionMnist(options.own_data_path, true, false)
+                                     : LoadFashionMnist(fresh->options.data_dir, need_train, true));
   StatusOr<bool> done = Guarded<bool>("Prepare", [&]() -> StatusOr<bool> {
     torch::set_num_threads(options.threads);
     GREENFED_RETURN_IF_ERROR(fresh->PrepareData(data));
