@@ -428,6 +428,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   info.stop_reason = "max epochs (" + std::to_string(max_epochs) + ") reached without the target accuracy";
   double epoch_lr = lr;
   bool interrupted = false;
+  ClientState state;  // stays empty: momentum restarts every epoch (persist_momentum is off)
   for (uint64_t epoch = 1; epoch <= max_epochs; ++epoch, epoch_lr *= lr_decay) {
     TrainConfig cfg;
     cfg.epochs = 1;
@@ -437,7 +438,10 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
     cfg.seed = seed * 1000003ull + epoch;
     const double t0 = env->NowSeconds();
     auto mark = (*meter)->Begin();
-    auto fit = (*task)->Fit(*params, cfg);
+    FitRequest request;
+    request.parameters = std::move(*params);
+    PutTrainConfig(cfg, &request.config);
+    auto fit = (*task)->Fit(request, state);
     (*run_dir)->AddEnergy(self, (*meter)->End(mark, Phase::kTrain, static_cast<int64_t>(epoch)));
     if (!fit.ok()) return Fail("centralized", fit.status(), 1);
     *params = std::move(fit->parameters);

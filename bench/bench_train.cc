@@ -136,6 +136,8 @@ int main(int argc, char** argv) {
   config.learning_rate = 0.05;
   config.momentum = 0.9;
   config.seed = 1;
+  greenfed::FitRequest request;
+  greenfed::PutTrainConfig(config, &request.config);
 
   // The baseline's data: the first `examples` training images, normalised as Fit does.
   auto data = greenfed::fmnist::LoadFashionMnist(data_dir, true, false);
@@ -171,7 +173,9 @@ int main(int argc, char** argv) {
       PlainResult plain = PlainEpoch(x, y, *init, config);
       plain_best = std::min(plain_best, plain.seconds);
       const auto start = std::chrono::steady_clock::now();
-      auto fit = task.Fit(*init, config);
+      request.parameters = *init;
+      greenfed::ClientState state;  // empty: fresh momentum, as every round
+      auto fit = task.Fit(request, state);
       fit_best = std::min(fit_best, Seconds(start));
       if (!fit.ok()) Die(fit.status().ToString());
       diff = MaxAbsDiff(plain.weights, fit->parameters);
@@ -192,7 +196,9 @@ int main(int argc, char** argv) {
       auto init = task.InitialParameters();
       if (!init.ok()) Die(init.status().ToString());
       auto start = std::chrono::steady_clock::now();
-      auto fit = task.Fit(*init, config);
+      request.parameters = *init;
+      greenfed::ClientState state;  // empty: fresh momentum, as every round
+      auto fit = task.Fit(request, state);
       const double epoch_s = Seconds(start);
       if (!fit.ok()) Die(fit.status().ToString());
       start = std::chrono::steady_clock::now();

@@ -15,8 +15,8 @@ class CountingTask : public Task {
  public:
   Status Prepare(const TaskOptions&) override { return Status::Ok(); }
   StatusOr<Parameters> InitialParameters() override { return Parameters{MakeFloatBlob("w", {2}, {0, 0})}; }
-  StatusOr<FitResult> Fit(const Parameters& p, const TrainConfig&) override {
-    auto v = FloatValues(p[0]);
+  StatusOr<FitResult> Fit(const FitRequest& request, ClientState&) override {
+    auto v = FloatValues(request.parameters[0]);
     FitResult r;
     r.parameters = {MakeFloatBlob("w", {2}, {v[0] + 1, v[1] + 1})};
     r.num_examples = 10;

@@ -192,6 +192,18 @@ TEST_CASE("digits: the stratified split is 1497/300, 30 per class, disjoint and 
   CHECK(StratifiedSplit(real->labels, kTestPerClass, kSplitSeed + 1).test != a.test);
 }
 
+greenfed::StatusOr<greenfed::FitResult> Fit(DigitsTask& task, const greenfed::Parameters& params,
+                                             const greenfed::TrainConfig& c, greenfed::ClientState* state = nullptr,
+                                             greenfed::TensorGroups groups = {}, double proximal_mu = 0) {
+  greenfed::FitRequest request;
+  request.parameters = params;
+  request.groups = std::move(groups);
+  greenfed::PutTrainConfig(c, &request.config);
+  if (proximal_mu > 0) request.config["proximal_mu"] = proximal_mu;
+  greenfed::ClientState scratch;
+  return task.Fit(request, state != nullptr ? *state : scratch);
+}
+
 TaskOptions Options(TaskRole role) {
   TaskOptions o;
   o.role = role;
@@ -266,14 +278,14 @@ TEST_CASE("digits: unknown models and bad SGD settings are named errors") {
   REQUIRE(init.ok());
   greenfed::TrainConfig c;
   c.learning_rate = -1;
-  CHECK(central.Fit(*init, c).status().message() == "digits Fit: learning_rate must be finite and > 0, got -1.000000");
+  CHECK(Fit(central, *init, c).status().message() == "digits Fit: learning_rate must be finite and > 0, got -1.000000");
   c.learning_rate = 0.1;
   c.momentum = 1;
-  CHECK(central.Fit(*init, c).status().message() == "digits Fit: momentum must be in [0, 1), got 1.000000");
+  CHECK(Fit(central, *init, c).status().message() == "digits Fit: momentum must be in [0, 1), got 1.000000");
   c.momentum = 0.9;
   greenfed::Parameters wrong = *init;
   wrong.pop_back();
-  CHECK_FALSE(central.Fit(wrong, c).ok());
+  CHECK_FALSE(Fit(central, wrong, c).ok());
 }
 
 TEST_CASE("digits: centralized training reaches > 0.9 test accuracy in 5 epochs, deterministically") {
@@ -297,7 +309,7 @@ TEST_CASE("digits: centralized training reaches > 0.9 test accuracy in 5 epochs,
     c.learning_rate = 0.05;
     c.momentum = 0.9;
     c.seed = 11;
-    auto fit = task.Fit(*params, c);
+    auto fit = Fit(task, *params, c);
     REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
     CHECK(fit->num_examples == 1497);
     auto after = task.Evaluate(fit->parameters);
@@ -305,7 +317,7 @@ TEST_CASE("digits: centralized training reaches > 0.9 test accuracy in 5 epochs,
     MESSAGE(model << ": accuracy " << after->accuracy << ", train loss " << fit->train_loss);
     CHECK(after->accuracy > 0.9);
     CHECK(fit->train_loss < before->loss);
-    auto again = task.Fit(*params, c);
+    auto again = Fit(task, *params, c);
     REQUIRE(again.ok());
     CHECK(again->parameters[0].data == fit->parameters[0].data);
   }
@@ -327,7 +339,7 @@ TEST_CASE("digits: own data is the whole training set, the partition is ignored"
   CHECK(task.TrainLabelHistogram() == std::vector<int64_t>{0, 0, 0, 0, 0, 1, 1, 1, 1, 1});
   auto params = task.InitialParameters();
   REQUIRE(params.ok());
-  CHECK(task.Fit(*params, greenfed::TrainConfig{}).ok());
+  CHECK(Fit(task, *params, greenfed::TrainConfig{}).ok());
   CHECK(task.Evaluate(*params).status().code() == Code::kFailedPrecondition);
   CHECK(task.ShardSizes(o.partition).status().code() == Code::kFailedPrecondition);
   WriteText(mine, Row(1, 2) + "\n" + Row(1, 12) + "\n");
@@ -338,3 +350,110 @@ TEST_CASE("digits: own data is the whole training set, the partition is ignored"
 }
 
 }  // namespace
+
+namespace {
+
+double Distance(const greenfed::Parameters& a, const greenfed::Parameters& b) {
+  double d = 0;
+  for (size_t t = 0; t < a.size(); ++t) {
+    const auto x = greenfed::FloatValues(a[t]);
+    const auto y = greenfed::FloatValues(b[t]);
+    for (size_t k = 0; k < x.size(); ++k) d += (x[k] - y[k]) * (x[k] - y[k]);
+  }
+  return std::sqrt(d);
+}
+
+greenfed::TrainConfig Sgd(uint32_t epochs) {
+  greenfed::TrainConfig c;
+  c.epochs = epochs;
+  c.learning_rate = 0.05;
+  c.seed = 5;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("digits: FedProx's proximal_mu holds the local weights near the global ones") {
+  DigitsTask task;
+  REQUIRE(task.Prepare(Options(TaskRole::kCentralized)).ok());
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  auto plain = Fit(task, *init, Sgd(2));
+  auto prox = Fit(task, *init, Sgd(2), nullptr, {}, 10.0);
+  REQUIRE(plain.ok());
+  REQUIRE(prox.ok());
+  MESSAGE("distance from the start: mu 0 " << Distance(*init, plain->parameters) << ", mu 10 "
+                                           << Distance(*init, prox->parameters));
+  CHECK(Distance(*init, prox->parameters) < 0.5 * Distance(*init, plain->parameters));
+  CHECK(task.Capabilities() == std::vector<std::string>{"fedprox", "scaffold"});
+}
+
+TEST_CASE("digits: SCAFFOLD returns delta c_i, keeps c_i in the client state and corrects with c - c_i") {
+  DigitsTask task;
+  TaskOptions o = Options(TaskRole::kClient);
+  o.partition.num_clients = 4;
+  o.client_index = 1;
+  REQUIRE(task.Prepare(o).ok());
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  greenfed::Parameters zeros;
+  for (const auto& b : *init) {
+    zeros.push_back(greenfed::MakeFloatBlob(b.name, b.shape, std::vector<float>(static_cast<size_t>(b.NumElements()), 0.0f)));
+  }
+  greenfed::ClientState state;
+  greenfed::TrainConfig c = Sgd(1);
+  c.momentum = 0;  // option II's c_i+ = (x - y) / (K lr) is then exact to check
+  auto first = Fit(task, *init, c, &state, {{"control", zeros}});
+  REQUIRE_MESSAGE(first.ok(), first.status().ToString());
+  REQUIRE(first->groups.count("control") == 1);
+  REQUIRE(state.count("control") == 1);
+  // c = 0, c_i = 0: c_i+ = delta = (x - y) / (K lr) with K = ceil(n / 32) steps.
+  const double k_steps = std::ceil(static_cast<double>(task.NumTrainExamples()) / 32.0);
+  const float x0 = greenfed::FloatValues((*init)[0])[3];
+  const float y0 = greenfed::FloatValues(first->parameters[0])[3];
+  CHECK(greenfed::FloatValues(first->groups["control"][0])[3] ==
+        doctest::Approx((x0 - y0) / (k_steps * 0.05)).epsilon(1e-4));
+  CHECK(greenfed::FloatValues(state["control"][0]) == greenfed::FloatValues(first->groups["control"][0]));
+  // Round 2 from the same weights: the kept c_i changes the gradient, so the result differs.
+  auto again_fresh = Fit(task, *init, c, nullptr, {{"control", zeros}});
+  auto second = Fit(task, *init, c, &state, {{"control", zeros}});
+  REQUIRE(second.ok());
+  REQUIRE(again_fresh.ok());
+  CHECK(again_fresh->parameters[0].data == first->parameters[0].data);
+  CHECK(second->parameters[0].data != first->parameters[0].data);
+  // No "control" group: plain SGD, nothing kept.
+  greenfed::ClientState untouched;
+  REQUIRE(Fit(task, *init, c, &untouched).ok());
+  CHECK(untouched.empty());
+  // A control variate of the wrong shape is refused, naming the group.
+  greenfed::Parameters wrong = zeros;
+  wrong.pop_back();
+  auto bad = Fit(task, *init, c, &state, {{"control", wrong}});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("digits Fit: group control") != std::string::npos);
+}
+
+TEST_CASE("digits: persist_momentum keeps the momentum buffers across Fits in the client state") {
+  TaskOptions o = Options(TaskRole::kCentralized);
+  o.persist_momentum = true;
+  DigitsTask task;
+  REQUIRE(task.Prepare(o).ok());
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  greenfed::ClientState state;
+  auto first = Fit(task, *init, Sgd(1), &state);
+  REQUIRE(first.ok());
+  REQUIRE(state.count("momentum") == 1);
+  auto carried = Fit(task, *init, Sgd(1), &state);
+  greenfed::ClientState empty;
+  auto fresh = Fit(task, *init, Sgd(1), &empty);
+  REQUIRE(carried.ok());
+  REQUIRE(fresh.ok());
+  CHECK(fresh->parameters[0].data == first->parameters[0].data);
+  CHECK(carried->parameters[0].data != first->parameters[0].data);
+  DigitsTask plain;
+  REQUIRE(plain.Prepare(Options(TaskRole::kCentralized)).ok());
+  greenfed::ClientState none;
+  REQUIRE(Fit(plain, *init, Sgd(1), &none).ok());
+  CHECK(none.empty());
+}

@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "greenfed/protocol.h"
@@ -166,16 +167,17 @@ msgpack::object Packed(msgpack::zone& zone, const std::function<void(Packer&)>& 
   return msgpack::object(h.get(), zone);
 }
 
-// Replaces the manifest with one entry [name, dtype, shape].
+// Replaces the manifest with one entry [name, dtype, shape, "params"].
 Frames WithManifestEntry(Frames frames, const std::string& name, const std::string& dtype,
                          const std::vector<int64_t>& shape) {
   return EditHeader(std::move(frames), [&](HeaderMap& m, msgpack::zone& z) {
     m["tensors"] = Packed(z, [&](Packer& pk) {
       pk.pack_array(1);
-      pk.pack_array(3);
+      pk.pack_array(4);
       pk.pack(name);
       pk.pack(dtype);
       pk.pack(shape);
+      pk.pack(std::string("params"));
     });
   });
 }
@@ -266,22 +268,35 @@ TEST_CASE("every message type round-trips with every field") {
   SUBCASE("Fit") {
     FitMsg m;
     m.round = 9;
-    m.config.epochs = 3;
-    m.config.batch_size = 64;
-    m.config.learning_rate = 0.01;
-    m.config.momentum = 0.5;
-    m.config.seed = 123456789012345ull;
-    m.config.send_delta = true;
+    TrainConfig train;
+    train.epochs = 3;
+    train.batch_size = 64;
+    train.learning_rate = 0.01;
+    train.momentum = 0.5;
+    train.seed = 0xFEDC'BA98'7654'3210ull;  // over INT64_MAX: travels as the same bits
+    train.send_delta = true;
+    PutTrainConfig(train, &m.config);
+    m.config["proximal_mu"] = 0.01;
+    m.config["tag"] = std::string("run-7");
+    m.config["count"] = int64_t{-5};
+    m.config["flag"] = false;
     m.parameters = SampleParams();
-    FitMsg got = RoundTrip(m, 1 + m.parameters.size());
+    m.groups["control"] = {MakeFloatBlob("conv1.weight", {2}, {0.25f, -0.5f})};
+    FitMsg got = RoundTrip(m, 1 + m.parameters.size() + 1);
     CHECK(got.round == 9);
-    CHECK(got.config.epochs == 3);
-    CHECK(got.config.batch_size == 64);
-    CHECK(got.config.learning_rate == 0.01);
-    CHECK(got.config.momentum == 0.5);
-    CHECK(got.config.seed == 123456789012345ull);
-    CHECK(got.config.send_delta == true);
+    CHECK(got.config == m.config);
+    StatusOr<TrainConfig> parsed = ParseTrainConfig(got.config);
+    REQUIRE_MESSAGE(parsed.ok(), parsed.status().ToString());
+    CHECK(parsed->epochs == 3);
+    CHECK(parsed->batch_size == 64);
+    CHECK(parsed->learning_rate == 0.01);
+    CHECK(parsed->momentum == 0.5);
+    CHECK(parsed->seed == 0xFEDC'BA98'7654'3210ull);
+    CHECK(parsed->send_delta == true);
+    CHECK(*ConfigDouble(got.config, "proximal_mu", 0) == 0.01);
     CheckParamsEqual(got.parameters, m.parameters);
+    REQUIRE(got.groups.size() == 1);
+    CheckParamsEqual(got.groups.at("control"), m.groups.at("control"));
   }
   SUBCASE("FitRes") {
     const FitResMsg m = SampleFitRes();
@@ -296,7 +311,18 @@ TEST_CASE("every message type round-trips with every field") {
     CHECK(got.train_loss == 0.4375);
     CHECK(got.fit_s == 3.5);
     CheckParamsEqual(got.parameters, m.parameters);
+    CHECK(got.groups.empty());
     CheckEnergyEqual(got.energy, m.energy);
+  }
+  SUBCASE("FitRes with tensor groups") {
+    FitResMsg m = SampleFitRes();
+    m.groups["control"] = {MakeFloatBlob("conv1.weight", {2}, {1.5f, 2.5f}), MakeFloatBlob("fc.bias", {1}, {-1})};
+    m.groups["aux"] = {MakeFloatBlob("x", {}, {7})};
+    FitResMsg got = RoundTrip(m, 1 + m.parameters.size() + 3);
+    CheckParamsEqual(got.parameters, m.parameters);
+    REQUIRE(got.groups.size() == 2);
+    CheckParamsEqual(got.groups.at("control"), m.groups.at("control"));
+    CheckParamsEqual(got.groups.at("aux"), m.groups.at("aux"));
   }
   SUBCASE("FitRes without tensors or energy") {
     FitResMsg m;
@@ -382,14 +408,27 @@ TEST_CASE("the header is a msgpack map with v, t and the documented keys") {
   const Frames fit = Encode(Message(SampleFitRes()));
   msgpack::object_handle fh = msgpack::unpack(reinterpret_cast<const char*>(fit[0].data()), fit[0].size());
   const HeaderMap fm = fh.get().as<HeaderMap>();
-  using Entry = std::tuple<std::string, std::string, std::vector<int64_t>>;
+  using Entry = std::tuple<std::string, std::string, std::vector<int64_t>, std::string>;
   const auto manifest = fm.at("tensors").as<std::vector<Entry>>();
   REQUIRE(manifest.size() == 5);
-  CHECK(manifest[0] == Entry{"conv1.weight", "f32", {2, 1, 3}});
-  CHECK(manifest[1] == Entry{"fc.bias", "f64", {2}});
-  CHECK(manifest[2] == Entry{"steps", "i64", {3}});
-  CHECK(manifest[3] == Entry{"temperature", "f32", {}});
-  CHECK(manifest[4] == Entry{"empty", "f32", {0, 4}});
+  CHECK(manifest[0] == Entry{"conv1.weight", "f32", {2, 1, 3}, "params"});
+  CHECK(manifest[1] == Entry{"fc.bias", "f64", {2}, "params"});
+  CHECK(manifest[2] == Entry{"steps", "i64", {3}, "params"});
+  CHECK(manifest[3] == Entry{"temperature", "f32", {}, "params"});
+  CHECK(manifest[4] == Entry{"empty", "f32", {0, 4}, "params"});
+
+  FitMsg fit_msg;
+  TrainConfig train;
+  PutTrainConfig(train, &fit_msg.config);
+  const Frames ff = Encode(Message(fit_msg));
+  msgpack::object_handle ch = msgpack::unpack(reinterpret_cast<const char*>(ff[0].data()), ff[0].size());
+  const ObjMap config = ch.get().as<HeaderMap>().at("config").as<ObjMap>();
+  CHECK(config.at("epochs").as<int64_t>() == 1);
+  CHECK(config.at("batch_size").as<int64_t>() == 32);
+  CHECK(config.at("learning_rate").type == msgpack::type::FLOAT64);
+  CHECK(config.at("momentum").as<double>() == 0.9);
+  CHECK(config.at("seed").as<int64_t>() == 0);
+  CHECK(config.at("send_delta").as<bool>() == false);
 }
 
 TEST_CASE("unknown extra keys are ignored") {
@@ -424,10 +463,14 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
   const Frames fitres = Encode(SampleFitRes());
 
   SUBCASE("version mismatch") {
-    // A version-1 peer (before numeric error codes) is refused with a version error.
+    // A version-1 peer (before numeric error codes) and a version-2 peer (before
+    // config maps and tensor groups) are refused with a version error.
     const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(1); });
-    CHECK(Contains(DecodeError(f, Code::kFailedPrecondition), "protocol version 1, expected 2"));
+    CHECK(Contains(DecodeError(f, Code::kFailedPrecondition), "protocol version 1, expected 3"));
     CHECK(DecodeErrorCode(Decode(f).status()) == ErrorCode::kVersionMismatch);
+    const Frames v2 = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(2); });
+    CHECK(Contains(DecodeError(v2, Code::kFailedPrecondition), "protocol version 2, expected 3"));
+    CHECK(DecodeErrorCode(Decode(v2).status()) == ErrorCode::kVersionMismatch);
   }
   SUBCASE("missing version") {
     const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m.erase("v"); });
@@ -617,10 +660,11 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
     const Frames g = EditHeader(Encode(e), [](HeaderMap& m, msgpack::zone& z) {
       m["tensors"] = Packed(z, [](Packer& pk) {
         pk.pack_array(1);
-        pk.pack_array(3);
+        pk.pack_array(4);
         pk.pack(std::string("w"));
         pk.pack(0);
         pk.pack(std::vector<int64_t>{2});
+        pk.pack(std::string("params"));
       });
     });
     CHECK(Contains(DecodeError(g), "field 'tensors[0].dtype' must be a string, got unsigned integer"));
@@ -648,7 +692,7 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
         pk.pack(std::string("f32"));
       });
     });
-    CHECK(Contains(DecodeError(f), "field 'tensors[0]' must be [name, dtype, shape], got an array of 2"));
+    CHECK(Contains(DecodeError(f), "field 'tensors[0]' must be [name, dtype, shape, group], got an array of 2"));
     EvaluateMsg two;
     two.parameters = {MakeFloatBlob("w", {1}, {1}), MakeFloatBlob("w", {1}, {2})};
     CHECK(Contains(DecodeError(Encode(two)), "tensor name 'w' appears twice"));
@@ -662,6 +706,253 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
     Frames extra = hb;
     extra.push_back({0, 0, 0, 0});
     CHECK(Contains(DecodeError(extra, Code::kDataLoss), "Heartbeat messages carry no tensors, but this one has 1 extra frames"));
+  }
+}
+
+// A Fit whose "tensors" manifest is rewritten to `entries` ([name, dtype, shape,
+// group]), with one 4-byte f32 frame per entry.
+Frames FitWithManifest(const std::vector<std::tuple<std::string, std::string>>& entries) {
+  FitMsg fit;
+  PutTrainConfig(TrainConfig{}, &fit.config);
+  Frames frames = EditHeader(Encode(fit), [&](HeaderMap& m, msgpack::zone& z) {
+    m["tensors"] = Packed(z, [&](Packer& pk) {
+      pk.pack_array(static_cast<uint32_t>(entries.size()));
+      for (const auto& [name, group] : entries) {
+        pk.pack_array(4);
+        pk.pack(name);
+        pk.pack(std::string("f32"));
+        pk.pack(std::vector<int64_t>{1});
+        pk.pack(group);
+      }
+    });
+  });
+  for (size_t i = 0; i < entries.size(); ++i) frames.push_back({0, 0, 0x80, 0x3f});  // 1.0f
+  return frames;
+}
+
+// A Fit whose config map is packed by `fill` (which packs exactly one map).
+Frames FitWithConfig(const std::function<void(Packer&)>& fill) {
+  FitMsg fit;
+  return EditHeader(Encode(fit), [&](HeaderMap& m, msgpack::zone& z) { m["config"] = Packed(z, fill); });
+}
+
+TEST_CASE("protocol v3: config maps are typed and bounded, each rejection names the key") {
+  SUBCASE("typed readers") {
+    ConfigMap c{{"mu", 0.5}, {"n", int64_t{3}}, {"on", true}, {"s", std::string("x")}};
+    CHECK(*ConfigDouble(c, "mu", 0) == 0.5);
+    CHECK(*ConfigDouble(c, "n", 0) == 3.0);  // an int read as a double
+    CHECK(*ConfigDouble(c, "absent", 1.25) == 1.25);
+    CHECK(*ConfigInt(c, "n", 0) == 3);
+    CHECK(*ConfigBool(c, "on", false) == true);
+    CHECK(*ConfigString(c, "s", "") == "x");
+    CHECK(ConfigDouble(c, "s", 0).status().message() == "config key 's' must be a double, got string");
+    CHECK(ConfigInt(c, "mu", 0).status().message() == "config key 'mu' must be an int, got double");
+    CHECK(ConfigBool(c, "n", false).status().message() == "config key 'n' must be a bool, got int");
+    CHECK(ConfigString(c, "on", "").status().message() == "config key 'on' must be a string, got bool");
+  }
+  SUBCASE("ParseTrainConfig names a missing, mistyped or out-of-range key") {
+    ConfigMap c;
+    PutTrainConfig(TrainConfig{}, &c);
+    REQUIRE(ParseTrainConfig(c).ok());
+    for (const char* k : {"epochs", "batch_size", "learning_rate", "momentum", "seed", "send_delta"}) {
+      ConfigMap missing = c;
+      missing.erase(k);
+      CHECK(ParseTrainConfig(missing).status().message() == std::string("config key '") + k + "' is missing");
+    }
+    ConfigMap typed = c;
+    typed["send_delta"] = int64_t{1};
+    CHECK(ParseTrainConfig(typed).status().message() == "config key 'send_delta' must be a bool, got int");
+    ConfigMap big = c;
+    big["epochs"] = int64_t{1} << 33;
+    CHECK(Contains(ParseTrainConfig(big).status().message(), "config key 'epochs' value 8589934592 is out of range"));
+    ConfigMap negative = c;
+    negative["batch_size"] = int64_t{-1};
+    CHECK(Contains(ParseTrainConfig(negative).status().message(), "config key 'batch_size' value -1 is out of range"));
+  }
+  SUBCASE("ValidateConfig") {
+    ConfigMap ok{{"proximal_mu", 0.01}};
+    CHECK(ValidateConfig(ok).ok());
+    CHECK(Contains(ValidateConfig({{"bad key", 1.0}}).message(), "field 'config.bad key' has byte 0x20"));
+    CHECK(ValidateConfig({{"mu", std::nan("")}}).message() == "config key 'mu' is not finite");
+    CHECK(Contains(ValidateConfig({{"s", std::string(kMaxTextBytes + 1, 'x')}}).message(), "over the limit of 1024"));
+    ConfigMap many;
+    for (size_t i = 0; i <= kMaxConfigEntries; ++i) many["k" + std::to_string(i)] = int64_t{1};
+    CHECK(Contains(ValidateConfig(many).message(), "65 entries, over the limit of 64"));
+  }
+  SUBCASE("too many entries") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(kMaxConfigEntries + 1);
+      for (size_t i = 0; i <= kMaxConfigEntries; ++i) {
+        pk.pack(std::string("k") + std::to_string(i));
+        pk.pack(1);
+      }
+    });
+    CHECK(Contains(DecodeError(f), "Fit: field 'config' holds 65 entries, over the limit of 64"));
+  }
+  SUBCASE("key charset") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("bad key"));
+      pk.pack(1);
+    });
+    CHECK(Contains(DecodeError(f), "field 'config.bad key' has byte 0x20 at offset 3"));
+    const Frames empty = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string(""));
+      pk.pack(1);
+    });
+    CHECK(Contains(DecodeError(empty), "must be 1..64 bytes, got 0"));
+    const Frames number = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(7);
+      pk.pack(1);
+    });
+    CHECK(Contains(DecodeError(number), "key #0 of 'config' must be a string, got unsigned integer"));
+  }
+  SUBCASE("duplicate key") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(2);
+      pk.pack(std::string("epochs"));
+      pk.pack(1);
+      pk.pack(std::string("epochs"));
+      pk.pack(2);
+    });
+    CHECK(Contains(DecodeError(f), "duplicate key 'epochs' in 'config'"));
+  }
+  SUBCASE("non-finite double") {
+    for (double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+      const Frames f = FitWithConfig([bad](Packer& pk) {
+        pk.pack_map(1);
+        pk.pack(std::string("proximal_mu"));
+        pk.pack_double(bad);
+      });
+      CHECK(Contains(DecodeError(f), "field 'config.proximal_mu' is not finite"));
+    }
+  }
+  SUBCASE("string over kMaxTextBytes") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("note"));
+      pk.pack(std::string(kMaxTextBytes + 1, 'x'));
+    });
+    CHECK(Contains(DecodeError(f), "field 'config.note' is 1025 bytes, over the limit of 1024"));
+  }
+  SUBCASE("integer over int64") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("seed"));
+      pk.pack_uint64(std::numeric_limits<uint64_t>::max());
+    });
+    CHECK(Contains(DecodeError(f), "field 'config.seed' value 18446744073709551615 is out of range for int64"));
+  }
+  SUBCASE("value of another type") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("list"));
+      pk.pack_array(0);
+    });
+    CHECK(Contains(DecodeError(f), "field 'config.list' must be a bool, an integer, a float or a string, got array"));
+    const Frames nil = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("x"));
+      pk.pack_nil();
+    });
+    CHECK(Contains(DecodeError(nil), "field 'config.x' must be a bool, an integer, a float or a string, got nil"));
+  }
+  SUBCASE("a hostile key is printed safely") {
+    const Frames f = FitWithConfig([](Packer& pk) {
+      pk.pack_map(1);
+      pk.pack(std::string("a\nb\x01"));
+      pk.pack(1);
+    });
+    const std::string msg = DecodeError(f);
+    CHECK(Contains(msg, "field 'config.a?b?'"));
+    CHECK_FALSE(Contains(msg, "\n"));
+  }
+}
+
+TEST_CASE("protocol v3: tensor groups are named, contiguous and bounded") {
+  SUBCASE("valid groups decode, a name may repeat across groups") {
+    const Frames f = FitWithManifest({{"w", "params"}, {"b", "params"}, {"w", "control"}});
+    StatusOr<Message> d = Decode(f);
+    REQUIRE_MESSAGE(d.ok(), d.status().ToString());
+    const auto& fit = std::get<FitMsg>(*d);
+    CHECK(fit.parameters.size() == 2);
+    REQUIRE(fit.groups.count("control") == 1);
+    CHECK(fit.groups.at("control").size() == 1);
+    CHECK(fit.groups.at("control")[0].name == "w");
+  }
+  SUBCASE("group name outside the charset") {
+    CHECK(Contains(DecodeError(FitWithManifest({{"w", "params"}, {"w", "bad group"}})),
+                   "field 'tensors[1].group' has byte 0x20 at offset 3"));
+    CHECK(Contains(DecodeError(FitWithManifest({{"w", ""}})), "field 'tensors[0].group' must be 1..64 bytes, got 0"));
+    CHECK(Contains(DecodeError(FitWithManifest({{"w", std::string(65, 'g')}})),
+                   "field 'tensors[0].group' is 65 bytes, over the limit of 64"));
+  }
+  SUBCASE("group not a string") {
+    FitMsg fit;
+    PutTrainConfig(TrainConfig{}, &fit.config);
+    fit.parameters = {MakeFloatBlob("w", {1}, {1})};
+    const Frames f = EditHeader(Encode(fit), [](HeaderMap& m, msgpack::zone& z) {
+      m["tensors"] = Packed(z, [](Packer& pk) {
+        pk.pack_array(1);
+        pk.pack_array(4);
+        pk.pack(std::string("w"));
+        pk.pack(std::string("f32"));
+        pk.pack(std::vector<int64_t>{1});
+        pk.pack(3);
+      });
+    });
+    CHECK(Contains(DecodeError(f), "field 'tensors[0].group' must be a string, got unsigned integer"));
+  }
+  SUBCASE("a group that appears twice (not contiguous)") {
+    CHECK(Contains(DecodeError(FitWithManifest({{"w", "params"}, {"c", "control"}, {"b", "params"}})),
+                   "tensor group 'params' appears twice in the manifest (at tensors[2])"));
+  }
+  SUBCASE("duplicate tensor name within a group") {
+    CHECK(Contains(DecodeError(FitWithManifest({{"w", "params"}, {"c", "control"}, {"c", "control"}})),
+                   "tensor name 'c' appears twice in group 'control'"));
+  }
+  SUBCASE("too many groups") {
+    std::vector<std::tuple<std::string, std::string>> entries;
+    for (size_t g = 0; g <= kMaxTensorGroups; ++g) entries.emplace_back("w", "g" + std::to_string(g));
+    CHECK(Contains(DecodeError(FitWithManifest(entries)), "the manifest names more than 16 tensor groups"));
+    entries.pop_back();
+    CHECK(Decode(FitWithManifest(entries)).ok());
+  }
+  SUBCASE("manifest and frames disagree") {
+    Frames f = FitWithManifest({{"w", "params"}, {"c", "control"}});
+    f.pop_back();
+    CHECK(Contains(DecodeError(f, Code::kDataLoss), "manifest lists 2 tensors but the message has 1 tensor frames"));
+    Frames g = FitWithManifest({{"w", "params"}, {"c", "control"}});
+    g.back().push_back(0);
+    CHECK(Contains(DecodeError(g, Code::kDataLoss), "tensor 'c' f32[1] needs 4 bytes but its frame has 5"));
+  }
+  SUBCASE("non-finite value in a group") {
+    FitResMsg m = SampleFitRes();
+    m.groups["control"] = {MakeFloatBlob("c", {2}, {1, std::numeric_limits<float>::quiet_NaN()})};
+    CHECK(Contains(DecodeError(Encode(m)), "tensor 'c' has a non-finite value"));
+  }
+  SUBCASE("Evaluate carries only group params") {
+    EvaluateMsg e;
+    e.parameters = {MakeFloatBlob("w", {1}, {1})};
+    const Frames f = EditHeader(Encode(e), [](HeaderMap& m, msgpack::zone& z) {
+      m["tensors"] = Packed(z, [](Packer& pk) {
+        pk.pack_array(1);
+        pk.pack_array(4);
+        pk.pack(std::string("w"));
+        pk.pack(std::string("f32"));
+        pk.pack(std::vector<int64_t>{1});
+        pk.pack(std::string("control"));
+      });
+    });
+    CHECK(Contains(DecodeError(f), "field 'tensors[0].group' is 'control', but this message carries only group 'params'"));
+  }
+  SUBCASE("an empty group does not travel") {
+    FitResMsg m;
+    m.groups["control"] = {};
+    FitResMsg got = RoundTrip(m, 1);
+    CHECK(got.groups.empty());
   }
 }
 

@@ -67,6 +67,15 @@ TrainConfig Config(uint32_t epochs, uint64_t seed) {
   return c;
 }
 
+// One Fit from `p` with `c` and a fresh (empty) client state.
+greenfed::StatusOr<FitResult> FitOnce(FashionMnistTask& task, const Parameters& p, const TrainConfig& c) {
+  greenfed::FitRequest request;
+  request.parameters = p;
+  greenfed::PutTrainConfig(c, &request.config);
+  greenfed::ClientState state;
+  return task.Fit(request, state);
+}
+
 int64_t TotalElements(const Parameters& p) {
   int64_t n = 0;
   for (const auto& b : p) n += b.NumElements();
@@ -152,7 +161,7 @@ TEST_CASE("task: Fit on synthetic data lowers the loss and reaches > 0.8 accurac
   CHECK(before->num_examples == 500);
   CHECK(before->accuracy < 0.3);
 
-  auto fit = task.Fit(*init, Config(2, 5));
+  auto fit = FitOnce(task, *init, Config(2, 5));
   REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
   CHECK(fit->num_examples == 2000);
   CHECK(std::isfinite(fit->train_loss));
@@ -167,12 +176,12 @@ TEST_CASE("task: Fit on synthetic data lowers the loss and reaches > 0.8 accurac
   CHECK(after->accuracy > 0.8);
 
   // Same parameters, config and thread count: the same weights, byte for byte.
-  auto again = task.Fit(*init, Config(2, 5));
+  auto again = FitOnce(task, *init, Config(2, 5));
   REQUIRE(again.ok());
   for (size_t i = 0; i < init->size(); ++i) CHECK(again->parameters[i].data == fit->parameters[i].data);
   CHECK(again->train_loss == fit->train_loss);
   // Another seed shuffles differently.
-  auto reshuffled = task.Fit(*init, Config(2, 6));
+  auto reshuffled = FitOnce(task, *init, Config(2, 6));
   REQUIRE(reshuffled.ok());
   CHECK(reshuffled->parameters[0].data != fit->parameters[0].data);
 }
@@ -187,7 +196,7 @@ TEST_CASE("task: Fit and Evaluate reject malformed parameters and configs") {
   SUBCASE("wrong shape") {
     Parameters p = *init;
     p[7] = greenfed::MakeFloatBlob("fc2.bias", {11}, std::vector<float>(11, 0.0f));
-    auto r = task.Fit(p, Config(1, 0));
+    auto r = FitOnce(task, p, Config(1, 0));
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == Code::kInvalidArgument);
     CHECK(r.status().message() == "tensor 'fc2.bias' has shape [11], expected [10]");
@@ -197,7 +206,7 @@ TEST_CASE("task: Fit and Evaluate reject malformed parameters and configs") {
     Parameters p = *init;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::memcpy(p[2].data.data() + 5 * sizeof(float), &nan, sizeof(float));
-    auto r = task.Fit(p, Config(1, 0));
+    auto r = FitOnce(task, p, Config(1, 0));
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == Code::kInvalidArgument);
     CHECK(r.status().message() == "tensor 'conv2.weight' has a non-finite value (NaN or Inf) at element 5");
@@ -205,28 +214,28 @@ TEST_CASE("task: Fit and Evaluate reject malformed parameters and configs") {
   SUBCASE("missing tensor and wrong name") {
     Parameters p = *init;
     p.pop_back();
-    CHECK(task.Fit(p, Config(1, 0)).status().message() == "expected 8 tensors, got 7");
+    CHECK(FitOnce(task, p, Config(1, 0)).status().message() == "expected 8 tensors, got 7");
     Parameters q = *init;
     q[0].name = "conv0.weight";
-    CHECK(task.Fit(q, Config(1, 0)).status().message() == "tensor 0 is named 'conv0.weight', expected 'conv1.weight'");
+    CHECK(FitOnce(task, q, Config(1, 0)).status().message() == "tensor 0 is named 'conv0.weight', expected 'conv1.weight'");
   }
   SUBCASE("bad config") {
     TrainConfig c = Config(1, 0);
     c.batch_size = 0;
-    CHECK(task.Fit(*init, c).status().message() == "fashion_mnist Fit: batch_size must be >= 1, got 0");
+    CHECK(FitOnce(task, *init, c).status().message() == "fashion_mnist Fit: batch_size must be >= 1, got 0");
     c = Config(0, 0);
-    CHECK(task.Fit(*init, c).status().message() == "fashion_mnist Fit: epochs must be >= 1, got 0");
+    CHECK(FitOnce(task, *init, c).status().message() == "fashion_mnist Fit: epochs must be >= 1, got 0");
     c = Config(1, 0);
     c.learning_rate = -0.1;
-    CHECK(task.Fit(*init, c).status().code() == Code::kInvalidArgument);
+    CHECK(FitOnce(task, *init, c).status().code() == Code::kInvalidArgument);
     c = Config(1, 0);
     c.momentum = 1.0;
-    CHECK(task.Fit(*init, c).status().code() == Code::kInvalidArgument);
+    CHECK(FitOnce(task, *init, c).status().code() == Code::kInvalidArgument);
   }
   SUBCASE("divergence is reported, not returned as weights") {
     TrainConfig c = Config(1, 0);
     c.learning_rate = 1e30;
-    auto r = task.Fit(*init, c);
+    auto r = FitOnce(task, *init, c);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == Code::kOutOfRange);
     CHECK(r.status().message().find("fashion_mnist Fit: loss became") == 0);
@@ -284,7 +293,7 @@ TEST_CASE("task: roles load the right data and clients take their shards") {
     CHECK(task.NumTestExamples() == 500);
     auto init = task.InitialParameters();
     REQUIRE(init.ok());
-    auto r = task.Fit(*init, Config(1, 0));
+    auto r = FitOnce(task, *init, Config(1, 0));
     CHECK(r.status().code() == Code::kFailedPrecondition);
     CHECK(r.status().message() == "fashion_mnist: Fit needs training data, role coordinator has none");
   }
@@ -327,7 +336,7 @@ TEST_CASE("task: one epoch on 6000 real Fashion-MNIST images") {
   REQUIRE_MESSAGE(prepared.ok(), prepared.ToString());
   auto init = task.InitialParameters();
   REQUIRE(init.ok());
-  auto fit = task.Fit(*init, Config(1, 0));
+  auto fit = FitOnce(task, *init, Config(1, 0));
   REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
   auto eval = task.Evaluate(fit->parameters);
   REQUIRE(eval.ok());
@@ -350,7 +359,7 @@ TEST_CASE("fashion_mnist own data: a client's own IDX directory is its whole tra
   CHECK(task.NumTestExamples() == 0);
   auto init = task.InitialParameters();
   REQUIRE(init.ok());
-  auto fit = task.Fit(*init, Config(1, 3));
+  auto fit = FitOnce(task, *init, Config(1, 3));
   REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
   CHECK(fit->num_examples == 120);
   CHECK(task.Evaluate(*init).status().code() == Code::kFailedPrecondition);

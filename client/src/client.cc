@@ -3,7 +3,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cstring>
 #include <future>
 #include <map>
@@ -72,6 +74,8 @@ struct WorkResult {
   FitResult fit;
   EvalResult eval;
   bool is_delta = false;
+  ClientState state;            // kFit: the task's state after this round, handed back
+  uint64_t state_generation = 0;  // the generation it was taken from
   double wall_s = 0;
   std::vector<EnergyRecord> energy;
 };
@@ -97,6 +101,15 @@ struct Client::Impl {
   std::future<WorkResult> work;
   bool working = false;
   std::optional<Message> queued;  // a Fit/Evaluate that arrived while the shard was being built
+
+  // The task's state across rounds (task.h ClientState). A fit moves it to the
+  // worker and FinishWork moves it back, so that only one thread ever holds it. It
+  // starts empty in every process; when the coordinator gives this client another
+  // shard on rejoin, it is dropped and state_generation moves on, so that a fit
+  // still running for the old shard cannot bring it back.
+  ClientState state;
+  uint64_t state_generation = 0;
+  std::optional<std::vector<std::string>> task_capabilities;  // announced at Join
 
   std::vector<EnergyRecord> unreported;
   // Energy sent since the coordinator last said anything. A coordinator that answers
@@ -320,23 +333,37 @@ struct Client::Impl {
       Env* e = env;
       working = true;
       const double attack = options.attack_scale;
-      work = std::async(std::launch::async, [t, pm, e, attack, msg = std::move(*fit)] {
+      FitRequest request;
+      request.parameters = std::move(fit->parameters);
+      request.groups = std::move(fit->groups);
+      request.config = std::move(fit->config);
+      const uint64_t round = fit->round;
+      work = std::async(std::launch::async, [t, pm, e, attack, round, req = std::move(request),
+                                             st = std::move(state), gen = state_generation]() mutable {
         WorkResult r;
         r.kind = WorkKind::kFit;
-        r.round = msg.round;
+        r.round = round;
+        r.state_generation = gen;
+        StatusOr<bool> send_delta = ConfigBool(req.config, "send_delta", false);
+        if (!send_delta.ok()) {
+          r.status = send_delta.status();
+          r.state = std::move(st);
+          return r;
+        }
         const double t0 = e->NowSeconds();
         auto mark = pm->Begin();
-        auto res = t->Fit(msg.parameters, msg.config);
-        r.energy = pm->End(mark, Phase::kFit, static_cast<int64_t>(msg.round));
+        auto res = t->Fit(req, st);
+        r.energy = pm->End(mark, Phase::kFit, static_cast<int64_t>(round));
         r.wall_s = e->NowSeconds() - t0;
+        r.state = std::move(st);
         if (!res.ok()) {
           r.status = res.status();
           return r;
         }
         r.fit = std::move(res).value();
-        if (attack != 1.0) r.fit.parameters = ScaleUpdate(r.fit.parameters, msg.parameters, attack);
-        if (msg.config.send_delta) {
-          r.fit.parameters = Delta(r.fit.parameters, msg.parameters);
+        if (attack != 1.0) r.fit.parameters = ScaleUpdate(r.fit.parameters, req.parameters, attack);
+        if (*send_delta) {
+          r.fit.parameters = Delta(r.fit.parameters, req.parameters);
           r.is_delta = true;
         }
         return r;
@@ -368,6 +395,7 @@ struct Client::Impl {
     WorkResult r = work.get();
     working = false;
     idle_mark = meter->Begin();
+    if (r.kind == WorkKind::kFit && r.state_generation == state_generation) state = std::move(r.state);
     unreported.insert(unreported.end(), r.energy.begin(), r.energy.end());
     if (r.kind == WorkKind::kPrepare) {
       if (!r.status.ok()) {
@@ -397,6 +425,7 @@ struct Client::Impl {
       res.train_loss = r.fit.train_loss;
       res.fit_s = r.wall_s;
       res.parameters = std::move(r.fit.parameters);
+      res.groups = std::move(r.fit.groups);
       res.energy = TakeEnergy();
       ++rounds_trained;
       log->Info("round " + std::to_string(r.round) + ": trained on " + std::to_string(res.num_examples) +
@@ -424,6 +453,7 @@ struct Client::Impl {
       j.requested_index = welcome ? static_cast<int32_t>(welcome->client_index) : options.requested_index;
       j.num_examples = prepared ? task->NumTrainExamples() : 0;
       j.capabilities = {"delta", "evaluate", "meter"};
+      for (const std::string& cap : TaskCapabilities()) j.capabilities.push_back(cap);
       j.country = options.country;
       j.pue = options.pue;
       GREENFED_RETURN_IF_ERROR(Send(j));
@@ -441,6 +471,7 @@ struct Client::Impl {
                                   welcome->partition.num_clients == w->partition.num_clients &&
                                   welcome->partition.alpha == w->partition.alpha;
           if (!same_shard && !OwnData()) prepared = false;
+          if (welcome && !same_shard && !OwnData()) DropState(*w);
           welcome = *w;
           log->Info("joined " + options.connect + " as client-" + std::to_string(w->client_index) + " of " +
                     std::to_string(w->partition.num_clients) + " (run " + w->run_id + ")");
@@ -491,6 +522,50 @@ struct Client::Impl {
     return Status::Ok();
   }
 
+  // The capabilities this client announces for its task. The task is named only in
+  // the Welcome, so a client announces a capability only when every task it has
+  // registered supports it (for the usual one-task registry: that task's own).
+  const std::vector<std::string>& TaskCapabilities() {
+    if (task_capabilities) return *task_capabilities;
+    if (OwnData() && task) {
+      // Own data: the task is known (and prepared) before Join, so announce its own.
+      std::vector<std::string> own = task->Capabilities();
+      if (own.size() + 3 > kMaxCapabilities) own.resize(kMaxCapabilities - 3);
+      task_capabilities = std::move(own);
+      return *task_capabilities;
+    }
+    std::vector<std::string> common;
+    bool first = true;
+    for (const std::string& name : tasks->Names()) {
+      auto created = tasks->Create(name);
+      if (!created.ok()) continue;
+      std::vector<std::string> caps = (*created)->Capabilities();
+      std::sort(caps.begin(), caps.end());
+      if (first) {
+        common = caps;
+        first = false;
+      } else {
+        std::vector<std::string> both;
+        std::set_intersection(common.begin(), common.end(), caps.begin(), caps.end(), std::back_inserter(both));
+        common = std::move(both);
+      }
+    }
+    // Join's decoder bounds the list; never announce more than it accepts.
+    if (common.size() + 3 > kMaxCapabilities) common.resize(kMaxCapabilities - 3);
+    task_capabilities = std::move(common);
+    return *task_capabilities;
+  }
+
+  // The coordinator gave this client another shard: what the task kept for the
+  // old one does not belong to the new one.
+  void DropState(const WelcomeMsg& w) {
+    ++state_generation;
+    log->Info("client state dropped (" + std::to_string(state.size()) + " groups): the coordinator assigned client-" +
+              std::to_string(w.client_index) + " instead of client-" + std::to_string(welcome->client_index) +
+              " on rejoin");
+    state.clear();
+  }
+
   Status CheckWelcome(const WelcomeMsg& w) {
     if (OwnData()) {
       if (w.partition.scheme != "none") {
@@ -517,6 +592,7 @@ struct Client::Impl {
   StatusOr<ClientResult> Run(int stop_fd) {
     if (OwnData()) GREENFED_RETURN_IF_ERROR(PrepareOwnData());
     idle_mark = meter->Begin();
+    log->Info("client state: empty (a new client process keeps nothing from an earlier one)");
     bool stop = false;
     for (;;) {
       GREENFED_ASSIGN_OR_RETURN(JoinOutcome joined, Join(stop_fd, &stop));

@@ -8,9 +8,9 @@
 //                  "country" str, "pue" float
 //   Welcome        "index" uint, "partition" PartitionSpec, "task" str, "model" str,
 //                  "run_id" str, "hb_ms" uint
-//   Fit            "round" uint, "config" TrainConfig, "tensors" manifest
+//   Fit            "round" uint, "config" ConfigMap, "tensors" manifest (groups)
 //   FitRes         "round" uint, "is_delta" bool, "n_examples" uint, "loss" float,
-//                  "fit_s" float, "tensors" manifest, "energy" [EnergyRecord]
+//                  "fit_s" float, "tensors" manifest (groups), "energy" [EnergyRecord]
 //   Evaluate       "round" uint, "tensors" manifest
 //   EvaluateRes    "round" uint, "loss" float, "accuracy" float, "n_examples" uint,
 //                  "energy" [EnergyRecord]
@@ -20,12 +20,17 @@
 // Nested maps:
 //   PartitionSpec  "scheme" str, "alpha" float, "shards_per_client" uint, "seed" uint,
 //                  "n_clients" uint
-//   TrainConfig    "epochs" uint, "batch" uint, "lr" float, "momentum" float,
-//                  "seed" uint, "delta" bool
+//   ConfigMap      up to kMaxConfigEntries keys (ValidateIdentifier), each a bool,
+//                  an integer (int64), a float (finite) or a str (<= kMaxTextBytes).
+//                  TrainConfig lives in it as "epochs", "batch_size",
+//                  "learning_rate", "momentum", "seed" (int64 bits), "send_delta".
 //   EnergyRecord   "phase" str (PhaseName), "round" int, "wall_s" float, "cpu_s" float,
 //                  "energy_j" float, "sent" uint, "received" uint,
 //                  "source" str (EnergySourceName), "measured" bool
-//   manifest       array of [name str, dtype str (DTypeName), shape [int]]
+//   manifest       array of [name str, dtype str (DTypeName), shape [int], group str];
+//                  group names follow ValidateIdentifier, a group's entries are
+//                  contiguous, at most kMaxTensorGroups groups, names unique within
+//                  a group. Evaluate's tensors are all group "params".
 //
 // Every listed field is required. Keys the decoder does not know are ignored, so a
 // newer peer may add fields without a version bump (forward compatibility); removing
@@ -35,6 +40,7 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -75,13 +81,8 @@ constexpr const char* kAlpha = "alpha";
 constexpr const char* kShardsPerClient = "shards_per_client";
 constexpr const char* kSeed = "seed";
 constexpr const char* kNumClients = "n_clients";
-// Fit / TrainConfig
+// Fit
 constexpr const char* kConfig = "config";
-constexpr const char* kEpochs = "epochs";
-constexpr const char* kBatchSize = "batch";
-constexpr const char* kLearningRate = "lr";
-constexpr const char* kMomentum = "momentum";
-constexpr const char* kSendDelta = "delta";
 // FitRes / EvaluateRes
 constexpr const char* kIsDelta = "is_delta";
 constexpr const char* kLoss = "loss";
@@ -181,14 +182,19 @@ void PutPartition(MapWriter& w, const PartitionSpec& p) {
   w.Put(key::kPartition, m);
 }
 
-void PutConfig(MapWriter& w, const TrainConfig& c) {
+void PutConfig(MapWriter& w, const ConfigMap& config) {
   MapWriter m;
-  m.Put(key::kEpochs, c.epochs);
-  m.Put(key::kBatchSize, c.batch_size);
-  m.Put(key::kLearningRate, c.learning_rate);
-  m.Put(key::kMomentum, c.momentum);
-  m.Put(key::kSeed, c.seed);
-  m.Put(key::kSendDelta, c.send_delta);
+  for (const auto& [k, v] : config) {
+    if (const auto* b = std::get_if<bool>(&v)) {
+      m.Put(k.c_str(), *b);
+    } else if (const auto* i = std::get_if<int64_t>(&v)) {
+      m.Put(k.c_str(), *i);
+    } else if (const auto* d = std::get_if<double>(&v)) {
+      m.Put(k.c_str(), *d);
+    } else {
+      m.Put(k.c_str(), std::get<std::string>(v));
+    }
+  }
   w.Put(key::kConfig, m);
 }
 
@@ -209,77 +215,105 @@ void PutEnergy(MapWriter& w, const std::vector<EnergyRecord>& records) {
   }
 }
 
-void PutManifest(MapWriter& w, const Parameters& params) {
+// The tensors a message carries, group by group in frame order. `present` is false
+// for a message type without tensors (no manifest at all).
+struct TensorList {
+  bool present = false;
+  std::vector<std::pair<std::string, const Parameters*>> groups;
+
+  static TensorList None() { return {}; }
+  static TensorList Of(const Parameters& params, const TensorGroups* groups = nullptr) {
+    TensorList l;
+    l.present = true;
+    l.groups.emplace_back(kParamsGroup, &params);
+    if (groups != nullptr) {
+      for (const auto& [name, tensors] : *groups) {
+        if (!tensors.empty()) l.groups.emplace_back(name, &tensors);
+      }
+    }
+    return l;
+  }
+  size_t NumTensors() const {
+    size_t n = 0;
+    for (const auto& g : groups) n += g.second->size();
+    return n;
+  }
+};
+
+void PutManifest(MapWriter& w, const TensorList& list) {
   Packer& pk = w.Key(key::kTensors);
-  pk.pack_array(static_cast<uint32_t>(params.size()));
-  for (const auto& t : params) {
-    pk.pack_array(3);
-    MapWriter::PackString(pk, t.name);
-    MapWriter::PackString(pk, DTypeName(t.dtype));
-    pk.pack_array(static_cast<uint32_t>(t.shape.size()));
-    for (int64_t d : t.shape) pk.pack_int64(d);
+  pk.pack_array(static_cast<uint32_t>(list.NumTensors()));
+  for (const auto& [group, params] : list.groups) {
+    for (const auto& t : *params) {
+      pk.pack_array(4);
+      MapWriter::PackString(pk, t.name);
+      MapWriter::PackString(pk, DTypeName(t.dtype));
+      pk.pack_array(static_cast<uint32_t>(t.shape.size()));
+      for (int64_t d : t.shape) pk.pack_int64(d);
+      MapWriter::PackString(pk, group);
+    }
   }
 }
 
-// Each returns the tensors the message carries, or nullptr for a type without any.
-const Parameters* PutFields(MapWriter& w, const JoinMsg& m) {
+// Each returns the tensors the message carries.
+TensorList PutFields(MapWriter& w, const JoinMsg& m) {
   w.Put(key::kClientId, m.client_id);
   w.Put(key::kRequestedIndex, m.requested_index);
   w.Put(key::kNumExamples, m.num_examples);
   w.Put(key::kCapabilities, m.capabilities);
   w.Put(key::kCountry, m.country);
   w.Put(key::kPue, m.pue);
-  return nullptr;
+  return TensorList::None();
 }
-const Parameters* PutFields(MapWriter& w, const WelcomeMsg& m) {
+TensorList PutFields(MapWriter& w, const WelcomeMsg& m) {
   w.Put(key::kClientIndex, m.client_index);
   PutPartition(w, m.partition);
   w.Put(key::kTask, m.task);
   w.Put(key::kModel, m.model);
   w.Put(key::kRunId, m.run_id);
   w.Put(key::kHeartbeatMs, m.heartbeat_interval_ms);
-  return nullptr;
+  return TensorList::None();
 }
-const Parameters* PutFields(MapWriter& w, const FitMsg& m) {
+TensorList PutFields(MapWriter& w, const FitMsg& m) {
   w.Put(key::kRound, m.round);
   PutConfig(w, m.config);
-  return &m.parameters;
+  return TensorList::Of(m.parameters, &m.groups);
 }
-const Parameters* PutFields(MapWriter& w, const FitResMsg& m) {
+TensorList PutFields(MapWriter& w, const FitResMsg& m) {
   w.Put(key::kRound, m.round);
   w.Put(key::kIsDelta, m.is_delta);
   w.Put(key::kNumExamples, m.num_examples);
   w.Put(key::kLoss, m.train_loss);
   w.Put(key::kFitS, m.fit_s);
   PutEnergy(w, m.energy);
-  return &m.parameters;
+  return TensorList::Of(m.parameters, &m.groups);
 }
-const Parameters* PutFields(MapWriter& w, const EvaluateMsg& m) {
+TensorList PutFields(MapWriter& w, const EvaluateMsg& m) {
   w.Put(key::kRound, m.round);
-  return &m.parameters;
+  return TensorList::Of(m.parameters);
 }
-const Parameters* PutFields(MapWriter& w, const EvaluateResMsg& m) {
+TensorList PutFields(MapWriter& w, const EvaluateResMsg& m) {
   w.Put(key::kRound, m.round);
   w.Put(key::kLoss, m.loss);
   w.Put(key::kAccuracy, m.accuracy);
   w.Put(key::kNumExamples, m.num_examples);
   PutEnergy(w, m.energy);
-  return nullptr;
+  return TensorList::None();
 }
-const Parameters* PutFields(MapWriter& w, const HeartbeatMsg& m) {
+TensorList PutFields(MapWriter& w, const HeartbeatMsg& m) {
   w.Put(key::kRound, m.round);
   PutEnergy(w, m.energy);
-  return nullptr;
+  return TensorList::None();
 }
-const Parameters* PutFields(MapWriter& w, const ShutdownMsg& m) {
+TensorList PutFields(MapWriter& w, const ShutdownMsg& m) {
   w.Put(key::kReason, m.reason);
-  return nullptr;
+  return TensorList::None();
 }
-const Parameters* PutFields(MapWriter& w, const ErrorMsg& m) {
+TensorList PutFields(MapWriter& w, const ErrorMsg& m) {
   w.Put(key::kCode, static_cast<uint32_t>(m.code));
   w.Put(key::kRound, m.round);
   w.Put(key::kMessage, m.message);
-  return nullptr;
+  return TensorList::None();
 }
 
 constexpr MsgType TypeOfMsg(const JoinMsg&) { return MsgType::kJoin; }
@@ -418,6 +452,8 @@ class MapReader {
     return r;
   }
 
+  const std::vector<std::pair<std::string_view, const msgpack::object*>>& entries() const { return entries_; }
+
   // nullptr when absent. Maps are small (< 10 keys), so a linear scan is fastest.
   const msgpack::object* Find(std::string_view k) const {
     for (const auto& e : entries_) {
@@ -480,14 +516,53 @@ Status ReadPartition(const MapReader& r, PartitionSpec* p) {
   return m.Read(key::kNumClients, &p->num_clients);
 }
 
-Status ReadConfig(const MapReader& r, TrainConfig* c) {
-  GREENFED_ASSIGN_OR_RETURN(MapReader m, r.Nested(key::kConfig));
-  GREENFED_RETURN_IF_ERROR(m.Read(key::kEpochs, &c->epochs));
-  GREENFED_RETURN_IF_ERROR(m.Read(key::kBatchSize, &c->batch_size));
-  GREENFED_RETURN_IF_ERROR(m.Read(key::kLearningRate, &c->learning_rate));
-  GREENFED_RETURN_IF_ERROR(m.Read(key::kMomentum, &c->momentum));
-  GREENFED_RETURN_IF_ERROR(m.Read(key::kSeed, &c->seed));
-  return m.Read(key::kSendDelta, &c->send_delta);
+// A config key as it may appear in an error: printable ASCII kept, the rest as '?',
+// cut at kMaxIdentifierBytes, so that a hostile key cannot garble the log.
+std::string PrintableKey(std::string_view k) {
+  std::string out;
+  for (char ch : k.substr(0, kMaxIdentifierBytes)) out += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+  if (k.size() > kMaxIdentifierBytes) out += "...";
+  return out;
+}
+
+Status ReadConfig(const MapReader& r, ConfigMap* out) {
+  const msgpack::object* o = nullptr;
+  GREENFED_RETURN_IF_ERROR(r.Require(key::kConfig, &o));
+  if (o->type == mtype::MAP && o->via.map.size > kMaxConfigEntries) {
+    return InvalidArgument("field 'config' holds " + std::to_string(o->via.map.size) + " entries, over the limit of " +
+                           std::to_string(kMaxConfigEntries));
+  }
+  GREENFED_ASSIGN_OR_RETURN(MapReader m, MapReader::Make(*o, key::kConfig));
+  out->clear();
+  for (const auto& [k, v] : m.entries()) {
+    const std::string field = "config." + PrintableKey(k);
+    const std::string name(k);
+    GREENFED_RETURN_IF_ERROR(ValidateIdentifier(field, name));
+    switch (v->type) {
+      case mtype::BOOLEAN: (*out)[name] = v->via.boolean; break;
+      case mtype::POSITIVE_INTEGER:
+      case mtype::NEGATIVE_INTEGER: {
+        int64_t i = 0;
+        GREENFED_RETURN_IF_ERROR(ReadValue(*v, field, &i));
+        (*out)[name] = i;
+        break;
+      }
+      case mtype::FLOAT32:
+      case mtype::FLOAT64:
+        if (!std::isfinite(v->via.f64)) return InvalidArgument("field '" + field + "' is not finite");
+        (*out)[name] = v->via.f64;
+        break;
+      case mtype::STR:
+        if (v->via.str.size > kMaxTextBytes) {
+          return InvalidArgument("field '" + field + "' is " + std::to_string(v->via.str.size) +
+                                 " bytes, over the limit of " + std::to_string(kMaxTextBytes));
+        }
+        (*out)[name] = std::string(v->via.str.ptr, v->via.str.size);
+        break;
+      default: return WrongType(field, "a bool, an integer, a float or a string", *v);
+    }
+  }
+  return Status::Ok();
 }
 
 Status ReadEnergyRecord(const MapReader& m, EnergyRecord* rec) {
@@ -537,8 +612,9 @@ Status ReadEnergy(const MapReader& r, std::vector<EnergyRecord>* out) {
 }
 
 // Reads the manifest and builds one blob per tensor frame (the one copy a decoder
-// that takes const frames must make).
-Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* out) {
+// that takes const frames must make): group "params" into `params`, the others
+// into `groups`; with `groups` == nullptr every entry must be group "params".
+Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* params, TensorGroups* groups) {
   const msgpack::object_array* manifest = nullptr;
   GREENFED_RETURN_IF_ERROR(r.RequireArray(key::kTensors, &manifest));
   const size_t tensor_frames = frames.size() - 1;
@@ -546,21 +622,48 @@ Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* out) {
     return DataLoss("manifest lists " + std::to_string(manifest->size) + " tensors but the message has " +
                     std::to_string(tensor_frames) + " tensor frames");
   }
-  std::set<std::string> names;
-  out->clear();
-  out->reserve(manifest->size);
+  std::set<std::string> names;       // within the current group
+  std::set<std::string> seen_groups;
+  std::string current_group;
+  params->clear();
+  if (groups != nullptr) groups->clear();
   for (uint32_t i = 0; i < manifest->size; ++i) {
     const std::string entry_name = std::string(key::kTensors) + "[" + std::to_string(i) + "]";
     const msgpack::object& entry = manifest->ptr[i];
-    if (entry.type != mtype::ARRAY || entry.via.array.size != 3) {
-      return InvalidArgument("field '" + entry_name + "' must be [name, dtype, shape], got " +
+    if (entry.type != mtype::ARRAY || entry.via.array.size != 4) {
+      return InvalidArgument("field '" + entry_name + "' must be [name, dtype, shape, group], got " +
                              (entry.type == mtype::ARRAY ? "an array of " + std::to_string(entry.via.array.size)
                                                          : std::string(ObjectTypeName(entry))));
     }
     const msgpack::object* parts = entry.via.array.ptr;
+    std::string group;
+    if (parts[3].type == mtype::STR && parts[3].via.str.size > kMaxIdentifierBytes) {
+      return InvalidArgument("field '" + entry_name + ".group' is " + std::to_string(parts[3].via.str.size) +
+                             " bytes, over the limit of " + std::to_string(kMaxIdentifierBytes));
+    }
+    GREENFED_RETURN_IF_ERROR(ReadValue(parts[3], entry_name + ".group", &group));
+    GREENFED_RETURN_IF_ERROR(ValidateIdentifier(entry_name + ".group", group));
+    if (groups == nullptr && group != kParamsGroup) {
+      return InvalidArgument("field '" + entry_name + ".group' is '" + group + "', but this message carries only group '" +
+                             kParamsGroup + "'");
+    }
+    if (i == 0 || group != current_group) {
+      if (!seen_groups.insert(group).second) {
+        return InvalidArgument("tensor group '" + group + "' appears twice in the manifest (at " + entry_name +
+                               "); a group's tensors must be contiguous");
+      }
+      if (seen_groups.size() > kMaxTensorGroups) {
+        return InvalidArgument("the manifest names more than " + std::to_string(kMaxTensorGroups) + " tensor groups");
+      }
+      current_group = group;
+      names.clear();
+    }
+    Parameters* out = group == kParamsGroup ? params : &(*groups)[group];
     TensorBlob blob;
     GREENFED_RETURN_IF_ERROR(ReadValue(parts[0], entry_name + ".name", &blob.name));
-    if (!names.insert(blob.name).second) return InvalidArgument("tensor name '" + blob.name + "' appears twice");
+    if (!names.insert(blob.name).second) {
+      return InvalidArgument("tensor name '" + blob.name + "' appears twice in group '" + group + "'");
+    }
     std::string dtype_name;
     GREENFED_RETURN_IF_ERROR(ReadValue(parts[1], entry_name + ".dtype", &dtype_name));
     StatusOr<DType> dtype = ParseDType(dtype_name);
@@ -656,7 +759,7 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
       FitMsg m;
       GREENFED_RETURN_IF_ERROR(r.Read(key::kRound, &m.round));
       GREENFED_RETURN_IF_ERROR(ReadConfig(r, &m.config));
-      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters));
+      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters, &m.groups));
       return Message(std::move(m));
     }
     case MsgType::kFitRes: {
@@ -667,13 +770,13 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
       GREENFED_RETURN_IF_ERROR(r.Read(key::kLoss, &m.train_loss));
       GREENFED_RETURN_IF_ERROR(r.Read(key::kFitS, &m.fit_s));
       GREENFED_RETURN_IF_ERROR(ReadEnergy(r, &m.energy));
-      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters));
+      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters, &m.groups));
       return Message(std::move(m));
     }
     case MsgType::kEvaluate: {
       EvaluateMsg m;
       GREENFED_RETURN_IF_ERROR(r.Read(key::kRound, &m.round));
-      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters));
+      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters, nullptr));
       return Message(std::move(m));
     }
     case MsgType::kEvaluateRes: {
@@ -848,19 +951,19 @@ Frames Encode(const Message& m) {
   MapWriter w;
   w.Put(key::kVersion, kProtocolVersion);
   w.Put(key::kType, static_cast<uint32_t>(TypeOf(m)));
-  const Parameters* tensors = std::visit([&w](const auto& msg) { return PutFields(w, msg); }, m);
-  if (tensors != nullptr) PutManifest(w, *tensors);
+  const TensorList tensors = std::visit([&w](const auto& msg) { return PutFields(w, msg); }, m);
+  if (tensors.present) PutManifest(w, tensors);
 
   msgpack::sbuffer header;
   Packer pk(header);
   w.WriteTo(pk, header);
 
   Frames frames;
-  frames.reserve(1 + (tensors != nullptr ? tensors->size() : 0));
+  frames.reserve(1 + tensors.NumTensors());
   const auto* h = reinterpret_cast<const uint8_t*>(header.data());
   frames.emplace_back(h, h + header.size());
-  if (tensors != nullptr) {
-    for (const auto& t : *tensors) frames.push_back(t.data);  // the one copy of each tensor
+  for (const auto& group : tensors.groups) {
+    for (const auto& t : *group.second) frames.push_back(t.data);  // the one copy of each tensor
   }
   return frames;
 }
@@ -892,6 +995,128 @@ ErrorCode DecodeErrorCode(const Status& s) {
     case Code::kFailedPrecondition: return ErrorCode::kVersionMismatch;
     default: return ErrorCode::kBadMessage;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Config map
+
+const char* ConfigTypeName(const ConfigValue& v) {
+  switch (v.index()) {
+    case 0: return "bool";
+    case 1: return "int";
+    case 2: return "double";
+    default: return "string";
+  }
+}
+
+namespace {
+
+Status ConfigWrongType(const std::string& key, const char* expected, const ConfigValue& got) {
+  return InvalidArgument("config key '" + key + "' must be " + expected + ", got " + ConfigTypeName(got));
+}
+
+}  // namespace
+
+StatusOr<double> ConfigDouble(const ConfigMap& config, const std::string& key, double fallback) {
+  const auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  if (const auto* d = std::get_if<double>(&it->second)) return *d;
+  if (const auto* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return ConfigWrongType(key, "a double", it->second);
+}
+
+StatusOr<int64_t> ConfigInt(const ConfigMap& config, const std::string& key, int64_t fallback) {
+  const auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  if (const auto* i = std::get_if<int64_t>(&it->second)) return *i;
+  return ConfigWrongType(key, "an int", it->second);
+}
+
+StatusOr<bool> ConfigBool(const ConfigMap& config, const std::string& key, bool fallback) {
+  const auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  if (const auto* b = std::get_if<bool>(&it->second)) return *b;
+  return ConfigWrongType(key, "a bool", it->second);
+}
+
+StatusOr<std::string> ConfigString(const ConfigMap& config, const std::string& key, const std::string& fallback) {
+  const auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  if (const auto* s = std::get_if<std::string>(&it->second)) return *s;
+  return ConfigWrongType(key, "a string", it->second);
+}
+
+Status ValidateConfig(const ConfigMap& config) {
+  if (config.size() > kMaxConfigEntries) {
+    return InvalidArgument("config holds " + std::to_string(config.size()) + " entries, over the limit of " +
+                           std::to_string(kMaxConfigEntries));
+  }
+  for (const auto& [k, v] : config) {
+    GREENFED_RETURN_IF_ERROR(ValidateIdentifier("config." + PrintableKey(k), k));
+    if (const auto* d = std::get_if<double>(&v); d != nullptr && !std::isfinite(*d)) {
+      return InvalidArgument("config key '" + k + "' is not finite");
+    }
+    if (const auto* s = std::get_if<std::string>(&v); s != nullptr && s->size() > kMaxTextBytes) {
+      return InvalidArgument("config key '" + k + "' is " + std::to_string(s->size()) + " bytes, over the limit of " +
+                             std::to_string(kMaxTextBytes));
+    }
+  }
+  return Status::Ok();
+}
+
+namespace train_key {
+constexpr const char* kEpochs = "epochs";
+constexpr const char* kBatchSize = "batch_size";
+constexpr const char* kLearningRate = "learning_rate";
+constexpr const char* kMomentum = "momentum";
+constexpr const char* kSeed = "seed";
+constexpr const char* kSendDelta = "send_delta";
+}  // namespace train_key
+
+void PutTrainConfig(const TrainConfig& train, ConfigMap* config) {
+  (*config)[train_key::kEpochs] = static_cast<int64_t>(train.epochs);
+  (*config)[train_key::kBatchSize] = static_cast<int64_t>(train.batch_size);
+  (*config)[train_key::kLearningRate] = train.learning_rate;
+  (*config)[train_key::kMomentum] = train.momentum;
+  int64_t seed_bits = 0;
+  std::memcpy(&seed_bits, &train.seed, sizeof(seed_bits));
+  (*config)[train_key::kSeed] = seed_bits;
+  (*config)[train_key::kSendDelta] = train.send_delta;
+}
+
+namespace {
+
+Status RequireKey(const ConfigMap& config, const char* key) {
+  if (config.count(key) == 0) return InvalidArgument(std::string("config key '") + key + "' is missing");
+  return Status::Ok();
+}
+
+StatusOr<uint32_t> ConfigU32(const ConfigMap& config, const char* key) {
+  GREENFED_RETURN_IF_ERROR(RequireKey(config, key));
+  GREENFED_ASSIGN_OR_RETURN(int64_t v, ConfigInt(config, key, 0));
+  if (v < 0 || v > static_cast<int64_t>(std::numeric_limits<uint32_t>::max())) {
+    return InvalidArgument(std::string("config key '") + key + "' value " + std::to_string(v) +
+                           " is out of range for uint32");
+  }
+  return static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+StatusOr<TrainConfig> ParseTrainConfig(const ConfigMap& config) {
+  TrainConfig t;
+  GREENFED_ASSIGN_OR_RETURN(t.epochs, ConfigU32(config, train_key::kEpochs));
+  GREENFED_ASSIGN_OR_RETURN(t.batch_size, ConfigU32(config, train_key::kBatchSize));
+  GREENFED_RETURN_IF_ERROR(RequireKey(config, train_key::kLearningRate));
+  GREENFED_ASSIGN_OR_RETURN(t.learning_rate, ConfigDouble(config, train_key::kLearningRate, 0));
+  GREENFED_RETURN_IF_ERROR(RequireKey(config, train_key::kMomentum));
+  GREENFED_ASSIGN_OR_RETURN(t.momentum, ConfigDouble(config, train_key::kMomentum, 0));
+  GREENFED_RETURN_IF_ERROR(RequireKey(config, train_key::kSeed));
+  GREENFED_ASSIGN_OR_RETURN(int64_t seed_bits, ConfigInt(config, train_key::kSeed, 0));
+  std::memcpy(&t.seed, &seed_bits, sizeof(seed_bits));
+  GREENFED_RETURN_IF_ERROR(RequireKey(config, train_key::kSendDelta));
+  GREENFED_ASSIGN_OR_RETURN(t.send_delta, ConfigBool(config, train_key::kSendDelta, false));
+  return t;
 }
 
 size_t FramesBytes(const Frames& frames) {

@@ -408,8 +408,9 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
     pending_.insert(c.peer);
     FitMsg fit;
     fit.round = round_;
-    fit.config = options_.train;
-    fit.config.seed = ClientSeed(c.index);
+    TrainConfig train = options_.train;
+    train.seed = ClientSeed(c.index);
+    PutTrainConfig(train, &fit.config);
     out->push_back(SendAction{c.peer, std::move(fit)});
     who += (who.empty() ? "" : ",") + std::to_string(c.index);
   }

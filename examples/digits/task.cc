@@ -73,12 +73,21 @@ StatusOr<SgdResult> TrainSgd(DigitsModel* model, const std::vector<float>& x, co
     }
     if (!same) return InvalidArgument("digits Fit: the control variate's shapes differ from the model's");
   }
+  if (options.velocity != nullptr && !options.velocity->empty()) {
+    bool same = options.velocity->size() == model->weights().size();
+    for (size_t t = 0; same && t < model->weights().size(); ++t) {
+      same = (*options.velocity)[t].size() == model->weights()[t].size();
+    }
+    if (!same) return InvalidArgument("digits Fit: the kept momentum buffers' shapes differ from the model's");
+  }
   const TrainConfig& c = options.train;
   const size_t n = y.size();
   if (n == 0) return FailedPrecondition("digits Fit: no training examples");
   Weights& w = model->weights();
   const Weights start = w;  // the proximal term's anchor (the global weights)
-  Weights velocity = model->ZerosLike();
+  Weights fresh_velocity;
+  if (options.velocity == nullptr || options.velocity->empty()) fresh_velocity = model->ZerosLike();
+  Weights& velocity = options.velocity != nullptr && !options.velocity->empty() ? *options.velocity : fresh_velocity;
   Weights grads = model->ZerosLike();
   std::vector<float> batch_x;
   std::vector<uint8_t> batch_y;
@@ -126,6 +135,7 @@ StatusOr<SgdResult> TrainSgd(DigitsModel* model, const std::vector<float>& x, co
       if (!std::isfinite(v)) return OutOfRange("digits Fit: a weight became non-finite (learning_rate too high?)");
     }
   }
+  if (options.velocity != nullptr && options.velocity->empty()) *options.velocity = std::move(fresh_velocity);
   SgdResult result;
   result.train_loss = epoch_loss_sum / static_cast<double>(n);
   result.steps = steps;
@@ -220,26 +230,94 @@ StatusOr<Parameters> DigitsTask::InitialParameters() {
   return model.GetParameters();
 }
 
-StatusOr<FitResult> DigitsTask::FitWith(const Parameters& parameters, const SgdOptions& sgd) {
+namespace {
+
+constexpr char kControlGroup[] = "control";
+constexpr char kMomentumGroup[] = "momentum";
+
+// A tensor group of the model's layout as weights (ValidateAgainst the model's specs).
+StatusOr<Weights> GroupWeights(const DigitsModel& model, const Parameters& group, const std::string& what) {
+  GREENFED_RETURN_IF_ERROR(ValidateAgainst(group, model.Specs()).WithContext("digits Fit: group " + what));
+  Weights w;
+  for (const TensorBlob& b : group) w.push_back(FloatValues(b));
+  return w;
+}
+
+Parameters GroupOf(const DigitsModel& model, const Weights& w) {
+  Parameters out;
+  const std::vector<TensorSpec> specs = model.Specs();
+  for (size_t t = 0; t < specs.size(); ++t) out.push_back(MakeFloatBlob(specs[t].name, specs[t].shape, w[t]));
+  return out;
+}
+
+}  // namespace
+
+StatusOr<FitResult> DigitsTask::Fit(const FitRequest& request, ClientState& state) {
   if (!impl_->prepared) return FailedPrecondition("digits: Fit called before Prepare");
   if (impl_->train_y.empty()) {
     return FailedPrecondition(std::string("digits: Fit needs training data, role ") + RoleName(impl_->options.role) +
                               " has none");
   }
-  GREENFED_RETURN_IF_ERROR(impl_->model->SetParameters(parameters));
-  GREENFED_ASSIGN_OR_RETURN(SgdResult trained, TrainSgd(impl_->model.get(), impl_->train_x, impl_->train_y, sgd));
+  SgdOptions sgd;
+  StatusOr<TrainConfig> parsed = ParseTrainConfig(request.config);
+  if (!parsed.ok()) return parsed.status().WithContext("digits Fit");
+  sgd.train = *parsed;
+  StatusOr<double> mu = ConfigDouble(request.config, "proximal_mu", 0.0);
+  if (!mu.ok()) return mu.status().WithContext("digits Fit");
+  sgd.proximal_mu = *mu;
+  DigitsModel& model = *impl_->model;
+  GREENFED_RETURN_IF_ERROR(model.SetParameters(request.parameters));
+  const Weights global = model.weights();
+
+  // SCAFFOLD: c from the coordinator, c_i from this client's state (zero at first).
+  const auto c_it = request.groups.find(kControlGroup);
+  const bool scaffold = c_it != request.groups.end();
+  Weights c;
+  Weights c_i = model.ZerosLike();
+  Weights correction;
+  if (scaffold) {
+    GREENFED_ASSIGN_OR_RETURN(c, GroupWeights(model, c_it->second, kControlGroup));
+    if (auto s = state.find(kControlGroup); s != state.end()) {
+      GREENFED_ASSIGN_OR_RETURN(c_i, GroupWeights(model, s->second, "control (client state)"));
+    }
+    correction = model.ZerosLike();
+    for (size_t t = 0; t < c.size(); ++t) {
+      for (size_t k = 0; k < c[t].size(); ++k) correction[t][k] = c[t][k] - c_i[t][k];
+    }
+    sgd.correction = &correction;
+  }
+  Weights velocity;
+  if (impl_->options.persist_momentum) {
+    if (auto s = state.find(kMomentumGroup); s != state.end()) {
+      GREENFED_ASSIGN_OR_RETURN(velocity, GroupWeights(model, s->second, "momentum (client state)"));
+    }
+    sgd.velocity = &velocity;
+  }
+
+  GREENFED_ASSIGN_OR_RETURN(SgdResult trained, TrainSgd(&model, impl_->train_x, impl_->train_y, sgd));
   FitResult result;
-  result.parameters = impl_->model->GetParameters();
+  result.parameters = model.GetParameters();
   result.num_examples = impl_->train_y.size();
   result.train_loss = trained.train_loss;
+  if (scaffold && trained.steps > 0) {
+    const double scale = 1.0 / (static_cast<double>(trained.steps) * sgd.train.learning_rate);
+    Weights c_new = model.ZerosLike();
+    Weights delta = model.ZerosLike();
+    const Weights& local = model.weights();
+    for (size_t t = 0; t < c.size(); ++t) {
+      for (size_t k = 0; k < c[t].size(); ++k) {
+        c_new[t][k] = static_cast<float>(c_i[t][k] - c[t][k] + (global[t][k] - local[t][k]) * scale);
+        delta[t][k] = c_new[t][k] - c_i[t][k];
+      }
+    }
+    result.groups[kControlGroup] = GroupOf(model, delta);
+    state[kControlGroup] = GroupOf(model, c_new);
+  }
+  if (impl_->options.persist_momentum) state[kMomentumGroup] = GroupOf(model, velocity);
   return result;
 }
 
-StatusOr<FitResult> DigitsTask::Fit(const Parameters& parameters, const TrainConfig& config) {
-  SgdOptions sgd;
-  sgd.train = config;
-  return FitWith(parameters, sgd);
-}
+std::vector<std::string> DigitsTask::Capabilities() const { return {kCapabilityFedProx, kCapabilityScaffold}; }
 
 StatusOr<EvalResult> DigitsTask::Evaluate(const Parameters& parameters) {
   if (!impl_->prepared) return FailedPrecondition("digits: Evaluate called before Prepare");

@@ -14,10 +14,17 @@
 //    the client has no test data (Evaluate fails with FailedPrecondition).
 //  - max_train_examples / max_test_examples keep the first N (index order) after
 //    partitioning.
-//  - Inputs are pixel / 16. Fit is deterministic for a given config.seed: the epoch
-//    order comes from DeterministicRng(config.seed), momentum buffers start at zero
-//    on every call (PyTorch-style heavy ball: v = mu v + g; w -= lr v), and the loss
-//    reported is the mean over the last epoch. A non-finite loss is OutOfRange.
+//  - Inputs are pixel / 16. Fit reads the SGD keys (ParseTrainConfig) and
+//    "proximal_mu" (FedProx) from request.config; it is deterministic for a given
+//    seed: the epoch order comes from DeterministicRng(seed), and momentum buffers
+//    (PyTorch-style heavy ball: v = mu v + g; w -= lr v) start at zero on every call
+//    unless options.persist_momentum, which keeps them in state group "momentum".
+//    The loss reported is the mean over the last epoch; a non-finite loss is OutOfRange.
+//  - SCAFFOLD (Karimireddy et al. 2020, option II): with group "control" (c) in the
+//    request, every gradient gets c - c_i (c_i: state group "control", zero at
+//    first); after K steps c_i+ = c_i - c + (x - y) / (K lr), kept in the state, and
+//    the result carries group "control" = c_i+ - c_i.
+//  - Capabilities: fedprox, scaffold.
 // Thread safety: as greenfed::Task: one thread at a time.
 #pragma once
 
@@ -41,6 +48,8 @@ struct SgdOptions {
   double proximal_mu = 0;   // FedProx: adds mu/2 ||w - w_start||^2 to the loss; 0 = off
   // SCAFFOLD: added to every gradient (c - c_i, layout of the weights); null = off.
   const Weights* correction = nullptr;
+  // Momentum buffers, in and out (layout of the weights); null = fresh zeros.
+  Weights* velocity = nullptr;
 };
 
 struct SgdResult {
@@ -66,7 +75,8 @@ class DigitsTask final : public Task {
 
   Status Prepare(const TaskOptions& options) override;
   StatusOr<Parameters> InitialParameters() override;
-  StatusOr<FitResult> Fit(const Parameters& parameters, const TrainConfig& config) override;
+  StatusOr<FitResult> Fit(const FitRequest& request, ClientState& state) override;
+  std::vector<std::string> Capabilities() const override;
   StatusOr<EvalResult> Evaluate(const Parameters& parameters) override;
   uint64_t NumTrainExamples() const override;
   std::vector<int64_t> TrainLabelHistogram() const override;
@@ -76,8 +86,6 @@ class DigitsTask final : public Task {
 
   uint64_t NumTestExamples() const;
 
-  // The adapter the Task API's Fit calls: trains from `parameters` with `sgd`.
-  StatusOr<FitResult> FitWith(const Parameters& parameters, const SgdOptions& sgd);
 
  private:
   struct Impl;

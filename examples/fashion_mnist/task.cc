@@ -256,12 +256,17 @@ StatusOr<Parameters> FashionMnistTask::InitialParameters() {
   });
 }
 
-StatusOr<FitResult> FashionMnistTask::Fit(const Parameters& parameters, const TrainConfig& config) {
+StatusOr<FitResult> FashionMnistTask::Fit(const FitRequest& request, ClientState& state) {
+  (void)state;
+  const Parameters& parameters = request.parameters;
   if (!impl_->prepared) return FailedPrecondition("fashion_mnist: Fit called before Prepare");
   if (impl_->train_x.size(0) == 0) {
     return FailedPrecondition(std::string("fashion_mnist: Fit needs training data, role ") +
                               RoleName(impl_->options.role) + " has none");
   }
+  StatusOr<TrainConfig> parsed = ParseTrainConfig(request.config);
+  if (!parsed.ok()) return parsed.status().WithContext("fashion_mnist Fit");
+  const TrainConfig& config = *parsed;
   GREENFED_RETURN_IF_ERROR(ValidateTrainConfig(config));
   return Guarded<FitResult>("Fit", [&] { return impl_->Train(parameters, config); });
 }
@@ -287,6 +292,8 @@ uint64_t FashionMnistTask::NumTestExamples() const {
 }
 
 std::vector<int64_t> FashionMnistTask::TrainLabelHistogram() const { return impl_->train_histogram; }
+
+std::vector<std::string> FashionMnistTask::Capabilities() const { return {}; }
 
 Status RegisterFashionMnist(TaskRegistry* registry) {
   if (registry == nullptr) return InvalidArgument("RegisterFashionMnist needs a registry");

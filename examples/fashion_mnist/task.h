@@ -47,7 +47,8 @@ class FashionMnistTask final : public Task {
 
   Status Prepare(const TaskOptions& options) override;
   StatusOr<Parameters> InitialParameters() override;
-  StatusOr<FitResult> Fit(const Parameters& parameters, const TrainConfig& config) override;
+  StatusOr<FitResult> Fit(const FitRequest& request, ClientState& state) override;
+  std::vector<std::string> Capabilities() const override;
   StatusOr<EvalResult> Evaluate(const Parameters& parameters) override;
   uint64_t NumTrainExamples() const override;
   std::vector<int64_t> TrainLabelHistogram() const override;

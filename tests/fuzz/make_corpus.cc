@@ -68,9 +68,14 @@ std::vector<std::pair<std::string, Message>> Messages() {
   m.emplace_back("welcome", w);
   FitMsg fit;
   fit.round = 3;
-  fit.config.seed = 99;
-  fit.config.send_delta = true;
+  TrainConfig train;
+  train.seed = 99;
+  train.send_delta = true;
+  PutTrainConfig(train, &fit.config);
+  fit.config["proximal_mu"] = 0.01;
+  fit.config["strategy"] = std::string("scaffold");
   fit.parameters = Model();
+  fit.groups["control"] = Model();
   m.emplace_back("fit", fit);
   FitResMsg res;
   res.round = 3;
@@ -79,6 +84,7 @@ std::vector<std::pair<std::string, Message>> Messages() {
   res.train_loss = 0.7;
   res.fit_s = 2.5;
   res.parameters = Model();
+  res.groups["control"] = Model();
   res.energy = Energy();
   m.emplace_back("fit_res", res);
   EvaluateMsg ev;

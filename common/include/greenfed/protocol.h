@@ -4,7 +4,8 @@
 // Framing (one ZeroMQ multipart message; a ROUTER peer sees the routing id first):
 //   frame 0      msgpack map: {"v": kProtocolVersion, "t": MsgType, ...fields}
 //                When the message carries tensors, field "tensors" is the manifest:
-//                an array of [name, dtype, shape] in frame order.
+//                an array of [name, dtype, shape, group] in frame order. The tensors
+//                of one group are contiguous; group "params" holds the model.
 //   frames 1..n  raw little-endian tensor bytes, one frame per manifest entry;
 //                no per-element encoding.
 // Decoding rejects, with a Status naming the reason: a wrong version (FailedPrecondition), an unknown
@@ -16,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -28,7 +30,10 @@ namespace greenfed {
 
 // Version 2: Error carries a numeric ErrorCode and the round it answers; strings
 // (ids, countries, messages) and energy-record counts are bounded at decode.
-constexpr uint32_t kProtocolVersion = 2;
+// Version 3: Fit carries an open, typed ConfigMap (the SGD settings are keys in it)
+// and Fit/FitRes carry named tensor groups beside the model ("params"); every
+// manifest entry names its group.
+constexpr uint32_t kProtocolVersion = 3;
 // Default upper bound on one message (all frames). The model in examples/ is
 // ~0.4 MB; 64 MiB leaves room for much larger models. Set on the socket as
 // ZMQ_MAXMSGSIZE (per frame) and checked again on the whole message.
@@ -83,6 +88,8 @@ constexpr size_t kMaxCountryBytes = 8;         // "WORLD", "EU27", ISO alpha-3
 constexpr size_t kMaxCapabilities = 32;
 constexpr size_t kMaxTextBytes = 1024;         // Error.message, Shutdown.reason, Welcome names
 constexpr size_t kMaxEnergyRecords = 256;      // per message; an honest client sends < 20
+constexpr size_t kMaxConfigEntries = 64;       // per Fit config map
+constexpr size_t kMaxTensorGroups = 16;        // groups per message, "params" included
 // client_id and capabilities: [A-Za-z0-9._:@+-], 1..kMaxIdentifierBytes bytes.
 // country: [A-Z0-9], 2..kMaxCountryBytes bytes.
 Status ValidateIdentifier(const std::string& field, const std::string& value);
@@ -117,6 +124,33 @@ struct WelcomeMsg {
   uint32_t heartbeat_interval_ms = 1000;
 };
 
+// The per-round config a Fit carries: an open map from key to a typed value, read
+// by the task. Keys follow ValidateIdentifier; at most kMaxConfigEntries entries;
+// strings <= kMaxTextBytes; doubles finite. On the wire an int64 is a msgpack
+// integer, a double a msgpack float (so 1.0 stays a double), a bool a bool.
+using ConfigValue = std::variant<bool, int64_t, double, std::string>;
+using ConfigMap = std::map<std::string, ConfigValue>;
+const char* ConfigTypeName(const ConfigValue& v);  // "bool", "int", "double", "string"
+
+// Typed readers: `fallback` when the key is absent; InvalidArgument naming the key
+// and the expected type when it holds another type. ConfigDouble also takes an int
+// (some encoders shrink 1.0 to 1).
+StatusOr<double> ConfigDouble(const ConfigMap& config, const std::string& key, double fallback);
+StatusOr<int64_t> ConfigInt(const ConfigMap& config, const std::string& key, int64_t fallback);
+StatusOr<bool> ConfigBool(const ConfigMap& config, const std::string& key, bool fallback);
+StatusOr<std::string> ConfigString(const ConfigMap& config, const std::string& key, const std::string& fallback);
+// Checks the bounds Decode enforces (entry count, key charset, string length,
+// finite doubles); the Status names the key.
+Status ValidateConfig(const ConfigMap& config);
+
+// Named tensor sets beside the model, e.g. "control" (SCAFFOLD's control variate).
+// Group names follow ValidateIdentifier; "params" is the model's own group and is
+// never a key here. A group travels only with at least one tensor.
+using TensorGroups = std::map<std::string, Parameters>;
+constexpr const char* kParamsGroup = "params";
+
+// The typed view of the SGD keys of a ConfigMap: epochs, batch_size,
+// learning_rate, momentum, seed, send_delta.
 struct TrainConfig {
   uint32_t epochs = 1;
   uint32_t batch_size = 32;
@@ -125,11 +159,17 @@ struct TrainConfig {
   uint64_t seed = 0;                 // per round and client; makes local training repeatable
   bool send_delta = false;           // reply with w_local - w_global instead of w_local
 };
+// Writes the six keys (seed as the int64 with the same bits).
+void PutTrainConfig(const TrainConfig& train, ConfigMap* config);
+// Reads the six keys; each is required. The Status names a missing key, a wrong
+// type or a value out of range (epochs and batch_size must fit uint32).
+StatusOr<TrainConfig> ParseTrainConfig(const ConfigMap& config);
 
 struct FitMsg {
   uint64_t round = 0;
-  TrainConfig config;
-  Parameters parameters;             // global weights
+  ConfigMap config;                  // SGD keys (PutTrainConfig) and strategy keys
+  Parameters parameters;             // global weights: group "params"
+  TensorGroups groups;               // other groups, e.g. "control"
 };
 
 struct FitResMsg {
@@ -138,7 +178,8 @@ struct FitResMsg {
   uint64_t num_examples = 0;
   double train_loss = 0;
   double fit_s = 0;                  // wall seconds of local training
-  Parameters parameters;             // local weights or delta
+  Parameters parameters;             // local weights or delta: group "params"
+  TensorGroups groups;               // other groups, e.g. "control" (SCAFFOLD's delta c_i)
   std::vector<EnergyRecord> energy;  // records since the previous report
 };
 

@@ -34,6 +34,23 @@ inline constexpr const char kNodesFile[] = "nodes.csv";
 inline constexpr const char kSummaryFile[] = "summary.json";
 inline constexpr const char kCheckpointFile[] = "checkpoint.bin";  // federated runs, coordinator/checkpoint.h
 
+// Values of config.json and summary.json "kind".
+namespace run_kind {
+inline constexpr const char kFederated[] = "federated";
+inline constexpr const char kCentralized[] = "centralized";
+}  // namespace run_kind
+
+// Values of config.json "partition.scheme".
+namespace partition_scheme {
+inline constexpr const char kIid[] = "iid";
+inline constexpr const char kDirichlet[] = "dirichlet";
+inline constexpr const char kShards[] = "shards";
+}  // namespace partition_scheme
+
+// What a report shows for a federated run dir whose config.json has no "strategy"
+// object (written before strategies existed): those runs aggregated with FedAvg.
+inline constexpr const char kDefaultStrategy[] = "fedavg";
+
 // JSON keys of config.json. Nested keys are relative to their object; report
 // readers address them by dotted path, e.g. "train.learning_rate".
 namespace config_key {
@@ -60,7 +77,9 @@ inline constexpr const char kLrDecay[] = "lr_decay";
 inline constexpr const char kLrSchedule[] = "lr_schedule";
 inline constexpr const char kSendDelta[] = "send_delta";
 inline constexpr const char kMomentumRestarts[] = "momentum_restarts";
-inline constexpr const char kStrategy[] = "strategy";        // object, federated only: name, settings
+inline constexpr const char kStrategy[] = "strategy";        // object, federated only:
+inline constexpr const char kStrategyName[] = "name";          // e.g. "fedavgm"
+inline constexpr const char kStrategySettings[] = "settings";  // Strategy::Describe(), e.g. "fedavgm(server_learning_rate=1, ...)"
 inline constexpr const char kCoordinator[] = "coordinator";  // object, federated only
 inline constexpr const char kData[] = "data";                // object
 inline constexpr const char kNode[] = "node";                // object:

@@ -4,6 +4,10 @@
 //
 // Contract: a Task is created for one role and prepared once (Prepare) before any
 // other call. Fit and Evaluate never throw: library exceptions become a Status.
+// Fit reads its settings from the round's ConfigMap (ParseTrainConfig for the SGD
+// keys; strategy keys such as "proximal_mu") and may keep state across rounds in
+// the ClientState the client passes in: the client owns it, keeps it for the whole
+// process and starts it empty (a restarted client starts afresh).
 // Thread safety: a Task is used by one thread at a time. The client calls it from
 // its training thread while the socket thread keeps heartbeats going.
 #pragma once
@@ -42,13 +46,31 @@ struct TaskOptions {
   // data_dir's training files are ignored. Empty = partitioned mode. A task that
   // cannot read own data fails Prepare with InvalidArgument saying so.
   std::string own_data_path;
+  bool persist_momentum = false;       // client role: keep SGD momentum buffers across rounds
+                                       // in the ClientState (default: fresh each round)
+};
+
+// One round's work for Task::Fit.
+struct FitRequest {
+  Parameters parameters;               // global weights (group "params")
+  TensorGroups groups;                 // other groups from the coordinator, e.g. "control"
+  ConfigMap config;                    // SGD keys (ParseTrainConfig) and strategy keys
 };
 
 struct FitResult {
-  Parameters parameters;               // local weights after training
+  Parameters parameters;               // local weights after training (the client makes the delta)
+  TensorGroups groups;                 // other groups for the coordinator, e.g. "control" = delta c_i
   uint64_t num_examples = 0;           // examples in the local training set
   double train_loss = 0;               // mean loss over the last local epoch
 };
+
+// What a client keeps across rounds for its task (e.g. SCAFFOLD's "c_i", momentum
+// buffers), by name. Empty at start and after a restart.
+using ClientState = TensorGroups;
+
+// Capability names a task announces at Join and strategies may require.
+constexpr const char* kCapabilityFedProx = "fedprox";    // reads config "proximal_mu"
+constexpr const char* kCapabilityScaffold = "scaffold";  // reads and returns group "control"
 
 struct EvalResult {
   double loss = 0;                     // mean cross-entropy
@@ -63,8 +85,12 @@ class Task {
   virtual Status Prepare(const TaskOptions& options) = 0;
   // Initial parameters, deterministic from options.init_seed.
   virtual StatusOr<Parameters> InitialParameters() = 0;
-  // Trains from `parameters` on this task's training data with `config`.
-  virtual StatusOr<FitResult> Fit(const Parameters& parameters, const TrainConfig& config) = 0;
+  // Trains from request.parameters on this task's training data with
+  // request.config; reads and updates `state` (kept by the caller across rounds).
+  virtual StatusOr<FitResult> Fit(const FitRequest& request, ClientState& state) = 0;
+  // What this task's Fit understands beyond plain SGD (kCapabilityFedProx, ...);
+  // the client announces them at Join.
+  virtual std::vector<std::string> Capabilities() const { return {}; }
   // Evaluates `parameters` on this task's test data.
   virtual StatusOr<EvalResult> Evaluate(const Parameters& parameters) = 0;
   // Number of training examples prepared (the client's shard size).
