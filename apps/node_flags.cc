@@ -110,6 +110,10 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
     if (d->partition != "iid" && d->partition != "shards" && d->partition != "dirichlet" && d->partition != "none") {
       return InvalidArgument("--partition must be iid, shards, dirichlet or none, got '" + d->partition + "'");
     }
+    if (d->fed_eval_every > 0 && d->partition == "none") {
+      return InvalidArgument("--fed-eval-every needs partitioned clients: clients with their own data "
+                             "(--partition none) have no test shard; central evaluation still runs every round");
+    }
     if (d->max_client_examples > 0 && d->partition != "none") {
       return InvalidArgument("--max-client-examples bounds own-data clients; it needs --partition none");
     }

@@ -412,6 +412,7 @@ TEST_CASE("bad flags and bad inputs exit with a message that names the problem")
       {{"run", "--partition=none"}, 2, "--partition none is for clients with their own data"},
       {{"coordinator", "--max-client-examples=5"}, 2, "--max-client-examples bounds own-data clients; it needs --partition none"},
       {{"compare", "--task=nope"}, 2, "--task nope: compare has no defaults for it"},
+      {{"coordinator", "--partition=none", "--fed-eval-every=1"}, 2, "--fed-eval-every needs partitioned clients"},
       {{"coordinator", "--min-fit-clients=20"}, 2, "--min-fit-clients"},
       {{"client", "--country=XXX"}, 2, "unknown country code 'XXX'"},
       {{"client", "--pue=0.5"}, 2, "PUE must be in [1.0, 5]"},
