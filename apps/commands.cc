@@ -256,6 +256,9 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddInt("parent-pid", &parent_pid,
                "stop (as on SIGTERM) when process PID exits; `greenfed run` sets it so that its clients do not "
                "outlive it (0 = off)");
+  flags.AddBool("persist-momentum", &co.task.persist_momentum,
+                "keep the local SGD momentum buffers across rounds in this client's state (default: fresh each round; "
+                "a restarted client starts afresh)");
   flags.AddDouble("attack-scale", &co.attack_scale,
                   "fault injection for robustness experiments: send attack_scale x the honest update (1 = honest, "
                   "-1 = sign flip)");

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <atomic>
 #include <chrono>
@@ -25,6 +26,7 @@
 
 #include "commands.h"
 #include "greenfed/coordinator/server.h"
+#include "greenfed/coordinator/strategy.h"
 #include "greenfed/keys.h"
 #include "greenfed/report/report.h"
 #include "node_flags.h"
@@ -133,6 +135,9 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
   flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
   flags.AddInt("client-threads", &client_threads, "intra-op threads per client process");
+  bool persist_momentum = false;
+  flags.AddBool("persist-momentum", &persist_momentum,
+                "clients keep their SGD momentum buffers across rounds (greenfed client --persist-momentum)");
   bool insecure = false;  // passed on to the coordinator with the other flags
   flags.AddBool("insecure", &insecure, "plaintext without authentication instead of CURVE keys in RUN_DIR/keys (tests only)");
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
@@ -168,7 +173,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   // Every flag the launcher was given, from the command line or --config, except
   // its own; values as parsed, so a config file is read once, here.
   std::vector<std::string> coord_args =
-      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads"});
+      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads", "persist-momentum"});
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {
@@ -268,6 +273,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                                      // resumed run starts its own on a new port).
                                      "--parent-pid=" + std::to_string(::getpid())};
     if (!node.carbon_table.empty()) argv.push_back("--carbon-table=" + node.carbon_table);
+    if (persist_momentum) argv.push_back("--persist-momentum");
     argv.insert(argv.end(), client_security[k].begin(), client_security[k].end());
     // A resumed run appends to the clients' logs of the first start.
     auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log", fed.resume);
@@ -361,6 +367,23 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   std::string country = "WORLD", client_country;
   std::string data_dir;
   std::string meter = "auto";
+  std::string iid_strategy = "fedavg", non_iid_strategy = "fedavg";
+  // Strategy settings, passed (when given) to each FL run whose strategy reads them.
+  struct StrategyFlag {
+    const char* name;
+    std::vector<std::string> readers;  // strategies that take the flag
+    double value;
+    const char* help;
+  };
+  std::vector<StrategyFlag> strategy_flags = {
+      {"proximal-mu", {"fedprox"}, -1, "fedprox: proximal term mu (required with fedprox)"},
+      {"server-momentum", {"fedavgm"}, 0, "fedavgm: server momentum"},
+      {"server-learning-rate", {"fedavgm", "scaffold"}, 1, "fedavgm, scaffold: server learning rate"},
+      {"eta", {"fedadagrad", "fedadam", "fedyogi"}, -1, "fedadagrad/fedadam/fedyogi: server learning rate"},
+      {"beta-1", {"fedadagrad", "fedadam", "fedyogi"}, -1, "fedadagrad/fedadam/fedyogi: first moment"},
+      {"beta-2", {"fedadam", "fedyogi"}, 0.99, "fedadam/fedyogi: second moment"},
+      {"tau", {"fedadagrad", "fedadam", "fedyogi"}, -1, "fedadagrad/fedadam/fedyogi: adaptivity"},
+  };
   flags.AddString("out", &out, "directory for the three run directories and the report");
   flags.AddString("task", &task,
                   "registered task: fashion_mnist or digits; the settings below that are not given take this task's "
@@ -381,9 +404,40 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
   flags.AddString("data-dir", &data_dir, "data set directory (empty = the task's default)");
   flags.AddString("meter", &meter, "energy source for every node: auto, model, rapl, nvml");
+  flags.AddString("iid-strategy", &iid_strategy, "strategy of the FL IID run: " + StrategyNames());
+  flags.AddString("non-iid-strategy", &non_iid_strategy, "strategy of the FL non-IID run: " + StrategyNames());
+  for (auto& sf : strategy_flags) flags.AddDouble(sf.name, &sf.value, sf.help);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (non_iid != "dirichlet" && non_iid != "shards") {
     return Fail("compare", InvalidArgument("--non-iid must be dirichlet or shards, got '" + non_iid + "'"), 2);
+  }
+  // Each FL run's strategy flags: the settings given that its strategy reads.
+  auto strategy_args = [&](const std::string& strategy) {
+    std::vector<std::string> a = {"--strategy=" + strategy};
+    for (const auto& sf : strategy_flags) {
+      const bool reads = std::find(sf.readers.begin(), sf.readers.end(), strategy) != sf.readers.end();
+      if (reads && flags.WasSet(sf.name)) a.push_back(std::string("--") + sf.name + "=" + Str(sf.value));
+    }
+    return a;
+  };
+  for (const auto& [flag, strategy] : {std::make_pair("--iid-strategy", iid_strategy),
+                                       std::make_pair("--non-iid-strategy", non_iid_strategy)}) {
+    StrategyOptions so;
+    so.name = strategy;
+    so.federation_size = static_cast<uint32_t>(clients);
+    for (const auto& sf : strategy_flags) {
+      const bool reads = std::find(sf.readers.begin(), sf.readers.end(), strategy) != sf.readers.end();
+      if (!reads) continue;
+      const std::string n = sf.name;
+      if (n == "proximal-mu") so.proximal_mu = sf.value;
+      if (n == "server-momentum") so.server_momentum = sf.value;
+      if (n == "server-learning-rate") so.server_learning_rate = sf.value;
+      if (n == "eta") so.eta = sf.value;
+      if (n == "beta-1") so.beta_1 = sf.value;
+      if (n == "beta-2") so.beta_2 = sf.value;
+      if (n == "tau") so.tau = sf.value;
+    }
+    if (auto made = MakeStrategy(so); !made.ok()) return Fail("compare", made.status().WithContext(flag), 2);
   }
   if (client_country.empty()) client_country = country;
   auto defaults = CompareDefaultsFor(task);
@@ -417,6 +471,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   if (quick && task == "fashion_mnist") central.push_back("--max-train-examples=" + std::to_string(6000 * clients));
   steps.push_back(central);
   for (const auto& [scheme, dir] : {std::make_pair(std::string("iid"), iid_dir), std::make_pair(non_iid, noniid_dir)}) {
+    const std::vector<std::string> strategy = strategy_args(scheme == "iid" ? iid_strategy : non_iid_strategy);
     std::vector<std::string> fl = {ctx.self_exe, "run", "--clients=" + std::to_string(clients),
                                    "--partition=" + scheme, "--alpha=" + Str(alpha),
                                    "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
@@ -425,6 +480,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
                                    "--meter=" + meter, "--task=" + task, "--model=" + model,
                                    "--local-epochs=" + std::to_string(local_epochs)};
     fl.insert(fl.end(), extra_fl.begin(), extra_fl.end());
+    fl.insert(fl.end(), strategy.begin(), strategy.end());
     steps.push_back(fl);
   }
   for (const auto& step : steps) {

@@ -66,7 +66,8 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("local-epochs", &d->local_epochs, "local epochs per round");
   f->AddUint("batch-size", &d->batch_size, "local mini-batch size");
   f->AddDouble("lr", &d->lr, "local SGD learning rate");
-  f->AddDouble("momentum", &d->momentum, "local SGD momentum (buffers restart every round)");
+  f->AddDouble("momentum", &d->momentum,
+                "local SGD momentum (buffers restart every round unless the clients run with --persist-momentum)");
   f->AddString("partition", &d->partition,
                 "iid | shards (McMahan et al. 2017, 2 per client) | dirichlet (label skew) | none (clients bring their "
                 "own data: `greenfed client --data PATH`)");
@@ -86,7 +87,10 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddDouble("max-node-power-w", &d->max_node_power_w,
                "plausibility bound: energy reports above this many watts per node are rejected");
   f->AddString("strategy", &d->strategy.name, "aggregation: " + StrategyNames() + " (docs/strategies.md)");
-  f->AddDouble("server-learning-rate", &d->strategy.server_learning_rate, "fedavgm: server learning rate");
+  f->AddDouble("server-learning-rate", &d->strategy.server_learning_rate,
+                "fedavgm: server learning rate; scaffold: global step size eta_g");
+  f->AddDouble("proximal-mu", &d->strategy.proximal_mu,
+               "fedprox: proximal term mu in the clients' objective; required with --strategy fedprox (-1 = not set)");
   f->AddDouble("server-momentum", &d->strategy.server_momentum, "fedavgm: server momentum (0 = FedAvg)");
   f->AddDouble("eta", &d->strategy.eta, "fedadagrad/fedadam/fedyogi: server learning rate (-1 = 0.1, fedyogi 0.01)");
   f->AddDouble("beta-1", &d->strategy.beta_1, "fedadam/fedyogi/fedadagrad: first moment (-1 = 0.9, fedadagrad 0)");
@@ -144,6 +148,7 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.strategy = d.strategy;
   o.strategy.num_malicious_clients = static_cast<uint32_t>(d.num_malicious_clients);
   o.strategy.num_clients_to_keep = static_cast<uint32_t>(d.num_clients_to_keep);
+  o.strategy.federation_size = o.num_clients;  // scaffold's N
   o.seed = d.seed;
   o.train.epochs = static_cast<uint32_t>(d.local_epochs);
   o.train.batch_size = static_cast<uint32_t>(d.batch_size);

@@ -46,6 +46,9 @@ Figures Measure(const std::string& name, const greenfed::Parameters& global,
   greenfed::StrategyOptions o;
   o.name = name;
   o.num_malicious_clients = 1;
+  if (name == "fedprox") o.proximal_mu = 0.01;
+  o.federation_size = static_cast<uint32_t>(updates.size());  // scaffold: every client sampled
+  const bool scaffold = name == "scaffold";
   auto made = greenfed::MakeStrategy(o);
   if (!made.ok()) {
     std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
@@ -61,7 +64,15 @@ Figures Measure(const std::string& name, const greenfed::Parameters& global,
     auto agg = strategy->BeginRound(global);
     if (!agg.ok()) std::exit(1);
     for (size_t k = 0; k < updates.size(); ++k) {
-      if (!(*agg)->Add(updates[k], false, 100 + k).ok()) std::exit(1);
+      // scaffold: each client's delta c_i (its update's values stand in) and the
+      // control group that ConfigureFit copies into each Fit.
+      greenfed::TensorGroups groups;
+      if (scaffold) {
+        greenfed::ConfigMap config;
+        strategy->ConfigureFit(1, &config, &groups);
+        groups["control"] = updates[k];
+      }
+      if (!(*agg)->Add(updates[k], groups, false, 100 + k).ok()) std::exit(1);
       peak = std::max(peak, InUse());
     }
     auto combined = (*agg)->Result();
@@ -88,7 +99,7 @@ int main(int argc, char** argv) {
     for (int k = 0; k < clients; ++k) updates.push_back(MakeModel(&rng));
     (void)Measure("fedavg", global, updates, 1);  // warm-up: page in the updates and the allocator
     for (const char* name : {"fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg",
-                             "krum"}) {
+                             "krum", "fedprox", "scaffold"}) {
       // The baseline is measured right before each strategy, so that both see the
       // same state of a shared, noisy machine.
       const Figures base = Measure("fedavg", global, updates, rounds);

@@ -608,3 +608,36 @@ TEST_CASE("robust strategies hold one x100 client to the clean run's accuracy, a
   CHECK(trimmed >= clean - 0.05);
   CHECK(krum >= clean - 0.05);
 }
+
+// Issue 10: SCAFFOLD and FedProx over real processes. The Fits carry group
+// "control" and config proximal_mu, the clients keep c_i (and, with
+// --persist-momentum, their momentum buffers) across rounds, and each client
+// process says that it started with an empty state.
+TEST_CASE("greenfed run --strategy scaffold and fedprox complete their rounds with client state") {
+  Fixture f;
+  for (const auto& [name, extra] : {std::make_pair(std::string("scaffold"), std::string("--persist-momentum")),
+                                    std::make_pair(std::string("fedprox"), std::string("--proximal-mu=0.01"))}) {
+    CAPTURE(name);
+    const std::string run = f.dir + "/" + name;
+    const int rc = Run({"run", "--clients=3", "--max-rounds=3", "--target-accuracy=1.0", "--lr=0.01",
+                        "--data-dir=" + f.data, "--run-dir=" + run, "--strategy=" + name, extra, "--insecure"},
+                       f.dir + "/" + name + ".log");
+    INFO(Read(f.dir + "/" + name + ".log"));
+    REQUIRE(rc == 0);
+    const auto summary = nlohmann::json::parse(Read(run + "/summary.json"));
+    CHECK(summary["rounds"] == 3);
+    CHECK(summary["final_accuracy"].get<double>() > 0.3);  // 10 classes: well above chance
+    const auto config = nlohmann::json::parse(Read(run + "/config.json"));
+    CHECK(config["strategy"]["settings"] ==
+          (name == "scaffold" ? "scaffold(server_learning_rate=1)" : "fedprox(proximal_mu=0.01)"));
+    const std::string client_log = Read(run + "/client-0.log");
+    CHECK(client_log.find("client state: empty") != std::string::npos);
+    CHECK(client_log.find("round 3: trained") != std::string::npos);
+    CHECK(Read(f.dir + "/" + name + ".log").find("rejected fit result") == std::string::npos);
+  }
+  // FedProx without its mu is a flag error, as in Flower.
+  CHECK(Run({"run", "--clients=2", "--strategy=fedprox", "--data-dir=" + f.data, "--run-dir=" + f.dir + "/nomu",
+             "--insecure"},
+            f.dir + "/nomu.log") == 2);
+  CHECK(Read(f.dir + "/nomu.log").find("--proximal-mu is required with --strategy fedprox") != std::string::npos);
+}

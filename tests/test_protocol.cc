@@ -736,7 +736,7 @@ Frames FitWithConfig(const std::function<void(Packer&)>& fill) {
   return EditHeader(Encode(fit), [&](HeaderMap& m, msgpack::zone& z) { m["config"] = Packed(z, fill); });
 }
 
-TEST_CASE("protocol v3: config maps are typed and bounded, each rejection names the key") {
+TEST_CASE("protocol v3: config maps are typed and bounded and each rejection names the key") {
   SUBCASE("typed readers") {
     ConfigMap c{{"mu", 0.5}, {"n", int64_t{3}}, {"on", true}, {"s", std::string("x")}};
     CHECK(*ConfigDouble(c, "mu", 0) == 0.5);
@@ -871,7 +871,7 @@ TEST_CASE("protocol v3: config maps are typed and bounded, each rejection names 
   }
 }
 
-TEST_CASE("protocol v3: tensor groups are named, contiguous and bounded") {
+TEST_CASE("protocol v3: tensor groups are named and contiguous and bounded") {
   SUBCASE("valid groups decode, a name may repeat across groups") {
     const Frames f = FitWithManifest({{"w", "params"}, {"b", "params"}, {"w", "control"}});
     StatusOr<Message> d = Decode(f);

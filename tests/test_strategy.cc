@@ -29,7 +29,7 @@ StrategyOptions Named(const std::string& name) {
 Parameters Round(Strategy* s, const Parameters& global, const std::vector<std::pair<Parameters, uint64_t>>& updates) {
   auto agg = s->BeginRound(global);
   REQUIRE(agg.ok());
-  for (const auto& [w, n] : updates) REQUIRE((*agg)->Add(w, false, n).ok());
+  for (const auto& [w, n] : updates) REQUIRE((*agg)->Add(w, {}, false, n).ok());
   auto combined = (*agg)->Result();
   REQUIRE_MESSAGE(combined.ok(), combined.status().ToString());
   auto next = s->Update(global, std::move(combined).value());
@@ -137,12 +137,12 @@ TEST_CASE("strategy: fedmedian and fedtrimmedavg are coordinate-wise and ignore 
   // Too few updates to trim anything is an error, not a silent mean.
   t.trim_beta = 0.4;
   auto agg = Make(t)->BeginRound(W(0, 0));
-  REQUIRE((*agg)->Add(W(1, 1), false, 1).ok());
-  REQUIRE((*agg)->Add(W(2, 2), false, 1).ok());
+  REQUIRE((*agg)->Add(W(1, 1), {}, false, 1).ok());
+  REQUIRE((*agg)->Add(W(2, 2), {}, false, 1).ok());
   CHECK((*agg)->Result().ok());  // floor(0.4 * 2) = 0
-  REQUIRE((*agg)->Add(W(2, 2), false, 1).ok());
-  REQUIRE((*agg)->Add(W(2, 2), false, 1).ok());
-  REQUIRE((*agg)->Add(W(2, 2), false, 1).ok());
+  REQUIRE((*agg)->Add(W(2, 2), {}, false, 1).ok());
+  REQUIRE((*agg)->Add(W(2, 2), {}, false, 1).ok());
+  REQUIRE((*agg)->Add(W(2, 2), {}, false, 1).ok());
   CHECK((*agg)->Result().ok());  // floor(0.4 * 5) = 2 of each end of 5 leaves 1
 }
 

@@ -366,3 +366,174 @@ TEST_CASE("fashion_mnist own data: a client's own IDX directory is its whole tra
   o.role = TaskRole::kCoordinator;
   CHECK(FashionMnistTask().Prepare(o).message() == "fashion_mnist: own data (--data) is for the client role, not coordinator");
 }
+
+namespace {
+
+// A Fit with an explicit request and state.
+greenfed::StatusOr<FitResult> FitWith(FashionMnistTask& task, const Parameters& p, const TrainConfig& c,
+                                      greenfed::ClientState& state, const greenfed::ConfigMap& extra = {},
+                                      const greenfed::TensorGroups& groups = {}) {
+  greenfed::FitRequest request;
+  request.parameters = p;
+  request.groups = groups;
+  greenfed::PutTrainConfig(c, &request.config);
+  for (const auto& [k, v] : extra) request.config[k] = v;
+  return task.Fit(request, state);
+}
+
+// Every tensor of `p` filled with `value`.
+Parameters Filled(const Parameters& p, float value) {
+  Parameters out = p;
+  for (auto& b : out) b = greenfed::MakeFloatBlob(b.name, b.shape, std::vector<float>(b.NumElements(), value));
+  return out;
+}
+
+double SquaredDistance(const Parameters& a, const Parameters& b) {
+  double s = 0;
+  for (size_t t = 0; t < a.size(); ++t) {
+    const auto x = greenfed::FloatValues(a[t]);
+    const auto y = greenfed::FloatValues(b[t]);
+    for (size_t i = 0; i < x.size(); ++i) s += (double{x[i]} - y[i]) * (double{x[i]} - y[i]);
+  }
+  return s;
+}
+
+// A client on 200 real Fashion-MNIST training images (the task's default data).
+void PrepareRealClient(FashionMnistTask* task, bool persist_momentum = false) {
+  TaskOptions o = Options(TaskRole::kCentralized, greenfed::fmnist::kDefaultDataDir);
+  o.max_train_examples = 200;
+  o.max_test_examples = 10;
+  o.persist_momentum = persist_momentum;
+  const greenfed::Status prepared = task->Prepare(o);
+  REQUIRE_MESSAGE(prepared.ok(), prepared.ToString());
+}
+
+}  // namespace
+
+TEST_CASE("task: fedprox with proximal_mu = 0 is FedAvg's local training bit for bit and mu = 1 pulls towards w_global") {
+  FashionMnistTask task;
+  PrepareRealClient(&task);
+  CHECK(task.Capabilities() == std::vector<std::string>{"fedprox", "scaffold"});
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  TrainConfig c = Config(1, 3);
+  greenfed::ClientState s1, s2, s3;
+  auto plain = FitWith(task, *init, c, s1);
+  auto mu0 = FitWith(task, *init, c, s2, {{"proximal_mu", 0.0}});
+  auto mu1 = FitWith(task, *init, c, s3, {{"proximal_mu", 1.0}});
+  REQUIRE(plain.ok());
+  REQUIRE(mu0.ok());
+  REQUIRE_MESSAGE(mu1.ok(), mu1.status().ToString());
+  for (size_t i = 0; i < init->size(); ++i) CHECK(mu0->parameters[i].data == plain->parameters[i].data);
+  CHECK(mu0->train_loss == plain->train_loss);
+  const double d_plain = SquaredDistance(plain->parameters, *init);
+  const double d_prox = SquaredDistance(mu1->parameters, *init);
+  MESSAGE("||w - w_global||^2 after one epoch: plain ", d_plain, ", proximal_mu=1 ", d_prox);
+  CHECK(d_prox < d_plain);
+  CHECK(s1.empty());  // nothing kept without SCAFFOLD or persist_momentum
+  greenfed::ClientState s4;
+  CHECK(FitWith(task, *init, c, s4, {{"proximal_mu", -1.0}}).status().message() ==
+        "fashion_mnist Fit: proximal_mu must be finite and >= 0, got -1.000000");
+  CHECK(FitWith(task, *init, c, s4, {{"proximal_mu", std::string("x")}}).status().message() ==
+        "fashion_mnist Fit: config key 'proximal_mu' must be a double, got string");
+}
+
+TEST_CASE("task: scaffold client step y -= lr (g + c - c_i) and c_i+ = c_i - c + (x - y) / (K lr)") {
+  FashionMnistTask task;
+  PrepareRealClient(&task);
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  TrainConfig one_step = Config(1, 4);
+  one_step.batch_size = 200;  // K = 1
+  one_step.momentum = 0;
+  const float c_value = 0.01f;
+  const greenfed::TensorGroups control = {{"control", Filled(*init, c_value)}};
+
+  SUBCASE("K = 1: the step is the plain step minus lr (c - c_i), c_i = 0 at the start") {
+    greenfed::ClientState empty, state;
+    auto plain = FitWith(task, *init, one_step, empty);
+    auto corrected = FitWith(task, *init, one_step, state, {}, control);
+    REQUIRE(plain.ok());
+    REQUIRE_MESSAGE(corrected.ok(), corrected.status().ToString());
+    for (size_t t = 0; t < init->size(); ++t) {
+      const auto y0 = greenfed::FloatValues(plain->parameters[t]);
+      const auto y = greenfed::FloatValues(corrected->parameters[t]);
+      for (size_t i = 0; i < y.size(); ++i) {
+        REQUIRE(y[i] == doctest::Approx(y0[i] - one_step.learning_rate * c_value).epsilon(1e-4));
+      }
+    }
+    // The state now holds c_i+; with c_i = c the correction is exactly zero, so
+    // the next fit equals the plain one bit for bit: the state is read.
+    REQUIRE(state.count("scaffold.c_i") == 1);
+    greenfed::ClientState same = {{"scaffold.c_i", Filled(*init, c_value)}};
+    auto zero_corr = FitWith(task, *init, one_step, same, {}, control);
+    REQUIRE(zero_corr.ok());
+    for (size_t t = 0; t < init->size(); ++t) CHECK(zero_corr->parameters[t].data == plain->parameters[t].data);
+  }
+  SUBCASE("K = 2: the returned delta c_i and the kept c_i+ follow option II") {
+    TrainConfig two_steps = one_step;
+    two_steps.batch_size = 100;  // 200 images: K = 2
+    const float ci_value = -0.02f;
+    greenfed::ClientState state = {{"scaffold.c_i", Filled(*init, ci_value)}};
+    auto r = FitWith(task, *init, two_steps, state, {}, control);
+    REQUIRE_MESSAGE(r.ok(), r.status().ToString());
+    REQUIRE(r->groups.count("control") == 1);
+    const Parameters& dc = r->groups.at("control");
+    const Parameters& kept = state.at("scaffold.c_i");
+    const double k_lr = 2 * two_steps.learning_rate;
+    for (size_t t = 0; t < init->size(); ++t) {
+      const auto x = greenfed::FloatValues((*init)[t]);
+      const auto y = greenfed::FloatValues(r->parameters[t]);
+      const auto d = greenfed::FloatValues(dc[t]);
+      const auto c_next = greenfed::FloatValues(kept[t]);
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double expected_next = ci_value - c_value + (double{x[i]} - y[i]) / k_lr;
+        REQUIRE(c_next[i] == doctest::Approx(expected_next).epsilon(1e-4).scale(1e-3));
+        REQUIRE(d[i] == doctest::Approx(expected_next - ci_value).epsilon(1e-4).scale(1e-3));
+      }
+    }
+  }
+  SUBCASE("malformed control groups are refused, and the state is unchanged") {
+    greenfed::ClientState state;
+    greenfed::TensorGroups wrong = {{"control", Parameters(init->begin(), init->end() - 1)}};
+    CHECK(FitWith(task, *init, one_step, state, {}, wrong).status().message().find("group 'control'") == 0);
+    CHECK(FitWith(task, *init, one_step, state, {}, {{"other", *init}}).status().message() ==
+          "fashion_mnist Fit: unknown tensor group 'other' (knows 'control')");
+    CHECK(state.empty());
+  }
+}
+
+TEST_CASE("task: persist_momentum keeps the SGD momentum buffers in the client state and is off by default") {
+  TrainConfig c = Config(1, 5);
+  SUBCASE("off") {
+    FashionMnistTask task;
+    PrepareRealClient(&task);
+    auto init = task.InitialParameters();
+    REQUIRE(init.ok());
+    greenfed::ClientState state;
+    auto a = FitWith(task, *init, c, state);
+    auto b = FitWith(task, *init, c, state);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(state.empty());
+    for (size_t t = 0; t < init->size(); ++t) CHECK(a->parameters[t].data == b->parameters[t].data);
+  }
+  SUBCASE("on") {
+    FashionMnistTask task;
+    PrepareRealClient(&task, /*persist_momentum=*/true);
+    auto init = task.InitialParameters();
+    REQUIRE(init.ok());
+    greenfed::ClientState state;
+    auto a = FitWith(task, *init, c, state);
+    REQUIRE(a.ok());
+    REQUIRE(state.count("sgd.momentum") == 1);
+    CHECK(greenfed::SpecsOf(state.at("sgd.momentum")) == greenfed::SpecsOf(*init));
+    greenfed::ClientState fresh;
+    auto b = FitWith(task, *init, c, state);
+    auto b_fresh = FitWith(task, *init, c, fresh);
+    REQUIRE(b.ok());
+    REQUIRE(b_fresh.ok());
+    CHECK(b_fresh->parameters[0].data == a->parameters[0].data);  // an empty state is a fresh start
+    CHECK(b->parameters[0].data != a->parameters[0].data);        // the kept buffers carry over
+  }
+}

@@ -5,6 +5,8 @@
 #include "counting_task.h"
 
 #include <msgpack.hpp>
+#include <algorithm>
+#include <optional>
 #include <sstream>
 #include <stdlib.h>
 #include <thread>
@@ -331,4 +333,138 @@ TEST_CASE("a hostile joined peer cannot forge the energy ledger, and its NaN upd
   REQUIRE(!c.run_dir->rounds().empty());
   CHECK(c.run_dir->rounds()[0].clients_failed == 1);
   CHECK(c.run_dir->rounds()[0].round_s < o.round.round_timeout_s);
+}
+
+namespace {
+
+// A task that counts its fits in the client state ("count") and reports the count it
+// found as group "seen"; it announces capability "scaffold".
+class StatefulTask : public Task {
+ public:
+  Status Prepare(const TaskOptions&) override { return Status::Ok(); }
+  StatusOr<Parameters> InitialParameters() override { return Parameters{MakeFloatBlob("w", {2}, {0, 0})}; }
+  StatusOr<FitResult> Fit(const FitRequest& request, ClientState& state) override {
+    float seen = 0;
+    if (auto it = state.find("count"); it != state.end()) seen = FloatValues(it->second[0])[0];
+    state["count"] = {MakeFloatBlob("n", {1}, {seen + 1})};
+    FitResult r;
+    r.parameters = request.parameters;
+    r.groups["seen"] = {MakeFloatBlob("n", {1}, {seen})};
+    r.num_examples = 10;
+    r.train_loss = 0.5;
+    return r;
+  }
+  StatusOr<EvalResult> Evaluate(const Parameters&) override { return EvalResult{1.0, 0.5, 10}; }
+  uint64_t NumTrainExamples() const override { return 10; }
+  std::vector<int64_t> TrainLabelHistogram() const override { return {10}; }
+  std::vector<std::string> Capabilities() const override { return {"scaffold"}; }
+};
+
+// The next message of type T from the client on a ROUTER socket (heartbeats and
+// other types skipped); its routing id in *peer.
+template <typename T>
+std::optional<T> Next(zmq::socket_t& router, std::string* peer) {
+  for (int i = 0; i < 100; ++i) {
+    Frames f = Receive(router, 200);
+    if (f.size() < 2) continue;
+    *peer = std::string(f[0].begin(), f[0].end());
+    Frames body(f.begin() + 1, f.end());
+    auto m = Decode(body);
+    REQUIRE_MESSAGE(m.ok(), m.status().ToString());
+    if (auto* t = std::get_if<T>(&*m)) return *t;
+  }
+  return std::nullopt;
+}
+
+void SendTo(zmq::socket_t& router, const std::string& peer, const Message& m) {
+  // Built front to back: inserting at begin() trips GCC 12's -Wnull-dereference at -O2.
+  Frames f;
+  f.emplace_back(peer.begin(), peer.end());
+  Frames body = Encode(m);
+  f.insert(f.end(), body.begin(), body.end());
+  SendFrames(router, f);
+}
+
+WelcomeMsg WelcomeAs(uint32_t index) {
+  WelcomeMsg w;
+  w.client_index = index;
+  w.partition.num_clients = 2;
+  w.task = "stateful";
+  w.run_id = "state-test";
+  w.heartbeat_interval_ms = 100;
+  return w;
+}
+
+FitMsg FitFor(uint64_t round) {
+  FitMsg fit;
+  fit.round = round;
+  PutTrainConfig(TrainConfig{}, &fit.config);
+  fit.parameters = {MakeFloatBlob("w", {2}, {0, 0})};
+  return fit;
+}
+
+float Seen(const FitResMsg& r) {
+  REQUIRE(r.groups.count("seen") == 1);
+  return FloatValues(r.groups.at("seen")[0])[0];
+}
+
+}  // namespace
+
+// Issue 10: the client owns its task's state across rounds, announces the task's
+// capabilities at Join, starts empty (and says so), and drops the state when a
+// rejoin gives it another client index.
+TEST_CASE("client keeps its task state across rounds and drops it when a rejoin assigns another index") {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+
+  TaskRegistry registry;
+  REQUIRE(registry.Register("stateful", [] { return std::make_unique<StatefulTask>(); }).ok());
+  ClientOptions co;
+  co.connect = endpoint;
+  co.insecure = true;
+  co.country = "FRA";
+  co.connect_timeout_s = 20;
+  auto env = NewSystemEnv();
+  MeterOptions mo;
+  mo.kind = "model";
+  PhaseMeter meter(std::move(OpenMeters(mo, env.get())).value(), env.get());
+  std::ostringstream out, err;
+  Logger clog("client", &out, &err);
+  Client client(co, &registry, &meter, env.get(), &clog);
+  StatusOr<ClientResult> result = Internal("not run");
+  std::thread run([&] { result = client.Run(); });
+
+  std::string peer;
+  auto join = Next<JoinMsg>(router, &peer);
+  REQUIRE(join);
+  CHECK(std::find(join->capabilities.begin(), join->capabilities.end(), "scaffold") != join->capabilities.end());
+  SendTo(router, peer, WelcomeAs(0));
+  std::vector<float> seen;
+  for (uint64_t round = 1; round <= 2; ++round) {
+    SendTo(router, peer, FitFor(round));
+    auto res = Next<FitResMsg>(router, &peer);
+    REQUIRE(res);
+    seen.push_back(Seen(*res));
+  }
+  // "join first": the client rejoins, asking for its index 0, and gets index 1.
+  SendTo(router, peer, ErrorMsg{ErrorCode::kNotJoined, 0, "join first"});
+  auto rejoin = Next<JoinMsg>(router, &peer);
+  REQUIRE(rejoin);
+  CHECK(rejoin->requested_index == 0);
+  SendTo(router, peer, WelcomeAs(1));
+  SendTo(router, peer, FitFor(3));
+  auto res = Next<FitResMsg>(router, &peer);
+  REQUIRE(res);
+  seen.push_back(Seen(*res));
+  SendTo(router, peer, ShutdownMsg{"done"});
+  run.join();
+  REQUIRE_MESSAGE(result.ok(), result.status().ToString());
+  CHECK(seen == std::vector<float>{0, 1, 0});  // kept across rounds 1-2, dropped with the new index
+  const std::string log = out.str() + err.str();
+  CHECK(log.find("client state: empty") != std::string::npos);
+  CHECK(log.find("client state dropped (1 groups): the coordinator assigned client-1 instead of client-0 on rejoin") !=
+        std::string::npos);
 }

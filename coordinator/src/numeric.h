@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "greenfed/tensor.h"
 
@@ -40,6 +42,41 @@ inline void Put(TensorBlob* b, size_t i, double v) {
   } else {
     std::memcpy(b->data.data() + i * 8, &v, 8);
   }
+}
+
+// The float elements of a parameter set, flattened in tensor order: the space in
+// which every strategy below does its arithmetic.
+inline size_t FlatSize(const Parameters& p) {
+  size_t n = 0;
+  for (const auto& t : p) {
+    if (IsFloat(t.dtype)) n += static_cast<size_t>(t.NumElements());
+  }
+  return n;
+}
+
+// update - global (or the update itself when it is a delta), flattened.
+inline std::vector<double> FlatDelta(const Parameters& update, bool is_delta, const Parameters& global) {
+  std::vector<double> d;
+  d.reserve(FlatSize(global));
+  for (size_t t = 0; t < global.size(); ++t) {
+    if (!IsFloat(global[t].dtype)) continue;
+    const auto n = static_cast<size_t>(global[t].NumElements());
+    for (size_t i = 0; i < n; ++i) d.push_back(is_delta ? At(update[t], i) : At(update[t], i) - At(global[t], i));
+  }
+  return d;
+}
+
+// global + delta; non-float tensors stay as in global. Checks the result.
+inline StatusOr<Parameters> ApplyDelta(const Parameters& global, const std::vector<double>& delta, const char* who) {
+  Parameters out = global;
+  size_t k = 0;
+  for (auto& t : out) {
+    if (!IsFloat(t.dtype)) continue;
+    const auto n = static_cast<size_t>(t.NumElements());
+    for (size_t i = 0; i < n; ++i) Put(&t, i, At(t, i) + delta[k++]);
+  }
+  for (const auto& p : out) GREENFED_RETURN_IF_ERROR(ValidateBlob(p).WithContext(std::string(who) + " result"));
+  return out;
 }
 
 }  // namespace greenfed::detail

@@ -57,7 +57,9 @@ Status ValidateRoundOptions(const RoundOptions& o) {
   if (!(o.max_idle_s > 0)) return InvalidArgument("--max-idle-s must be positive");
   if (o.max_examples_per_client == 0) return InvalidArgument("max_examples_per_client must be at least 1");
   if (o.train.epochs == 0) return InvalidArgument("--local-epochs must be at least 1");
-  if (auto made = MakeStrategy(o.strategy); !made.ok()) return made.status();
+  StrategyOptions strategy = o.strategy;
+  strategy.federation_size = o.num_clients;
+  if (auto made = MakeStrategy(strategy); !made.ok()) return made.status();
   if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
   if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
   if (!(o.train.momentum >= 0 && o.train.momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
@@ -67,6 +69,7 @@ Status ValidateRoundOptions(const RoundOptions& o) {
 RoundMachine::RoundMachine(RoundOptions options, std::unique_ptr<Strategy> strategy)
     : options_(std::move(options)), strategy_(std::move(strategy)) {
   options_.partition.num_clients = options_.num_clients;
+  options_.strategy.federation_size = options_.num_clients;
   if (!strategy_) {
     auto made = MakeStrategy(options_.strategy);
     if (made.ok()) {
@@ -220,6 +223,15 @@ void RoundMachine::OnJoin(const JoinEvent& e, double now, std::vector<Action>* o
   const bool authenticated = !e.identity.empty();
   const std::string identity = authenticated ? e.identity : "id:" + j.client_id;
   const std::string who = j.client_id + (authenticated ? " [" + identity.substr(0, 14) + "...]" : "");
+  for (const std::string& cap : strategy_->RequiredCapabilities()) {
+    if (std::find(j.capabilities.begin(), j.capabilities.end(), cap) == j.capabilities.end()) {
+      Refuse(e.peer, ErrorCode::kIncompatible,
+             "strategy " + strategy_->Describe() + " needs capability '" + cap +
+                 "', which this client's task does not announce",
+             who, out);
+      return;
+    }
+  }
   if (Excluded(identity)) {
     Refuse(e.peer, ErrorCode::kExcluded,
            "excluded until round " + std::to_string(history_[identity].excluded_until_round) +
@@ -411,6 +423,7 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
     TrainConfig train = options_.train;
     train.seed = ClientSeed(c.index);
     PutTrainConfig(train, &fit.config);
+    strategy_->ConfigureFit(round_, &fit.config, &fit.groups);
     out->push_back(SendAction{c.peer, std::move(fit)});
     who += (who.empty() ? "" : ",") + std::to_string(c.index);
   }
@@ -442,7 +455,7 @@ void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action
     s = InvalidArgument("num_examples " + std::to_string(r.num_examples) + " exceeds this client's shard size (" +
                         std::to_string(it->second.max_examples) + ")");
   } else {
-    s = aggregator_->Add(r.parameters, r.is_delta, r.num_examples);
+    s = aggregator_->Add(r.parameters, r.groups, r.is_delta, r.num_examples);
   }
   if (!s.ok()) {
     ++failed_;

@@ -8,50 +8,27 @@
 #include <sstream>
 
 #include "greenfed/coordinator/fedavg.h"
+#include "greenfed/task.h"
 #include "numeric.h"
+#include "scaffold.h"
 
 namespace greenfed {
 
 namespace {
 
+using detail::ApplyDelta;
 using detail::At;
+using detail::FlatDelta;
+using detail::FlatSize;
 using detail::IsFloat;
 using detail::Mix;
 using detail::Put;
 
-// The float elements of a parameter set, flattened in tensor order: the space in
-// which every strategy below does its arithmetic.
-size_t FlatSize(const Parameters& p) {
-  size_t n = 0;
-  for (const auto& t : p) {
-    if (IsFloat(t.dtype)) n += static_cast<size_t>(t.NumElements());
-  }
-  return n;
-}
-
-// update - global (or the update itself when it is a delta), flattened.
-std::vector<double> FlatDelta(const Parameters& update, bool is_delta, const Parameters& global) {
-  std::vector<double> d;
-  d.reserve(FlatSize(global));
-  for (size_t t = 0; t < global.size(); ++t) {
-    if (!IsFloat(global[t].dtype)) continue;
-    const auto n = static_cast<size_t>(global[t].NumElements());
-    for (size_t i = 0; i < n; ++i) d.push_back(is_delta ? At(update[t], i) : At(update[t], i) - At(global[t], i));
-  }
-  return d;
-}
-
-// global + delta; non-float tensors stay as in global. Checks the result.
-StatusOr<Parameters> ApplyDelta(const Parameters& global, const std::vector<double>& delta, const char* who) {
-  Parameters out = global;
-  size_t k = 0;
-  for (auto& t : out) {
-    if (!IsFloat(t.dtype)) continue;
-    const auto n = static_cast<size_t>(t.NumElements());
-    for (size_t i = 0; i < n; ++i) Put(&t, i, At(t, i) + delta[k++]);
-  }
-  for (const auto& p : out) GREENFED_RETURN_IF_ERROR(ValidateBlob(p).WithContext(std::string(who) + " result"));
-  return out;
+// The aggregators of strategies that send no tensor groups take none back.
+Status RejectGroups(const TensorGroups& groups) {
+  if (groups.empty()) return Status::Ok();
+  return InvalidArgument("unexpected tensor group '" + groups.begin()->first +
+                         "': this strategy sends none and takes only the model ('params')");
 }
 
 std::string Num(double v) {
@@ -65,7 +42,8 @@ std::string Num(double v) {
 class StreamingAggregator final : public RoundAggregator {
  public:
   Status Reset(const Parameters& global) { return acc_.Reset(global); }
-  Status Add(const Parameters& update, bool is_delta, uint64_t num_examples) override {
+  Status Add(const Parameters& update, const TensorGroups& groups, bool is_delta, uint64_t num_examples) override {
+    GREENFED_RETURN_IF_ERROR(RejectGroups(groups));
     return acc_.Add(update, is_delta, num_examples);
   }
   uint64_t total_examples() const override { return acc_.total_examples(); }
@@ -91,7 +69,8 @@ class BufferedAggregator final : public RoundAggregator {
     return Status::Ok();
   }
 
-  Status Add(const Parameters& update, bool is_delta, uint64_t num_examples) override {
+  Status Add(const Parameters& update, const TensorGroups& groups, bool is_delta, uint64_t num_examples) override {
+    GREENFED_RETURN_IF_ERROR(RejectGroups(groups));
     if (num_examples == 0) return InvalidArgument("update reports 0 training examples");
     constexpr uint64_t kMaxTotal = 1ull << 53;
     if (num_examples > kMaxTotal || total_ > kMaxTotal - num_examples) {
@@ -215,6 +194,21 @@ class FedAvgStrategy : public Strategy {
     GREENFED_RETURN_IF_ERROR(agg->Reset(global));
     return std::unique_ptr<RoundAggregator>(std::move(agg));
   }
+};
+
+// FedProx (Li et al. 2020): the client adds mu/2 ||w - w_global||^2 to its local
+// objective; the server aggregates as FedAvg. mu travels in every Fit.
+class FedProxStrategy final : public FedAvgStrategy {
+ public:
+  explicit FedProxStrategy(double mu) : mu_(mu) {}
+  std::string Describe() const override { return "fedprox(proximal_mu=" + Num(mu_) + ")"; }
+  void ConfigureFit(uint64_t, ConfigMap* config, TensorGroups*) const override {
+    (*config)[kConfigProximalMu] = mu_;
+  }
+  std::vector<std::string> RequiredCapabilities() const override { return {kCapabilityFedProx}; }
+
+ private:
+  double mu_;
 };
 
 // Server optimisers on the pseudo-gradient d = mean - global (Reddi et al. 2021,
@@ -391,7 +385,9 @@ Status Strategy::RestoreState(const std::vector<uint8_t>& state) {
   return Status::Ok();
 }
 
-std::string StrategyNames() { return "fedavg, fedavgm, fedadagrad, fedadam, fedyogi, fedmedian, fedtrimmedavg, krum"; }
+std::string StrategyNames() {
+  return "fedavg, fedavgm, fedadagrad, fedadam, fedyogi, fedmedian, fedtrimmedavg, krum, fedprox, scaffold";
+}
 
 Status ValidateStrategyOptions(const StrategyOptions& o) {
   auto positive = [](double v) { return std::isfinite(v) && v > 0; };
@@ -402,6 +398,16 @@ Status ValidateStrategyOptions(const StrategyOptions& o) {
   if (!(o.beta_2 >= 0 && o.beta_2 < 1)) return InvalidArgument("--beta-2 must be in [0, 1)");
   if (o.tau != -1 && !positive(o.tau)) return InvalidArgument("--tau must be positive");
   if (!(o.trim_beta >= 0 && o.trim_beta < 0.5)) return InvalidArgument("--trim-beta must be in [0, 0.5)");
+  if (o.name == "fedprox") {
+    if (o.proximal_mu == -1) {
+      return InvalidArgument("--proximal-mu is required with --strategy fedprox (as in Flower's FedProx; e.g. 0.01)");
+    }
+    if (!(std::isfinite(o.proximal_mu) && o.proximal_mu >= 0)) {
+      return InvalidArgument("--proximal-mu must be finite and >= 0, got " + Num(o.proximal_mu));
+    }
+  } else if (o.proximal_mu != -1) {
+    return InvalidArgument("--proximal-mu applies to --strategy fedprox only, not " + o.name);
+  }
   return Status::Ok();
 }
 
@@ -417,6 +423,10 @@ StatusOr<std::unique_ptr<Strategy>> MakeStrategy(const StrategyOptions& o) {
   if (o.name == "fedmedian") s = std::make_unique<RobustStrategy>(Robust::kMedian, o);
   if (o.name == "fedtrimmedavg") s = std::make_unique<RobustStrategy>(Robust::kTrimmedMean, o);
   if (o.name == "krum") s = std::make_unique<RobustStrategy>(Robust::kKrum, o);
+  if (o.name == "fedprox") s = std::make_unique<FedProxStrategy>(o.proximal_mu);
+  if (o.name == "scaffold") {
+    GREENFED_ASSIGN_OR_RETURN(s, detail::MakeScaffold(o));
+  }
   if (!s) return InvalidArgument("--strategy must be one of " + StrategyNames() + "; got '" + o.name + "'");
   return s;
 }

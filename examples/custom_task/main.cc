@@ -20,6 +20,7 @@
 #include "greenfed/carbon.h"
 #include "greenfed/client/client.h"
 #include "greenfed/coordinator/server.h"
+#include "greenfed/coordinator/strategy.h"
 #include "greenfed/env.h"
 #include "greenfed/flags.h"
 #include "greenfed/keys.h"
@@ -43,6 +44,7 @@ struct DemoFlags {
   std::string meter = "model";            // "model" (CPU model) or "auto" (RAPL/NVML when readable)
   double learning_rate = 0.1;             // local SGD step
   double target_accuracy = 1.0;           // stop early at this central accuracy; 1 = run every round
+  std::string strategy = "fedavg";        // aggregation (greenfed/coordinator/strategy.h)
   bool insecure = false;                  // plaintext instead of CURVE
 };
 
@@ -65,9 +67,16 @@ std::unique_ptr<greenfed::PhaseMeter> NewMeter(const std::string& kind, greenfed
 
 // config.json in the run-directory contract (docs/run-directory.md; the keys are
 // greenfed/run_dir_schema.h's), so that `greenfed report` reads this run like its own.
-std::string ConfigJson(const DemoFlags& f, const greenfed::RoundOptions& round) {
+std::string ConfigJson(const DemoFlags& f, const greenfed::RoundOptions& round, const std::string& strategy) {
   namespace ck = greenfed::config_key;
-  auto q = [](const std::string& text) { return "\"" + text + "\""; };
+  auto q = [](const std::string& text) {  // a JSON string; our texts hold no control characters
+    std::string out = "\"";
+    for (char c : text) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  };
   std::ostringstream os;
   os << "{\n  " << q(ck::kFormat) << ": " << greenfed::kRunDirFormat << ",\n  " << q(ck::kKind) << ": "
      << q("federated") << ",\n  " << q(ck::kRunId) << ": " << q(round.run_id) << ",\n  " << q(ck::kTask) << ": "
@@ -78,6 +87,8 @@ std::string ConfigJson(const DemoFlags& f, const greenfed::RoundOptions& round) 
      << "},\n  " << q(ck::kTrain) << ": {" << q(ck::kEpochs) << ": " << round.train.epochs << ", "
      << q(ck::kBatchSize) << ": " << round.train.batch_size << ", " << q(ck::kLearningRate) << ": "
      << round.train.learning_rate << ", " << q(ck::kMomentum) << ": " << round.train.momentum << "},\n  "
+     << q(ck::kStrategy) << ": {" << q("name") << ": " << q(round.strategy.name) << ", " << q("settings") << ": "
+     << q(strategy) << "},\n  "
      << q(ck::kNode) << ": {" << q(ck::kCountry) << ": " << q(f.country) << ", " << q(ck::kPue) << ": 1.0},\n  "
      << q(ck::kMeter) << ": {" << q(ck::kMeterKind) << ": " << q(f.meter) << "},\n  " << q("transport") << ": "
      << q(f.insecure ? "plaintext" : "curve") << "\n}\n";
@@ -99,6 +110,7 @@ int main(int argc, char** argv) {
   flags.AddDouble("learning-rate", &f.learning_rate, "local SGD learning rate");
   flags.AddDouble("target-accuracy", &f.target_accuracy,
                   "stop once central test accuracy reaches this (1 runs every round: label noise keeps it below 1)");
+  flags.AddString("strategy", &f.strategy, "aggregation strategy, e.g. fedavg, fedavgm, fedadam (docs/strategies.md)");
   flags.AddBool("insecure", &f.insecure, "plaintext ZeroMQ instead of CURVE with generated keys");
   flags.AddCheck([&f]() -> greenfed::Status {
     if (f.clients < 1 || f.clients > 64) return greenfed::InvalidArgument("--clients must be in [1, 64]");
@@ -146,7 +158,10 @@ int main(int argc, char** argv) {
   round.round_timeout_s = 60;
   round.client_wait_s = 30;  // a client that never comes ends the demo soon, not in 15 minutes
   round.max_idle_s = 60;
+  round.strategy.name = f.strategy;
   if (auto s = greenfed::ValidateRoundOptions(round); !s.ok()) return Fail("flags", s, 2);
+  auto strategy = greenfed::MakeStrategy(round.strategy);
+  if (!strategy.ok()) return Fail("--strategy", strategy.status(), 2);
 
   // The coordinator's copy of the task: central evaluation and the initial weights.
   auto eval_task = registry.Create(kTaskName);
@@ -186,7 +201,7 @@ int main(int argc, char** argv) {
 
   auto run_dir = greenfed::RunDir::Create(f.run_dir);
   if (!run_dir.ok()) return Fail("run directory", run_dir.status(), 2);
-  if (auto s = (*run_dir)->WriteConfig(ConfigJson(f, round)); !s.ok()) return Fail("config.json", s, 1);
+  if (auto s = (*run_dir)->WriteConfig(ConfigJson(f, round, (*strategy)->Describe())); !s.ok()) return Fail("config.json", s, 1);
 
   greenfed::Status meter_status;
   auto coordinator_meter = NewMeter(f.meter, env.get(), &meter_status);

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -78,6 +79,40 @@ Status ValidateTrainConfig(const TrainConfig& config) {
   return Status::Ok();
 }
 
+// ClientState keys of this task.
+constexpr const char* kStateControl = "scaffold.c_i";   // SCAFFOLD's client control variate c_i
+constexpr const char* kStateMomentum = "sgd.momentum";  // SGD momentum buffers (persist_momentum)
+
+// A float32 tensor holding a copy of `blob` (which must be f32).
+torch::Tensor ToTensor(const TensorBlob& blob) {
+  torch::Tensor t = torch::empty(blob.shape, torch::kFloat32);
+  if (!blob.data.empty()) std::memcpy(t.data_ptr<float>(), blob.data.data(), blob.data.size());
+  return t;
+}
+
+// `tensors` (contiguous float32, in Net::Impl::params order) as blobs named by `specs`.
+Parameters ToBlobs(const std::vector<torch::Tensor>& tensors, const std::vector<TensorSpec>& specs) {
+  Parameters out;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const torch::Tensor t = tensors[i].contiguous();
+    TensorBlob b;
+    b.name = specs[i].name;
+    b.dtype = DType::kFloat32;
+    b.shape = specs[i].shape;
+    b.data.resize(static_cast<size_t>(t.numel()) * sizeof(float));
+    if (!b.data.empty()) std::memcpy(b.data.data(), t.data_ptr<float>(), b.data.size());
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> ToTensors(const Parameters& blobs) {
+  std::vector<torch::Tensor> out;
+  out.reserve(blobs.size());
+  for (const auto& b : blobs) out.push_back(ToTensor(b));
+  return out;
+}
+
 // Runs `body` and turns a libtorch or standard exception into Internal.
 template <typename T, typename Body>
 StatusOr<T> Guarded(const char* what, Body&& body) {
@@ -104,7 +139,7 @@ struct FashionMnistTask::Impl {
   std::vector<int64_t> train_histogram;
 
   Status PrepareData(const FashionMnist& data);
-  StatusOr<FitResult> Train(const Parameters& parameters, const TrainConfig& config);
+  StatusOr<FitResult> Train(const FitRequest& request, const TrainConfig& config, double mu, ClientState& state);
   StatusOr<EvalResult> Test(const Parameters& parameters);
 };
 
@@ -138,16 +173,59 @@ Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
   return Status::Ok();
 }
 
-StatusOr<FitResult> FashionMnistTask::Impl::Train(const Parameters& parameters, const TrainConfig& config) {
-  GREENFED_RETURN_IF_ERROR(net->SetParameters(parameters));
+// Local training. Beyond plain SGD (with momentum):
+// - FedProx (Li et al. 2020): with mu > 0 the objective gains mu/2 ||w - w_global||^2,
+//   i.e. the gradient gains mu (w - w_global), added to p.grad before each step.
+// - SCAFFOLD (Karimireddy et al. 2020, Alg. 1, option II) when the request carries
+//   group "control" (c): each step uses g(y) + c - c_i, with c_i from the state
+//   (zeros when absent). With momentum > 0, which the paper does not define, the
+//   corrected gradient goes into the SGD-momentum step as the plain one would.
+//   After K steps: c_i+ = c_i - c + (x - y) / (K lr); the result carries group
+//   "control" = c_i+ - c_i and the state keeps c_i+.
+// - persist_momentum: the momentum buffers start from the state and are kept there.
+StatusOr<FitResult> FashionMnistTask::Impl::Train(const FitRequest& request, const TrainConfig& config, double mu,
+                                                  ClientState& state) {
+  GREENFED_RETURN_IF_ERROR(net->SetParameters(request.parameters));
   Net::Impl& m = net->impl();
   torch::manual_seed(config.seed);  // for any randomness inside a model; the built-ins have none
   m.module->train();
   torch::optim::SGD optimizer(m.module->parameters(),
                               torch::optim::SGDOptions(config.learning_rate).momentum(config.momentum));
 
+  std::vector<torch::Tensor> global;  // x: the weights this round started from
+  if (mu > 0 || request.groups.count(kGroupControl) != 0) global = ToTensors(request.parameters);
+
+  const auto control = request.groups.find(kGroupControl);
+  const bool scaffold = control != request.groups.end();
+  std::vector<torch::Tensor> c, c_i, correction;  // correction = c - c_i
+  if (scaffold) {
+    GREENFED_RETURN_IF_ERROR(ValidateAgainst(control->second, m.specs).WithContext("group 'control'"));
+    c = ToTensors(control->second);
+    const auto kept = state.find(kStateControl);
+    if (kept != state.end()) {
+      GREENFED_RETURN_IF_ERROR(ValidateAgainst(kept->second, m.specs).WithContext("client state c_i"));
+      c_i = ToTensors(kept->second);
+    } else {
+      for (const auto& t : c) c_i.push_back(torch::zeros_like(t));
+    }
+    for (size_t i = 0; i < c.size(); ++i) correction.push_back(c[i] - c_i[i]);
+  }
+
+  if (options.persist_momentum && config.momentum > 0) {
+    const auto kept = state.find(kStateMomentum);
+    if (kept != state.end()) {
+      GREENFED_RETURN_IF_ERROR(ValidateAgainst(kept->second, m.specs).WithContext("client state momentum"));
+      for (size_t i = 0; i < m.params.size(); ++i) {
+        auto buffer = std::make_unique<torch::optim::SGDParamState>();
+        buffer->momentum_buffer(ToTensor(kept->second[i]));
+        optimizer.state()[c10::guts::to_string(m.params[i].unsafeGetTensorImpl())] = std::move(buffer);
+      }
+    }
+  }
+
   const int64_t n = train_x.size(0);
   const int64_t batch = config.batch_size;
+  uint64_t steps = 0;  // K
   DeterministicRng rng(config.seed);
   std::vector<uint32_t> order = FirstN(static_cast<uint32_t>(n));
   torch::Tensor perm = torch::empty({n}, torch::kInt64);
@@ -165,7 +243,16 @@ StatusOr<FitResult> FashionMnistTask::Impl::Train(const Parameters& parameters, 
       optimizer.zero_grad();
       torch::Tensor loss = torch::nn::functional::cross_entropy(m.forward(x), y);
       loss.backward();
+      if (mu > 0 || scaffold) {
+        torch::NoGradGuard no_grad;
+        for (size_t i = 0; i < m.params.size(); ++i) {
+          torch::Tensor& grad = m.params[i].mutable_grad();
+          if (mu > 0) grad.add_(m.params[i] - global[i], mu);
+          if (scaffold) grad.add_(correction[i]);
+        }
+      }
       optimizer.step();
+      ++steps;
       const double batch_loss = loss.item<double>();
       if (!std::isfinite(batch_loss)) {
         return OutOfRange("fashion_mnist Fit: loss became " + std::to_string(batch_loss) + " in epoch " +
@@ -177,6 +264,26 @@ StatusOr<FitResult> FashionMnistTask::Impl::Train(const Parameters& parameters, 
   }
   FitResult result;
   GREENFED_ASSIGN_OR_RETURN(result.parameters, net->GetParameters());
+  if (scaffold) {
+    torch::NoGradGuard no_grad;
+    const double k_lr = static_cast<double>(steps) * config.learning_rate;
+    std::vector<torch::Tensor> c_next, dc;
+    for (size_t i = 0; i < m.params.size(); ++i) {
+      c_next.push_back(c_i[i] - c[i] + (global[i] - m.params[i].detach()) / k_lr);
+      dc.push_back(c_next[i] - c_i[i]);
+    }
+    result.groups[kGroupControl] = ToBlobs(dc, m.specs);
+    state[kStateControl] = ToBlobs(c_next, m.specs);
+  }
+  if (options.persist_momentum && config.momentum > 0) {
+    std::vector<torch::Tensor> buffers;
+    for (const auto& p : m.params) {
+      const auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == optimizer.state().end()) break;
+      buffers.push_back(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer());
+    }
+    if (buffers.size() == m.params.size()) state[kStateMomentum] = ToBlobs(buffers, m.specs);
+  }
   result.num_examples = static_cast<uint64_t>(n);
   result.train_loss = epoch_loss_sum / static_cast<double>(n);
   return result;
@@ -257,8 +364,6 @@ StatusOr<Parameters> FashionMnistTask::InitialParameters() {
 }
 
 StatusOr<FitResult> FashionMnistTask::Fit(const FitRequest& request, ClientState& state) {
-  (void)state;
-  const Parameters& parameters = request.parameters;
   if (!impl_->prepared) return FailedPrecondition("fashion_mnist: Fit called before Prepare");
   if (impl_->train_x.size(0) == 0) {
     return FailedPrecondition(std::string("fashion_mnist: Fit needs training data, role ") +
@@ -268,7 +373,22 @@ StatusOr<FitResult> FashionMnistTask::Fit(const FitRequest& request, ClientState
   if (!parsed.ok()) return parsed.status().WithContext("fashion_mnist Fit");
   const TrainConfig& config = *parsed;
   GREENFED_RETURN_IF_ERROR(ValidateTrainConfig(config));
-  return Guarded<FitResult>("Fit", [&] { return impl_->Train(parameters, config); });
+  StatusOr<double> mu = ConfigDouble(request.config, kConfigProximalMu, 0.0);
+  if (!mu.ok()) return mu.status().WithContext("fashion_mnist Fit");
+  if (!(std::isfinite(*mu) && *mu >= 0)) {
+    return InvalidArgument("fashion_mnist Fit: proximal_mu must be finite and >= 0, got " + std::to_string(*mu));
+  }
+  for (const auto& [name, group] : request.groups) {
+    if (name != kGroupControl) {
+      return InvalidArgument("fashion_mnist Fit: unknown tensor group '" + name + "' (knows 'control')");
+    }
+    (void)group;
+  }
+  // The state changes only when the whole Fit succeeds.
+  ClientState next = state;
+  StatusOr<FitResult> result = Guarded<FitResult>("Fit", [&] { return impl_->Train(request, config, *mu, next); });
+  if (result.ok()) state = std::move(next);
+  return result;
 }
 
 StatusOr<EvalResult> FashionMnistTask::Evaluate(const Parameters& parameters) {
@@ -293,7 +413,7 @@ uint64_t FashionMnistTask::NumTestExamples() const {
 
 std::vector<int64_t> FashionMnistTask::TrainLabelHistogram() const { return impl_->train_histogram; }
 
-std::vector<std::string> FashionMnistTask::Capabilities() const { return {}; }
+std::vector<std::string> FashionMnistTask::Capabilities() const { return {kCapabilityFedProx, kCapabilityScaffold}; }
 
 Status RegisterFashionMnist(TaskRegistry* registry) {
   if (registry == nullptr) return InvalidArgument("RegisterFashionMnist needs a registry");

@@ -242,8 +242,12 @@ RoundOptions MakeOptions(Bytes* in) {
   // Aggregation strategy (strategy.h) and its settings.
   static constexpr const char* kStrategies[] = {"fedavg",    "fedavgm",       "fedadagrad", "fedadam",
                                                 "fedyogi",   "fedmedian",     "fedtrimmedavg", "krum"};
-  o.strategy.name = kStrategies[in->U8() % 8];
+  // Bytes 240..255 pick the strategies added with protocol v3, so that the seeds
+  // below 240 keep their meaning.
+  const uint8_t pick = in->U8();
+  o.strategy.name = pick >= 240 ? (pick & 1 ? "scaffold" : "fedprox") : kStrategies[pick % 8];
   const uint8_t p1 = in->U8(), p2 = in->U8();
+  if (o.strategy.name == "fedprox") o.strategy.proximal_mu = (p1 % 10) / 100.0;
   o.strategy.server_momentum = (p1 % 10) / 10.0;
   o.strategy.server_learning_rate = 0.1 + p2 / 64.0;
   o.strategy.beta_2 = 0.5 + (p1 % 50) / 100.0;
@@ -403,7 +407,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         j.client_id = "host-" + std::to_string(in.U8() % 8);
         j.requested_index = static_cast<int8_t>(in.U8());
         j.num_examples = in.U8();
-        j.capabilities = {"delta", "evaluate"};
+        j.capabilities = {"delta", "evaluate", "fedprox", "scaffold"};
         j.country = "FRA";
         j.pue = 1.0 + in.U8() / 64.0;
         // identity: "" (--insecure: client_id stands in) or one of a few CURVE keys.
@@ -426,6 +430,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         r.is_delta = (in.U8() & 1) != 0;
         r.fit_s = 0.5;
         r.parameters = MakeUpdate(how, &in);
+        // SCAFFOLD results carry their delta c_i; the update's tensors stand in for it.
+        if (h.machine().strategy().Describe().rfind("scaffold", 0) == 0) r.groups["control"] = r.parameters;
         if (auto msg = ThroughWire(r)) {
           if (auto e = EventFor(peer, std::move(*msg))) h.Handle(*e, peer);
         }

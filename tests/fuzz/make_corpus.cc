@@ -228,6 +228,23 @@ std::vector<std::pair<std::string, Script>> Scripts() {
     }
     out.emplace_back(std::string("strategy_") + names[k] + "_resume", st);
   }
+  // The same under fedprox (byte 17 = 240) and scaffold (241).
+  for (const auto& [pick, name] : {std::make_pair(uint8_t{240}, "fedprox"), std::make_pair(uint8_t{241}, "scaffold")}) {
+    Script st = kOptions;
+    st[17] = pick;
+    st[18] = 5;
+    st[19] = 2;
+    for (uint8_t p = 0; p < 3; ++p) Join(&st, p, p);
+    for (int r = 0; r < 3; ++r) {
+      for (uint8_t p = 0; p < 3; ++p) FitRes(&st, p);
+      Central(&st, 100);
+      if (r == 0) {
+        st.push_back(10);
+        for (uint8_t p = 0; p < 3; ++p) Join(&st, p, p);
+      }
+    }
+    out.emplace_back(std::string("strategy_") + name + "_resume", st);
+  }
   return out;
 }
 

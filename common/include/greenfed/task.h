@@ -71,6 +71,9 @@ using ClientState = TensorGroups;
 // Capability names a task announces at Join and strategies may require.
 constexpr const char* kCapabilityFedProx = "fedprox";    // reads config "proximal_mu"
 constexpr const char* kCapabilityScaffold = "scaffold";  // reads and returns group "control"
+// Names strategies and tasks agree on.
+constexpr const char* kConfigProximalMu = "proximal_mu";  // FedProx's mu, a double >= 0
+constexpr const char* kGroupControl = "control";          // SCAFFOLD: c in Fit, delta c_i in FitRes
 
 struct EvalResult {
   double loss = 0;                     // mean cross-entropy

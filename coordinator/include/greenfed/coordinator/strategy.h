@@ -4,8 +4,11 @@
 // cycle: joins, deadlines, retries, stop).
 //
 // A round: RoundMachine calls Sample() on the connected clients, BeginRound() for
-// a fresh aggregator, Add() for every valid result as it arrives, Result() once
-// the round's results are in, then Update() to apply the server-side step. The
+// a fresh aggregator, ConfigureFit() for each sampled client's Fit (config keys and
+// tensor groups beside the SGD settings), Add() for every valid result as it
+// arrives, Result() once the round's results are in, then Update() to apply the
+// server-side step. A Join whose capabilities lack one of RequiredCapabilities()
+// is refused with INCOMPATIBLE. The
 // names, parameters and defaults follow Flower's strategies
 // (flwr.server.strategy), and the update rules follow the papers:
 //
@@ -20,9 +23,16 @@
 //   krum           Blanchard et al. 2017      the update closest to its n - f - 2
 //                                             nearest neighbours; Multi-Krum averages
 //                                             the num_clients_to_keep best
+//   fedprox        Li et al. 2020             FedAvg aggregation; every Fit carries
+//                                             "proximal_mu" (needs capability fedprox)
+//   scaffold       Karimireddy et al. 2020,   server control variate c travels as group
+//                  Alg. 1 (option II)         "control"; x += eta_g mean(dy),
+//                                             c += |S|/N mean(dc) (needs capability scaffold)
 //
-// Memory: the fedavg family streams (two model copies in double, whatever the
-// number of clients). fedmedian, fedtrimmedavg and krum must see every update at
+// Memory: the fedavg family (fedprox included) streams (two model copies in
+// double, whatever the number of clients). scaffold streams too: the sums of dy
+// and dc (two model copies in double) plus c (one in double, one in the model's
+// dtype for sending), and each Fit carries one extra model-sized group. fedmedian, fedtrimmedavg and krum must see every update at
 // once: they buffer clients x model parameters as double (8 bytes each), i.e.
 // 100 clients x 105,866 parameters = 85 MB. docs/strategies.md repeats this.
 //
@@ -34,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "greenfed/protocol.h"
 #include "greenfed/status.h"
 #include "greenfed/tensor.h"
 
@@ -43,8 +54,12 @@ namespace greenfed {
 // are Flower's where Flower documents one.
 struct StrategyOptions {
   std::string name = "fedavg";       // fedavg | fedavgm | fedadagrad | fedadam | fedyogi |
-                                     // fedmedian | fedtrimmedavg | krum
-  double server_learning_rate = 1.0; // fedavgm: eta (Flower server_learning_rate)
+                                     // fedmedian | fedtrimmedavg | krum | fedprox | scaffold
+  double server_learning_rate = 1.0; // fedavgm: eta (Flower server_learning_rate);
+                                     // scaffold: the global step size eta_g
+  double proximal_mu = -1;           // fedprox: mu, required (as in Flower); -1 = not given
+  uint32_t federation_size = 0;      // scaffold: N in c += |S|/N dc; RoundMachine sets it
+                                     // from RoundOptions::num_clients (0 = not set)
   double server_momentum = 0.0;      // fedavgm: beta (Flower server_momentum; 0 = FedAvg)
   double eta = -1;                   // fedadagrad/fedadam: 0.1, fedyogi: 0.01 (-1 = that default)
   double beta_1 = -1;                // fedadam/fedyogi: 0.9, fedadagrad: 0.0 (-1 = that default)
@@ -59,9 +74,11 @@ struct StrategyOptions {
 class RoundAggregator {
  public:
   virtual ~RoundAggregator() = default;
-  // Validates `update` against the round's global specs and takes it in. On
-  // error nothing is added.
-  virtual Status Add(const Parameters& update, bool is_delta, uint64_t num_examples) = 0;
+  // Validates `update` (group "params") and `groups` (the result's other tensor
+  // groups) against what the round expects and takes them in. A strategy that
+  // expects no groups refuses any. On error nothing is added.
+  virtual Status Add(const Parameters& update, const TensorGroups& groups, bool is_delta,
+                     uint64_t num_examples) = 0;
   virtual uint64_t total_examples() const = 0;
   virtual uint32_t num_updates() const = 0;
   // The combined model (global + combined delta). FailedPrecondition when empty.
@@ -82,6 +99,15 @@ class Strategy {
                                        uint64_t seed, double fraction, uint32_t min_fit) const;
   // A fresh aggregator for a round that starts from `global`.
   virtual StatusOr<std::unique_ptr<RoundAggregator>> BeginRound(const Parameters& global) = 0;
+  // Adds this strategy's config keys and tensor groups to one client's Fit of
+  // `round` (called after BeginRound). `config` already holds the SGD keys.
+  virtual void ConfigureFit(uint64_t round, ConfigMap* config, TensorGroups* groups) const {
+    (void)round;
+    (void)config;
+    (void)groups;
+  }
+  // Capabilities a client must announce at Join to take part (e.g. "scaffold").
+  virtual std::vector<std::string> RequiredCapabilities() const { return {}; }
   // The next global model from the current one and the round's Result(); the
   // server-side optimiser step. The default takes the result as it is.
   virtual StatusOr<Parameters> Update(const Parameters& global, Parameters aggregate);
