@@ -140,8 +140,12 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   topt.max_test_examples = fed.max_test_examples;
   if (Status s = (*task)->Prepare(topt); !s.ok()) return Fail("coordinator", s, 1);
   // Bounds on each client's num_examples, from the partition (a client cannot
-  // weigh in with more examples than its shard holds).
-  if (auto sizes = (*task)->ShardSizes(round->partition); sizes.ok()) {
+  // weigh in with more examples than its shard holds). Own-data clients have no
+  // shard: the round machine refuses declarations above --max-client-examples.
+  if (round->own_data) {
+    log.Info("clients bring their own data (--partition none): each declares num_examples at join, bounded by " +
+             std::to_string(round->max_examples_per_client));
+  } else if (auto sizes = (*task)->ShardSizes(round->partition); sizes.ok()) {
     round->shard_sizes = std::move(sizes).value();
     if (fed.max_train_examples > 0) {
       for (auto& n : round->shard_sizes) n = std::min<uint64_t>(n, fed.max_train_examples);
@@ -170,7 +174,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                          {ck::kAlpha, fed.alpha},
                          {ck::kShardsPerClient, fed.shards_per_client},
                          {ck::kSeed, fed.seed},
-                         {ck::kNumClients, fed.num_clients}};
+                         {ck::kNumClients, fed.num_clients},
+                         {"max_client_examples", round->max_examples_per_client}};
   config[ck::kTrain] = {{ck::kEpochs, fed.local_epochs}, {ck::kBatchSize, fed.batch_size}, {ck::kLearningRate, fed.lr},
                      {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, fed.send_delta},
                      {ck::kMomentumRestarts, "every round"}};
@@ -234,7 +239,14 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   std::string partition;
   uint64_t max_train = 0, max_test = 0;
   int64_t parent_pid = 0;
+  std::string own_data, task_name = "fashion_mnist", model;
   flags.AddString("connect", &co.connect, "coordinator endpoint");
+  flags.AddString("data", &own_data,
+                  "own-data mode: train on this client's own data instead of a partition shard (digits: a CSV file "
+                  "like digits.csv.gz; fashion_mnist: a directory with train-images-idx3-ubyte.gz and "
+                  "train-labels-idx1-ubyte.gz); the coordinator must run --partition none (docs/deployment.md)");
+  flags.AddString("task", &task_name, "--data: the registered task to load the file with (must match the coordinator's)");
+  flags.AddString("model", &model, "--data: the model (must match the coordinator's; empty = the task's default)");
   flags.AddInt("client-index", &client_index, "shard index to ask for; -1 lets the coordinator assign the lowest free one");
   flags.AddUint("num-clients", &num_clients, "expected federation size; 0 accepts the coordinator's");
   flags.AddString("partition", &partition, "expected partition scheme; empty accepts the coordinator's");
@@ -257,6 +269,17 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   AddClientSecurityFlags(&flags, &security);
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (client_index < -1) return Fail("client", InvalidArgument("--client-index must be >= 0, or -1 for automatic"), 2);
+  if (own_data.empty() && (flags.WasSet("task") || flags.WasSet("model"))) {
+    return Fail("client", InvalidArgument("--task and --model are for --data; a partitioned client takes them from "
+                                          "the coordinator"), 2);
+  }
+  if (!own_data.empty() && !partition.empty() && partition != "none") {
+    return Fail("client", InvalidArgument("--data trains on the client's own file; it cannot be combined with "
+                                          "--partition " + partition), 2);
+  }
+  if (!own_data.empty() && ::access(own_data.c_str(), R_OK) != 0) {
+    return Fail("client", InvalidArgument("--data " + own_data + ": cannot read the file"), 2);
+  }
   if (parent_pid < 0) return Fail("client", InvalidArgument("--parent-pid must be a process id, or 0"), 2);
   if (parent_pid > 0) {
     // SIGTERM reaches the stop signalfd like a user's: the client reports and exits.
@@ -264,8 +287,10 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
       return Fail("client", Unavailable("the launching process " + std::to_string(parent_pid) + " is gone"), 1);
     }
   }
-  if (!partition.empty() && partition != "iid" && partition != "shards" && partition != "dirichlet") {
-    return Fail("client", InvalidArgument("--partition must be iid, shards or dirichlet, got '" + partition + "'"), 2);
+  if (!partition.empty() && partition != "iid" && partition != "shards" && partition != "dirichlet" &&
+      partition != "none") {
+    return Fail("client", InvalidArgument("--partition must be iid, shards, dirichlet or none, got '" + partition + "'"),
+                2);
   }
   if (num_clients > 0 && client_index >= static_cast<int64_t>(num_clients)) {
     return Fail("client", InvalidArgument("--client-index " + std::to_string(client_index) + " must be < --num-clients " +
@@ -288,6 +313,11 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   co.task.threads = static_cast<int>(node.threads);
   co.task.max_train_examples = max_train;
   co.task.max_test_examples = max_test;
+  co.task.own_data_path = own_data;
+  if (!own_data.empty()) {
+    co.own_data_task = task_name;
+    co.task.model = model.empty() ? DefaultModelFor(task_name) : model;
+  }
 
   Logger log(client_index >= 0 ? "client-" + std::to_string(client_index) : "client", &std::cout, &std::cerr);
   auto keys = LoadClientKeys(security, &log);
@@ -318,7 +348,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   node.threads = 2;
   double target = 0.90, lr = 0.01, momentum = 0.9, lr_decay = 1.0;
   uint64_t max_epochs = 30, batch = 32, seed = 1, max_train = 0, max_test = 0;
-  std::string model = "cnn", task_name = "fashion_mnist", run_dir_path;
+  std::string model, task_name = "fashion_mnist", run_dir_path;
   flags.AddDouble("target-accuracy", &target, "stop when test accuracy reaches this (top-1)");
   flags.AddUint("max-epochs", &max_epochs, "stop after this many epochs even if the target is not reached");
   flags.AddDouble("lr", &lr, "SGD learning rate of the first epoch");
@@ -327,7 +357,9 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   flags.AddUint("batch-size", &batch, "mini-batch size");
   flags.AddUint("seed", &seed, "seed of initial weights and shuffling");
   flags.AddString("task", &task_name, "registered task");
-  flags.AddString("model", &model, "model registered within the task: cnn or mlp");
+  flags.AddString("model", &model,
+                  "model registered within the task (fashion_mnist: cnn, mlp; digits: mlp, softmax); empty = the "
+                  "task's default (cnn, mlp)");
   flags.AddString("run-dir", &run_dir_path, "output directory (empty = runs/centralized-<UTC time>)");
   flags.AddUint("max-train-examples", &max_train, "cap on training examples (0 = all 60,000; for quick runs)");
   flags.AddUint("max-test-examples", &max_test, "cap on test examples (0 = all 10,000)");
@@ -338,6 +370,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
     if (!(lr_decay > 0 && lr_decay <= 1)) return InvalidArgument("--lr-decay must be in (0, 1]");
     if (!(momentum >= 0 && momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
     if (max_epochs == 0 || batch == 0) return InvalidArgument("--max-epochs and --batch-size must be >= 1");
+    if (model.empty()) model = DefaultModelFor(task_name);
     return Status::Ok();
   });
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;

@@ -144,6 +144,11 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   if (Status s = ValidatePue(client_pue); !s.ok()) return Fail("run", s.WithContext("--client-pue"), 2);
   if (client_threads < 1) return Fail("run", InvalidArgument("--client-threads must be >= 1"), 2);
   if (client_country.empty()) client_country = node.country;
+  if (fed.partition == "none") {
+    return Fail("run", InvalidArgument("--partition none is for clients with their own data, started one by one with "
+                                       "`greenfed client --data PATH` against `greenfed coordinator --partition none`"),
+                2);
+  }
 
   Logger log("coordinator", &std::cout, &std::cerr);
   auto carbon = LoadCarbonTable(node);
@@ -313,19 +318,54 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
 }
 
 // -------------------------------------------------------------------- compare
+namespace {
+
+// compare's settings that depend on the task, chosen by measurement: Fashion-MNIST's
+// in docs/energy.md and docs/results/fashion-mnist-2026-11-23, digits' in
+// docs/results/digits-2026-12-01/README.md.
+struct CompareDefaults {
+  double target = 0.90;          // target top-1 test accuracy of every run
+  uint64_t max_rounds = 40;      // FL rounds at most
+  uint64_t max_epochs = 30;      // centralized epochs at most
+  double central_lr = 0.02;      // centralized SGD learning rate
+  double central_lr_decay = 0.9; // centralized learning-rate multiplier per epoch
+  double fl_lr = 0.05;           // clients' local SGD learning rate
+  uint64_t local_epochs = 1;     // clients' local epochs per round
+};
+
+StatusOr<CompareDefaults> CompareDefaultsFor(const std::string& task) {
+  if (task == "fashion_mnist") return CompareDefaults{};
+  if (task == "digits") {
+    CompareDefaults d;
+    d.target = 0.95;
+    d.max_rounds = 40;
+    d.max_epochs = 30;
+    d.central_lr = 0.1;
+    d.central_lr_decay = 0.9;
+    d.fl_lr = 0.1;
+    d.local_epochs = 5;
+    return d;
+  }
+  return InvalidArgument("--task " + task + ": compare has no defaults for it (fashion_mnist, digits)");
+}
+
+}  // namespace
+
 int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ctx) {
   FlagSet flags("greenfed compare",
-                "The main job: centralized baseline, FL IID and FL non-IID on Fashion-MNIST to the same target, then "
-                "the emission comparison report in OUT/<UTC time>-report/report.md.");
+                "The main job: centralized baseline, FL IID and FL non-IID on one task (Fashion-MNIST by default) to "
+                "the same target, then the emission comparison report in OUT/<UTC time>-report/report.md.");
   std::string out = "results";
   bool quick = false;
-  double target = 0.90;
-  uint64_t clients = 10, max_rounds = 40, max_epochs = 30;
-  double central_lr = 0.02, central_lr_decay = 0.9, fl_lr = 0.05;
+  std::string task = "fashion_mnist", model;
+  CompareDefaults d;  // the defaults shown by --help are Fashion-MNIST's
+  double target = d.target;
+  uint64_t clients = 10, max_rounds = d.max_rounds, max_epochs = d.max_epochs, local_epochs = d.local_epochs;
+  double central_lr = d.central_lr, central_lr_decay = d.central_lr_decay, fl_lr = d.fl_lr;
   std::string non_iid = "dirichlet";
   double alpha = 0.5;
   std::string country = "WORLD", client_country;
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string data_dir;
   std::string meter = "auto";
   std::string iid_strategy = "fedavg", non_iid_strategy = "fedavg";
   // Strategy settings, passed (when given) to each FL run whose strategy reads them.
@@ -345,6 +385,11 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
       {"tau", {"fedadagrad", "fedadam", "fedyogi"}, -1, "fedadagrad/fedadam/fedyogi: adaptivity"},
   };
   flags.AddString("out", &out, "directory for the three run directories and the report");
+  flags.AddString("task", &task,
+                  "registered task: fashion_mnist or digits; the settings below that are not given take this task's "
+                  "defaults (digits: target 0.95, 40 rounds, central lr 0.1 decay 0.9, fl lr 0.1, 5 local epochs)");
+  flags.AddString("model", &model, "model within the task (empty = the task's default: cnn, mlp)");
+  flags.AddUint("local-epochs", &local_epochs, "clients' local epochs per round");
   flags.AddBool("quick", &quick, "a small comparison for a smoke test: 5 clients, 6000 examples each, target 0.80");
   flags.AddDouble("target-accuracy", &target, "target top-1 test accuracy shared by all runs");
   flags.AddUint("clients", &clients, "federated clients");
@@ -357,7 +402,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   flags.AddDouble("alpha", &alpha, "Dirichlet concentration for --non-iid dirichlet");
   flags.AddString("country", &country, "country of the coordinator and the centralized node");
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
-  flags.AddString("data-dir", &data_dir, "Fashion-MNIST directory");
+  flags.AddString("data-dir", &data_dir, "data set directory (empty = the task's default)");
   flags.AddString("meter", &meter, "energy source for every node: auto, model, rapl, nvml");
   flags.AddString("iid-strategy", &iid_strategy, "strategy of the FL IID run: " + StrategyNames());
   flags.AddString("non-iid-strategy", &non_iid_strategy, "strategy of the FL non-IID run: " + StrategyNames());
@@ -395,13 +440,23 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
     if (auto made = MakeStrategy(so); !made.ok()) return Fail("compare", made.status().WithContext(flag), 2);
   }
   if (client_country.empty()) client_country = country;
+  auto defaults = CompareDefaultsFor(task);
+  if (!defaults.ok()) return Fail("compare", defaults.status(), 2);
+  if (!flags.WasSet("target-accuracy")) target = defaults->target;
+  if (!flags.WasSet("max-rounds")) max_rounds = defaults->max_rounds;
+  if (!flags.WasSet("max-epochs")) max_epochs = defaults->max_epochs;
+  if (!flags.WasSet("central-lr")) central_lr = defaults->central_lr;
+  if (!flags.WasSet("central-lr-decay")) central_lr_decay = defaults->central_lr_decay;
+  if (!flags.WasSet("fl-lr")) fl_lr = defaults->fl_lr;
+  if (!flags.WasSet("local-epochs")) local_epochs = defaults->local_epochs;
+  if (model.empty()) model = DefaultModelFor(task);
   std::vector<std::string> extra_fl;
   if (quick) {
     if (!flags.WasSet("target-accuracy")) target = 0.80;
     if (!flags.WasSet("clients")) clients = 5;
     if (!flags.WasSet("max-rounds")) max_rounds = 8;
     if (!flags.WasSet("max-epochs")) max_epochs = 8;
-    extra_fl = {"--max-train-examples=6000"};
+    if (task == "fashion_mnist") extra_fl = {"--max-train-examples=6000"};
   }
   const std::string stamp = RunIdOf(DefaultRunDir("x", ""));
   const std::string base = out + "/" + stamp.substr(2);
@@ -412,8 +467,8 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
                                       "--max-epochs=" + std::to_string(max_epochs), "--lr=" + Str(central_lr),
                                       "--lr-decay=" + Str(central_lr_decay), "--run-dir=" + central_dir,
                                       "--country=" + country, "--data-dir=" + data_dir, "--meter=" + meter,
-                                      "--threads=2"};
-  if (quick) central.push_back("--max-train-examples=" + std::to_string(6000 * clients));
+                                      "--threads=2", "--task=" + task, "--model=" + model};
+  if (quick && task == "fashion_mnist") central.push_back("--max-train-examples=" + std::to_string(6000 * clients));
   steps.push_back(central);
   for (const auto& [scheme, dir] : {std::make_pair(std::string("iid"), iid_dir), std::make_pair(non_iid, noniid_dir)}) {
     const std::vector<std::string> strategy = strategy_args(scheme == "iid" ? iid_strategy : non_iid_strategy);
@@ -422,7 +477,8 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
                                    "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
                                    "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,
                                    "--client-country=" + client_country, "--data-dir=" + data_dir,
-                                   "--meter=" + meter};
+                                   "--meter=" + meter, "--task=" + task, "--model=" + model,
+                                   "--local-epochs=" + std::to_string(local_epochs)};
     fl.insert(fl.end(), extra_fl.begin(), extra_fl.end());
     fl.insert(fl.end(), strategy.begin(), strategy.end());
     steps.push_back(fl);

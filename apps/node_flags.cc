@@ -4,6 +4,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "digits/task.h"
 #include "fashion_mnist/task.h"
 #include "greenfed/keys.h"
 
@@ -17,7 +18,10 @@ void AddNodeFlags(FlagSet* f, NodeFlags* n) {
   f->AddDouble("watts-per-core", &n->watts_per_core, "model: watts per fully used core; overrides the profile when >= 0");
   f->AddDouble("watts-per-gb", &n->watts_per_gb, "model: watts per GB of resident memory; overrides the profile when >= 0");
   f->AddDouble("comm-kwh-per-gb", &n->comm_kwh_per_gb, "network energy per GB moved (Aslan et al. 2018, extrapolated to 2023)");
-  f->AddString("data-dir", &n->data_dir, "directory with the Fashion-MNIST .gz files (Debian: dataset-fashion-mnist)");
+  f->AddString("data-dir", &n->data_dir,
+                "data set directory; empty = the task's default: fashion_mnist /usr/share/datasets/fashion-mnist "
+                "(Debian: dataset-fashion-mnist), digits /usr/lib/python3/dist-packages/sklearn/datasets/data "
+                "(Debian: python3-sklearn)");
   f->AddString("carbon-table", &n->carbon_table, "CSV carbon-intensity table to use instead of the built-in one");
   f->AddInt("threads", &n->threads, "intra-op threads for training and evaluation");
   f->AddCheck([n]() -> Status {
@@ -64,7 +68,11 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddDouble("lr", &d->lr, "local SGD learning rate");
   f->AddDouble("momentum", &d->momentum,
                 "local SGD momentum (buffers restart every round unless the clients run with --persist-momentum)");
-  f->AddString("partition", &d->partition, "iid | shards (McMahan et al. 2017, 2 per client) | dirichlet (label skew)");
+  f->AddString("partition", &d->partition,
+                "iid | shards (McMahan et al. 2017, 2 per client) | dirichlet (label skew) | none (clients bring their "
+                "own data: `greenfed client --data PATH`)");
+  f->AddUint("max-client-examples", &d->max_client_examples,
+             "--partition none: refuse a client that declares more training examples than this (0 = 2^32)");
   f->AddDouble("alpha", &d->alpha, "Dirichlet concentration for --partition dirichlet (smaller = more skew)");
   f->AddUint("shards-per-client", &d->shards_per_client, "shards per client for --partition shards");
   f->AddUint("seed", &d->seed, "seed of partitions, sampling, initial weights and local shuffling");
@@ -100,16 +108,26 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
   f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
   f->AddString("task", &d->task, "registered task");
-  f->AddString("model", &d->model, "model registered within the task: cnn or mlp");
+  f->AddString("model", &d->model,
+                "model registered within the task (fashion_mnist: cnn, mlp; digits: mlp, softmax); empty = the task's "
+                "default (cnn, mlp)");
   f->AddString("run-dir", &d->run_dir, "output directory (empty = runs/fl-<partition>-<UTC time>)");
   f->AddBool("resume", &d->resume,
              "continue the run in --run-dir from its checkpoint.bin (after a crash or kill); the settings must match");
   f->AddUint("max-train-examples", &d->max_train_examples, "cap on each client's training examples (0 = all; for quick runs)");
   f->AddUint("max-test-examples", &d->max_test_examples, "cap on test examples used by central evaluation (0 = all 10,000)");
   f->AddCheck([d]() -> Status {
-    if (d->partition != "iid" && d->partition != "shards" && d->partition != "dirichlet") {
-      return InvalidArgument("--partition must be iid, shards or dirichlet, got '" + d->partition + "'");
+    if (d->partition != "iid" && d->partition != "shards" && d->partition != "dirichlet" && d->partition != "none") {
+      return InvalidArgument("--partition must be iid, shards, dirichlet or none, got '" + d->partition + "'");
     }
+    if (d->fed_eval_every > 0 && d->partition == "none") {
+      return InvalidArgument("--fed-eval-every needs partitioned clients: clients with their own data "
+                             "(--partition none) have no test shard; central evaluation still runs every round");
+    }
+    if (d->max_client_examples > 0 && d->partition != "none") {
+      return InvalidArgument("--max-client-examples bounds own-data clients; it needs --partition none");
+    }
+    if (d->model.empty()) d->model = DefaultModelFor(d->task);
     if (!(d->alpha > 0)) return InvalidArgument("--alpha must be positive");
     if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
     if (d->resume && d->run_dir.empty()) return InvalidArgument("--resume needs the --run-dir of the run to continue");
@@ -150,6 +168,8 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.partition.shards_per_client = static_cast<uint32_t>(d.shards_per_client);
   o.partition.seed = d.seed;
   o.partition.num_clients = o.num_clients;
+  o.own_data = d.partition == "none";
+  if (d.max_client_examples > 0) o.max_examples_per_client = d.max_client_examples;
   o.task = d.task;
   o.model = d.model;
   o.run_id = run_id;
@@ -254,7 +274,14 @@ StatusOr<ClientKeys> LoadClientKeys(const SecurityFlags& s, Logger* log) {
 StatusOr<TaskRegistry> BuildTaskRegistry() {
   TaskRegistry registry;
   GREENFED_RETURN_IF_ERROR(fmnist::RegisterFashionMnist(&registry));
+  GREENFED_RETURN_IF_ERROR(digits::RegisterDigits(&registry));
   return registry;
+}
+
+std::string DefaultModelFor(const std::string& task) {
+  if (task == fmnist::kFashionMnistTaskName) return "cnn";
+  if (task == digits::kDigitsTaskName) return digits::kDefaultModel;
+  return "";
 }
 
 int Fail(const std::string& command, const Status& status, int code) {

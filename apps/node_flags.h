@@ -25,7 +25,7 @@ struct NodeFlags {
   double watts_per_core = -1;           // overrides the profile when >= 0
   double watts_per_gb = -1;             // overrides the profile when >= 0
   double comm_kwh_per_gb = CommModel{}.kwh_per_gb;
-  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string data_dir;                 // empty = the task's default (DefaultDataDirHelp())
   std::string carbon_table;             // CSV path; empty = built-in table
   int64_t threads = 1;                  // intra-op threads of the task
 };
@@ -64,11 +64,14 @@ struct FederationFlags {
   uint64_t fed_eval_every = 0;
   bool send_delta = false;
   std::string task = "fashion_mnist";
-  std::string model = "cnn";
+  std::string model;                    // empty = DefaultModelFor(task), set by the flags' check
   std::string run_dir;                  // empty = runs/<kind>-<partition>-<UTC time>
   bool resume = false;                  // continue --run-dir from its checkpoint.bin
   uint64_t max_train_examples = 0;
   uint64_t max_test_examples = 0;
+  // --partition none (own-data clients): Join declarations above this are refused;
+  // 0 = RoundOptions' default bound (2^32).
+  uint64_t max_client_examples = 0;
 };
 // `greenfed run` names the federation size --clients, so it passes false.
 void AddFederationFlags(FlagSet* flags, FederationFlags* fed, bool with_num_clients = true);
@@ -100,6 +103,9 @@ StatusOr<ClientKeys> LoadClientKeys(const SecurityFlags& sec, Logger* log);
 
 // Registers every task this binary knows.
 StatusOr<TaskRegistry> BuildTaskRegistry();
+// The model a task trains when --model is not given: "cnn" for fashion_mnist,
+// "mlp" for digits, "" (the task decides) for any other.
+std::string DefaultModelFor(const std::string& task);
 
 // Prints a Status to stderr as "greenfed COMMAND: message" and returns `code`.
 int Fail(const std::string& command, const Status& status, int code);

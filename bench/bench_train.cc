@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "fashion_mnist/idx.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 #include "fashion_mnist/task.h"
 
 namespace {
@@ -72,7 +72,7 @@ PlainResult PlainEpoch(const torch::Tensor& x, const torch::Tensor& y, const Par
   model->train();
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(c.learning_rate).momentum(c.momentum));
   const int64_t n = x.size(0);
-  greenfed::fmnist::DeterministicRng rng(c.seed);
+  greenfed::DeterministicRng rng(c.seed);
   std::vector<uint32_t> order(static_cast<size_t>(n));
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
   rng.Shuffle(&order);

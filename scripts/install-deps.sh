@@ -6,7 +6,7 @@
 # Usage: scripts/install-deps.sh [--all | --build | --runtime] [--dry-run]
 #   --all      (default) build deps + test tools (iproute2 for tests/netns_test.sh,
 #              python3-yaml for tests/compose_check.sh, clang/llvm for scripts/test_harden.sh)
-#              + the Fashion-MNIST package
+#              + the Fashion-MNIST package + python3-sklearn (digits.csv.gz for the digits task)
 #   --build    what compiling `greenfed` needs (the Docker build stage)
 #   --runtime  the shared libraries the `greenfed` binary loads + the data set
 #              (the Docker runtime stage; see docs/deployment.md for how the list was derived)
@@ -27,6 +27,11 @@ readonly TEST_PKGS=(iproute2 python3 python3-yaml docker-compose)
 # scripts/test_harden.sh: clang 14, its sanitizer and libFuzzer runtimes, llvm-symbolizer for stacks.
 readonly HARDEN_PKGS=(clang libclang-rt-14-dev llvm)
 readonly DATA_PKGS=(dataset-fashion-mnist)
+# The digits task (examples/digits) reads sklearn/datasets/data/digits.csv.gz, which only
+# python3-sklearn ships (python3-sklearn-lib has the compiled parts, not the data). It pulls
+# Python, NumPy and SciPy, so it is in --all (tests, `greenfed compare --task digits`) but not
+# in --runtime: the Docker image stays Fashion-MNIST-only; mount the file to run digits there.
+readonly DIGITS_PKGS=(python3-sklearn)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls
 # its own large dependency closure (OpenBLAS, oneDNN, protobuf, OpenCV, FFmpeg, GDAL, Qt).
@@ -45,7 +50,7 @@ for arg in "$@"; do
 done
 
 case "$mode" in
-  all) wanted=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${HARDEN_PKGS[@]}" "${DATA_PKGS[@]}") ;;
+  all) wanted=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${HARDEN_PKGS[@]}" "${DATA_PKGS[@]}" "${DIGITS_PKGS[@]}") ;;
   build) wanted=("${BUILD_PKGS[@]}") ;;
   runtime) wanted=("${RUNTIME_PKGS[@]}" "${DATA_PKGS[@]}") ;;
 esac

@@ -37,6 +37,16 @@ if ((${#compose_cmd[@]})); then
     fail "'${compose_cmd[*]} -f $compose config' rejected the file"
   "${clean_env[@]}" "${compose_cmd[@]}" -f "$compose" --profile baseline config -q ||
     fail "'${compose_cmd[*]} --profile baseline config' rejected the file"
+  # Own-data mode (docs/deployment.md, "Own data"): the override with a volume per client.
+  own_data=$src/docker/compose.own-data.yaml
+  "${clean_env[@]}" "${compose_cmd[@]}" -f "$compose" -f "$own_data" config -q ||
+    fail "'${compose_cmd[*]} -f $compose -f $own_data config' rejected the override"
+  own_cfg=$("${clean_env[@]}" "${compose_cmd[@]}" -f "$compose" -f "$own_data" config)
+  for want in "GREENFED_PARTITION: none" "--task digits --data /data/digits.csv" "own-data/client-1:/data:ro" \
+              "own-data/client-2:/data:ro"; do
+    grep -qF -- "$want" <<<"$own_cfg" || fail "$own_data: the merged config lacks '$want'"
+  done
+  echo "$PROG: compose.own-data.yaml: coordinator --partition none, one data volume per client"
   services=$("${clean_env[@]}" "${compose_cmd[@]}" -f "$compose" --profile baseline config --services | sort | tr '\n' ' ')
   [[ "$services" == "centralized client coordinator keys report " ]] ||
     fail "services with --profile baseline: '$services'"

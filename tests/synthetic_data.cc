@@ -3,12 +3,11 @@
 #include <vector>
 
 #include "fashion_mnist/idx.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 
 namespace greenfed {
 namespace {
 
-using fmnist::DeterministicRng;
 using fmnist::IdxImages;
 using fmnist::IdxLabels;
 

@@ -11,12 +11,13 @@
 #include <vector>
 
 #include "fashion_mnist/idx.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 
 namespace {
 
 using greenfed::Code;
 using namespace greenfed::fmnist;
+using greenfed::LabelHistogram;
 
 // A fresh directory under $TMPDIR, removed with its contents at scope exit.
 class TempDir {
@@ -269,10 +270,10 @@ TEST_CASE("idx: the real Fashion-MNIST files") {
 
   std::vector<uint32_t> all_train(60000);
   for (uint32_t i = 0; i < 60000; ++i) all_train[i] = i;
-  CHECK(LabelHistogram(data->train_labels.labels, all_train) == std::vector<int64_t>(10, 6000));
+  CHECK(LabelHistogram(data->train_labels.labels, all_train, kNumClasses) == std::vector<int64_t>(10, 6000));
   std::vector<uint32_t> all_test(10000);
   for (uint32_t i = 0; i < 10000; ++i) all_test[i] = i;
-  CHECK(LabelHistogram(data->test_labels.labels, all_test) == std::vector<int64_t>(10, 1000));
+  CHECK(LabelHistogram(data->test_labels.labels, all_test, kNumClasses) == std::vector<int64_t>(10, 1000));
 
   // The first training and test images are both ankle boots (class 9).
   CHECK(data->train_labels.labels[0] == 9);

@@ -10,13 +10,14 @@
 #include <vector>
 
 #include "fashion_mnist/idx.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 
 namespace {
 
 using greenfed::Code;
 using greenfed::PartitionSpec;
 using namespace greenfed::fmnist;
+using namespace greenfed;
 
 std::vector<uint8_t> RealTrainLabels() {
   auto labels = ReadIdxLabels(std::string(kDefaultDataDir) + "/" + kTrainLabelsFile);
@@ -38,7 +39,7 @@ PartitionSpec Spec(const std::string& scheme, uint32_t num_clients, uint64_t see
 std::vector<std::vector<uint32_t>> AllShards(const std::vector<uint8_t>& labels, const PartitionSpec& spec) {
   std::vector<std::vector<uint32_t>> shards;
   for (uint32_t c = 0; c < spec.num_clients; ++c) {
-    auto shard = PartitionIndices(labels, spec, c);
+    auto shard = PartitionIndices(labels, spec, c, kNumClasses);
     REQUIRE_MESSAGE(shard.ok(), shard.status().ToString());
     shards.push_back(std::move(shard).value());
   }
@@ -63,7 +64,7 @@ void CheckExactCover(const std::vector<std::vector<uint32_t>>& shards, size_t n)
 }
 
 size_t DistinctLabels(const std::vector<uint8_t>& labels, const std::vector<uint32_t>& shard) {
-  const auto h = LabelHistogram(labels, shard);
+  const auto h = LabelHistogram(labels, shard, kNumClasses);
   return static_cast<size_t>(std::count_if(h.begin(), h.end(), [](int64_t v) { return v > 0; }));
 }
 
@@ -71,7 +72,7 @@ size_t DistinctLabels(const std::vector<uint8_t>& labels, const std::vector<uint
 double MeanMaxClassFraction(const std::vector<uint8_t>& labels, const std::vector<std::vector<uint32_t>>& shards) {
   double sum = 0;
   for (const auto& shard : shards) {
-    const auto h = LabelHistogram(labels, shard);
+    const auto h = LabelHistogram(labels, shard, kNumClasses);
     sum += static_cast<double>(*std::max_element(h.begin(), h.end())) / static_cast<double>(shard.size());
   }
   return sum / static_cast<double>(shards.size());
@@ -128,9 +129,9 @@ TEST_CASE("partition: same seed same shards, different seed different shards") {
   const auto labels = RealTrainLabels();
   for (const char* scheme : {"iid", "shards", "dirichlet"}) {
     CAPTURE(scheme);
-    const auto a = PartitionIndices(labels, Spec(scheme, 10, 11), 3);
-    const auto b = PartitionIndices(labels, Spec(scheme, 10, 11), 3);
-    const auto c = PartitionIndices(labels, Spec(scheme, 10, 12), 3);
+    const auto a = PartitionIndices(labels, Spec(scheme, 10, 11), 3, kNumClasses);
+    const auto b = PartitionIndices(labels, Spec(scheme, 10, 11), 3, kNumClasses);
+    const auto c = PartitionIndices(labels, Spec(scheme, 10, 12), 3, kNumClasses);
     REQUIRE(a.ok());
     REQUIRE(b.ok());
     REQUIRE(c.ok());
@@ -143,9 +144,9 @@ TEST_CASE("partition: pinned shards, so a change in the draws is caught") {
   // Sums of client 0's indices, seed 0, 10 clients: recorded from this
   // implementation. Every client and compiler must agree on them.
   const auto labels = RealTrainLabels();
-  const auto iid = PartitionIndices(labels, Spec("iid", 10, 0), 0);
-  const auto shards = PartitionIndices(labels, Spec("shards", 10, 0), 0);
-  const auto dir = PartitionIndices(labels, Spec("dirichlet", 10, 0), 0);
+  const auto iid = PartitionIndices(labels, Spec("iid", 10, 0), 0, kNumClasses);
+  const auto shards = PartitionIndices(labels, Spec("shards", 10, 0), 0, kNumClasses);
+  const auto dir = PartitionIndices(labels, Spec("dirichlet", 10, 0), 0, kNumClasses);
   REQUIRE(iid.ok());
   REQUIRE(shards.ok());
   REQUIRE(dir.ok());
@@ -216,7 +217,7 @@ TEST_CASE("partition: dirichlet gives every client at least one example") {
 TEST_CASE("partition: invalid specs are rejected with a precise message") {
   const std::vector<uint8_t> labels = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
   auto expect = [&](const PartitionSpec& spec, uint32_t client, Code code, const std::string& message) {
-    const auto r = PartitionIndices(labels, spec, client);
+    const auto r = PartitionIndices(labels, spec, client, kNumClasses);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == code);
     CHECK(r.status().message() == message);
@@ -242,18 +243,18 @@ TEST_CASE("partition: invalid specs are rejected with a precise message") {
   // alpha is only a Dirichlet parameter: IID ignores it.
   PartitionSpec iid = Spec("iid", 2, 0);
   iid.alpha = -1;
-  CHECK(PartitionIndices(labels, iid, 1).ok());
+  CHECK(PartitionIndices(labels, iid, 1, kNumClasses).ok());
 
   const std::vector<uint8_t> bad_labels = {0, 1, 12};
-  const auto r = PartitionIndices(bad_labels, Spec("iid", 1, 0), 0);
+  const auto r = PartitionIndices(bad_labels, Spec("iid", 1, 0), 0, kNumClasses);
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message() == "partition: label 12 at index 2 is out of range (expected 0..9)");
 }
 
 TEST_CASE("partition: LabelHistogram counts the selected examples") {
   const std::vector<uint8_t> labels = {3, 3, 1, 9, 0, 3};
-  CHECK(LabelHistogram(labels, {0, 1, 2, 5}) == std::vector<int64_t>{0, 1, 0, 3, 0, 0, 0, 0, 0, 0});
-  CHECK(LabelHistogram(labels, {}) == std::vector<int64_t>(10, 0));
+  CHECK(LabelHistogram(labels, {0, 1, 2, 5}, 10) == std::vector<int64_t>{0, 1, 0, 3, 0, 0, 0, 0, 0, 0});
+  CHECK(LabelHistogram(labels, {}, 10) == std::vector<int64_t>(10, 0));
   // Out-of-range indices are skipped, not read.
   CHECK(LabelHistogram(labels, {3, 99}, 10) == std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
   CHECK(LabelHistogram(labels, {0, 3}, 4) == std::vector<int64_t>{0, 0, 0, 1});
@@ -265,15 +266,15 @@ TEST_CASE("partition: ShardSizes equals the size of every client's shard") {
   const auto labels = RealTrainLabels();
   for (const std::string scheme : {"iid", "shards", "dirichlet"}) {
     const PartitionSpec spec = Spec(scheme, 10, 3);
-    auto sizes = ShardSizes(labels, spec);
+    auto sizes = ShardSizes(labels, spec, kNumClasses);
     REQUIRE(sizes.ok());
     REQUIRE(sizes->size() == 10);
     uint64_t total = 0;
     for (uint32_t c = 0; c < 10; ++c) {
-      CHECK((*sizes)[c] == (*PartitionIndices(labels, spec, c)).size());
+      CHECK((*sizes)[c] == (*PartitionIndices(labels, spec, c, kNumClasses)).size());
       total += (*sizes)[c];
     }
     CHECK(total == 60000);
   }
-  CHECK_FALSE(ShardSizes(labels, Spec("nope", 10, 3)).ok());
+  CHECK_FALSE(ShardSizes(labels, Spec("nope", 10, 3), kNumClasses).ok());
 }

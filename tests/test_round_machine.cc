@@ -638,3 +638,38 @@ TEST_CASE("Snapshot and Resume: a resumed machine continues with the same model,
   a = finished.Resume(0, done);
   CHECK(finished.state() == MachineState::kDone);
 }
+
+TEST_CASE("own data: a join must declare num_examples in [1, max_examples_per_client], the declaration bounds results") {
+  RoundOptions o = Opts(2, 2);
+  o.own_data = true;
+  o.max_examples_per_client = 500;
+  RoundMachine m(o);
+  (void)m.Start(0, Model(0));
+  JoinEvent none = Join("Z");
+  auto a = m.Handle(none, 0);
+  REQUIRE(All<SendAction>(a).size() == 1);
+  auto err = std::get<ErrorMsg>(All<SendAction>(a)[0].message);
+  CHECK(err.code == ErrorCode::kIncompatible);
+  CHECK(err.message.find("declare num_examples > 0 at join") != std::string::npos);
+  JoinEvent big = Join("Y");
+  big.join.num_examples = 501;
+  a = m.Handle(big, 0);
+  err = std::get<ErrorMsg>(All<SendAction>(a)[0].message);
+  CHECK(err.code == ErrorCode::kIncompatible);
+  CHECK(err.message == "declared num_examples 501 exceeds this federation's bound of 500 examples per client "
+                       "(--max-client-examples)");
+  CHECK(Logged(a, "refused join from id-Y: INCOMPATIBLE"));
+  CHECK(m.clients().empty());
+  JoinEvent ja = Join("A");
+  ja.join.num_examples = 400;
+  JoinEvent jb = Join("B");
+  jb.join.num_examples = 500;
+  (void)m.Handle(ja, 0);
+  a = m.Handle(jb, 0);
+  REQUIRE(m.clients().size() == 2);
+  CHECK(m.clients().at("A").max_examples == 400);
+  CHECK(m.clients().at("B").max_examples == 500);
+  // A result claiming more than A declared is a failed fit, not a heavier vote.
+  a = m.Handle(Result("A", 1, 1.0f, 401), 1);
+  CHECK(Logged(a, "num_examples 401 exceeds this client's shard size (400)"));
+}

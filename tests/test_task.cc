@@ -346,6 +346,27 @@ TEST_CASE("task: one epoch on 6000 real Fashion-MNIST images") {
   CHECK(eval->accuracy > 0.70);
 }
 
+TEST_CASE("fashion_mnist own data: a client's own IDX directory is its whole training set, with no test set") {
+  SyntheticDir mine(120, 10, 9);
+  TaskOptions o = Options(TaskRole::kClient, "/nonexistent");  // data_dir is not read in own-data mode
+  o.own_data_path = mine.path();
+  o.partition.num_clients = 4;
+  o.client_index = 3;
+  FashionMnistTask task;
+  const greenfed::Status prepared = task.Prepare(o);
+  REQUIRE_MESSAGE(prepared.ok(), prepared.ToString());
+  CHECK(task.NumTrainExamples() == 120);
+  CHECK(task.NumTestExamples() == 0);
+  auto init = task.InitialParameters();
+  REQUIRE(init.ok());
+  auto fit = FitOnce(task, *init, Config(1, 3));
+  REQUIRE_MESSAGE(fit.ok(), fit.status().ToString());
+  CHECK(fit->num_examples == 120);
+  CHECK(task.Evaluate(*init).status().code() == Code::kFailedPrecondition);
+  o.role = TaskRole::kCoordinator;
+  CHECK(FashionMnistTask().Prepare(o).message() == "fashion_mnist: own data (--data) is for the client role, not coordinator");
+}
+
 namespace {
 
 // A Fit with an explicit request and state.

@@ -470,8 +470,8 @@ struct Client::Impl {
                                   welcome->partition.seed == w->partition.seed &&
                                   welcome->partition.num_clients == w->partition.num_clients &&
                                   welcome->partition.alpha == w->partition.alpha;
-          if (!same_shard) prepared = false;
-          if (welcome && !same_shard) DropState(*w);
+          if (!same_shard && !OwnData()) prepared = false;
+          if (welcome && !same_shard && !OwnData()) DropState(*w);
           welcome = *w;
           log->Info("joined " + options.connect + " as client-" + std::to_string(w->client_index) + " of " +
                     std::to_string(w->partition.num_clients) + " (run " + w->run_id + ")");
@@ -507,11 +507,33 @@ struct Client::Impl {
     }
   }
 
+  bool OwnData() const { return !options.task.own_data_path.empty(); }
+
+  // Own-data mode: the task is prepared on the client's own file before the first
+  // Join, so that Join can declare its example count.
+  Status PrepareOwnData() {
+    GREENFED_ASSIGN_OR_RETURN(task, tasks->Create(options.own_data_task));
+    TaskOptions topt = options.task;
+    topt.role = TaskRole::kClient;
+    GREENFED_RETURN_IF_ERROR(task->Prepare(topt).WithContext("own data " + options.task.own_data_path));
+    prepared = true;
+    log->Info("own data " + options.task.own_data_path + ": " + std::to_string(task->NumTrainExamples()) +
+              " training examples (" + options.own_data_task + ")");
+    return Status::Ok();
+  }
+
   // The capabilities this client announces for its task. The task is named only in
   // the Welcome, so a client announces a capability only when every task it has
   // registered supports it (for the usual one-task registry: that task's own).
   const std::vector<std::string>& TaskCapabilities() {
     if (task_capabilities) return *task_capabilities;
+    if (OwnData() && task) {
+      // Own data: the task is known (and prepared) before Join, so announce its own.
+      std::vector<std::string> own = task->Capabilities();
+      if (own.size() + 3 > kMaxCapabilities) own.resize(kMaxCapabilities - 3);
+      task_capabilities = std::move(own);
+      return *task_capabilities;
+    }
     std::vector<std::string> common;
     bool first = true;
     for (const std::string& name : tasks->Names()) {
@@ -545,6 +567,16 @@ struct Client::Impl {
   }
 
   Status CheckWelcome(const WelcomeMsg& w) {
+    if (OwnData()) {
+      if (w.partition.scheme != "none") {
+        return InvalidArgument("this client trains on its own data (--data) but the coordinator partitions the data "
+                               "set (--partition " + w.partition.scheme + "); start the coordinator with --partition none");
+      }
+      if (w.task != options.own_data_task || w.model != options.task.model) {
+        return InvalidArgument("this client was started with --task " + options.own_data_task + " --model " +
+                               options.task.model + " but the coordinator runs task " + w.task + ", model " + w.model);
+      }
+    }
     if (options.expected_num_clients != 0 && w.partition.num_clients != options.expected_num_clients) {
       return InvalidArgument("this client was started with --num-clients " +
                              std::to_string(options.expected_num_clients) + " but the coordinator runs " +
@@ -558,6 +590,7 @@ struct Client::Impl {
   }
 
   StatusOr<ClientResult> Run(int stop_fd) {
+    if (OwnData()) GREENFED_RETURN_IF_ERROR(PrepareOwnData());
     idle_mark = meter->Begin();
     log->Info("client state: empty (a new client process keeps nothing from an earlier one)");
     bool stop = false;

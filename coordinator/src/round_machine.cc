@@ -246,6 +246,18 @@ void RoundMachine::OnJoin(const JoinEvent& e, double now, std::vector<Action>* o
            who, out);
     return;
   }
+  if (options_.own_data && (j.num_examples == 0 || j.num_examples > options_.max_examples_per_client)) {
+    // Own-data clients weigh in with what they declare, so the declaration is the bound.
+    Refuse(e.peer, ErrorCode::kIncompatible,
+           j.num_examples == 0
+               ? std::string("this federation's clients bring their own data (--partition none): declare "
+                             "num_examples > 0 at join (start the client with --data PATH)")
+               : "declared num_examples " + std::to_string(j.num_examples) +
+                     " exceeds this federation's bound of " + std::to_string(options_.max_examples_per_client) +
+                     " examples per client (--max-client-examples)",
+           who, out);
+    return;
+  }
   if (auto it = clients_.find(e.peer); it != clients_.end()) {
     if (it->second.identity != identity) {
       Refuse(e.peer, ErrorCode::kIdentityInUse, "this connection already joined under another identity", who, out);

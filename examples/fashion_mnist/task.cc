@@ -10,7 +10,7 @@
 #include "fashion_mnist/idx.h"
 #include "fashion_mnist/model.h"
 #include "fashion_mnist/model_torch.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 
 namespace greenfed::fmnist {
 namespace {
@@ -147,13 +147,15 @@ Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
   const TaskOptions& o = options;
   std::vector<uint32_t> train_indices;
   std::vector<uint32_t> test_indices;
-  if (o.role == TaskRole::kClient) {
-    GREENFED_ASSIGN_OR_RETURN(train_indices, PartitionIndices(data.train_labels.labels, o.partition, o.client_index));
+  if (!o.own_data_path.empty()) {
+    train_indices = FirstN(data.train_images.count);  // own data: all of it, no test set
+  } else if (o.role == TaskRole::kClient) {
+    GREENFED_ASSIGN_OR_RETURN(train_indices, PartitionIndices(data.train_labels.labels, o.partition, o.client_index, kNumClasses));
     PartitionSpec test_split;
     test_split.scheme = "iid";
     test_split.seed = o.partition.seed;
     test_split.num_clients = o.partition.num_clients;
-    StatusOr<std::vector<uint32_t>> test_shard = PartitionIndices(data.test_labels.labels, test_split, o.client_index);
+    StatusOr<std::vector<uint32_t>> test_shard = PartitionIndices(data.test_labels.labels, test_split, o.client_index, kNumClasses);
     if (!test_shard.ok()) return test_shard.status().WithContext("fashion_mnist: splitting the test set");
     test_indices = std::move(test_shard).value();
   } else {
@@ -343,7 +345,14 @@ Status FashionMnistTask::Prepare(const TaskOptions& options) {
     return NotFound("fashion_mnist: unknown model '" + options.model + "' (registered: " + known + ")");
   }
   const bool need_train = options.role != TaskRole::kCoordinator;
-  GREENFED_ASSIGN_OR_RETURN(FashionMnist data, LoadFashionMnist(fresh->options.data_dir, need_train, true));
+  const bool own_data = !options.own_data_path.empty();
+  if (own_data && options.role != TaskRole::kClient) {
+    return InvalidArgument(std::string("fashion_mnist: own data (--data) is for the client role, not ") +
+                           RoleName(options.role));
+  }
+  GREENFED_ASSIGN_OR_RETURN(FashionMnist data,
+                            own_data ? LoadFashionMnist(options.own_data_path, true, false)
+                                     : LoadFashionMnist(fresh->options.data_dir, need_train, true));
   StatusOr<bool> done = Guarded<bool>("Prepare", [&]() -> StatusOr<bool> {
     torch::set_num_threads(options.threads);
     GREENFED_RETURN_IF_ERROR(fresh->PrepareData(data));
@@ -407,7 +416,7 @@ uint64_t FashionMnistTask::NumTrainExamples() const {
 StatusOr<std::vector<uint64_t>> FashionMnistTask::ShardSizes(const PartitionSpec& spec) const {
   if (!impl_->prepared) return FailedPrecondition("fashion_mnist: ShardSizes called before Prepare");
   GREENFED_ASSIGN_OR_RETURN(IdxLabels labels, ReadIdxLabels(impl_->options.data_dir + "/" + kTrainLabelsFile));
-  return fmnist::ShardSizes(labels.labels, spec);
+  return greenfed::ShardSizes(labels.labels, spec, kNumClasses);
 }
 
 uint64_t FashionMnistTask::NumTestExamples() const {

@@ -10,6 +10,10 @@
 //    client shards cover the test set exactly once, so the example-weighted mean of
 //    client accuracies is the accuracy on the whole test set, whatever the training
 //    skew.
+//  - Own data (options.own_data_path, client role only): a directory holding the
+//    client's own train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz (28x28,
+//    the usual names) is the whole training set; the partition is ignored and the
+//    client has no test shard (Evaluate fails with FailedPrecondition).
 //  - max_train_examples / max_test_examples keep the first N examples (in index
 //    order) after partitioning.
 //  - Pixels become x / 255, then (x - 0.2860) / 0.3530 (Fashion-MNIST train

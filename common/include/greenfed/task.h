@@ -41,6 +41,11 @@ struct TaskOptions {
   int threads = 1;                     // intra-op threads for the task's library
   uint64_t max_train_examples = 0;     // 0 = all; caps the data for quick runs
   uint64_t max_test_examples = 0;      // 0 = all
+  // Client role, own-data mode (`greenfed client --data PATH`): this file is the
+  // whole training set, in the task's own format; partition, client_index and
+  // data_dir's training files are ignored. Empty = partitioned mode. A task that
+  // cannot read own data fails Prepare with InvalidArgument saying so.
+  std::string own_data_path;
   bool persist_momentum = false;       // client role: keep SGD momentum buffers across rounds
                                        // in the ClientState (default: fresh each round)
 };

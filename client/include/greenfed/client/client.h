@@ -1,6 +1,8 @@
 // Client: one federated participant. Connects a DEALER socket to the coordinator,
 // joins, builds its own data shard from the Welcome (nothing but a seed and a few
 // numbers travel), then trains and evaluates on request until told to shut down.
+// In own-data mode (ClientOptions::own_data_task) it loads its own file first and
+// declares the example count at Join instead; the coordinator bounds it.
 //
 // Training runs on a worker thread, so heartbeats keep flowing during long local
 // epochs. The client meters every phase (idle, fit, evaluate, communication) and
@@ -39,6 +41,11 @@ struct ClientOptions {
   uint32_t expected_num_clients = 0;      // 0: accept the coordinator's; else must match
   std::string expected_partition;         // "": accept the coordinator's scheme; else must match
   TaskOptions task;                       // data dir, threads, caps; partition comes from Welcome
+  // Own-data mode (task.own_data_path set): the client prepares this registered task
+  // with task.model on its own file before joining, declares its example count in
+  // Join, and refuses a coordinator that runs another task or model, or partitions
+  // (its Welcome scheme is not "none"). Unused in partitioned mode.
+  std::string own_data_task;
   std::string country = "WORLD";          // ISO 3166-1 alpha-3 of this device
   double pue = 1.0;                       // 1.0 for a device at home
   CommModel comm;                         // energy per byte moved

@@ -81,6 +81,10 @@ struct RoundOptions {
   // the client's Join declaration (if > 0) or max_examples_per_client bounds it.
   std::vector<uint64_t> shard_sizes;
   uint64_t max_examples_per_client = 1ull << 32;  // fallback bound; keeps every sum exact in double
+  // Own-data mode (`--partition none`): clients train on their own files, so there
+  // are no shard sizes; a Join must declare num_examples in [1, max_examples_per_client]
+  // or is refused with INCOMPATIBLE, and the declaration bounds the client's results.
+  bool own_data = false;
   StrategyOptions strategy;             // sampling and aggregation (strategy.h); FedAvg by default
   BudgetOptions budget;                 // --max-co2e-g / --max-wh (budget.h); no limit by default
 };

@@ -1,6 +1,7 @@
 // Deterministic data partitioners: every client rebuilds its own shard from
 // (PartitionSpec, client_index) and the labels it already has, so no data and no
-// index lists travel over the network.
+// index lists travel over the network. Shared by every task (fashion_mnist, digits,
+// a task of your own): labels are class ids < num_classes (at most 256).
 //
 // Contract: for a fixed spec, the shards of clients 0..num_clients-1 are disjoint,
 // their union is every example exactly once, and each shard is returned sorted by
@@ -21,7 +22,7 @@
 #include "greenfed/protocol.h"
 #include "greenfed/status.h"
 
-namespace greenfed::fmnist {
+namespace greenfed {
 
 // Random draws whose values depend only on the seed, never on the standard library.
 class DeterministicRng {
@@ -58,16 +59,17 @@ Status ValidatePartitionSpec(const PartitionSpec& spec, uint64_t num_examples, u
 //  "dirichlet": per class, proportions ~ Dirichlet(alpha) over the clients split
 //               that class's seeded-shuffled examples; every client then holds at
 //               least one example (see partition.cc).
-// Labels must be < kNumClasses (idx.h).
+// Every label must be < num_classes (1..256), else InvalidArgument naming the index.
 StatusOr<std::vector<uint32_t>> PartitionIndices(const std::vector<uint8_t>& labels, const PartitionSpec& spec,
-                                                 uint32_t client_index);
+                                                 uint32_t client_index, uint32_t num_classes);
 
 // Size of every client's shard under `spec` (PartitionIndices for each index).
-StatusOr<std::vector<uint64_t>> ShardSizes(const std::vector<uint8_t>& labels, const PartitionSpec& spec);
+StatusOr<std::vector<uint64_t>> ShardSizes(const std::vector<uint8_t>& labels, const PartitionSpec& spec,
+                                           uint32_t num_classes);
 
 // Count of each class among labels[indices]; labels >= num_classes and indices out
 // of range are not counted.
 std::vector<int64_t> LabelHistogram(const std::vector<uint8_t>& labels, const std::vector<uint32_t>& indices,
-                                    size_t num_classes = 10);
+                                    size_t num_classes);
 
-}  // namespace greenfed::fmnist
+}  // namespace greenfed

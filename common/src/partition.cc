@@ -1,13 +1,12 @@
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 
-#include "fashion_mnist/idx.h"
 
-namespace greenfed::fmnist {
+namespace greenfed {
 
 uint64_t DeterministicRng::UniformBelow(uint64_t n) {
   // Reject the lowest (2^64 mod n) values so that every residue is equally likely.
@@ -104,8 +103,8 @@ std::vector<uint32_t> Iota(size_t n) {
 }
 
 // Example indices grouped by class, ascending within each class.
-std::vector<std::vector<uint32_t>> IndicesByClass(const std::vector<uint8_t>& labels) {
-  std::vector<std::vector<uint32_t>> by_class(kNumClasses);
+std::vector<std::vector<uint32_t>> IndicesByClass(const std::vector<uint8_t>& labels, uint32_t num_classes) {
+  std::vector<std::vector<uint32_t>> by_class(num_classes);
   for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(static_cast<uint32_t>(i));
   return by_class;
 }
@@ -123,11 +122,12 @@ std::vector<uint32_t> IidShard(size_t n, const PartitionSpec& spec, uint32_t cli
                                perm.begin() + static_cast<std::ptrdiff_t>(begin + size));
 }
 
-std::vector<uint32_t> LabelShards(const std::vector<uint8_t>& labels, const PartitionSpec& spec, uint32_t client) {
+std::vector<uint32_t> LabelShards(const std::vector<uint8_t>& labels, const PartitionSpec& spec, uint32_t client,
+                                  uint32_t num_classes) {
   // Concatenating the per-class lists is a stable sort by label, ties by index.
   std::vector<uint32_t> sorted;
   sorted.reserve(labels.size());
-  for (const auto& cls : IndicesByClass(labels)) sorted.insert(sorted.end(), cls.begin(), cls.end());
+  for (const auto& cls : IndicesByClass(labels, num_classes)) sorted.insert(sorted.end(), cls.begin(), cls.end());
 
   const uint64_t n = sorted.size();
   const uint64_t num_shards = uint64_t{spec.num_clients} * spec.shards_per_client;
@@ -147,13 +147,13 @@ std::vector<uint32_t> LabelShards(const std::vector<uint8_t>& labels, const Part
   return out;
 }
 
-std::vector<uint32_t> DirichletShard(const std::vector<uint8_t>& labels, const PartitionSpec& spec,
-                                     uint32_t client) {
+std::vector<uint32_t> DirichletShard(const std::vector<uint8_t>& labels, const PartitionSpec& spec, uint32_t client,
+                                     uint32_t num_classes) {
   const size_t k = spec.num_clients;
   DeterministicRng rng(spec.seed);
   std::vector<std::vector<uint32_t>> assigned(k);
   std::vector<double> weights(k);
-  for (std::vector<uint32_t>& cls : IndicesByClass(labels)) {
+  for (std::vector<uint32_t>& cls : IndicesByClass(labels, num_classes)) {
     if (cls.empty()) continue;
     rng.Shuffle(&cls);
     double sum = 0;
@@ -202,21 +202,24 @@ std::vector<uint32_t> DirichletShard(const std::vector<uint8_t>& labels, const P
 }  // namespace
 
 StatusOr<std::vector<uint32_t>> PartitionIndices(const std::vector<uint8_t>& labels, const PartitionSpec& spec,
-                                                 uint32_t client_index) {
+                                                 uint32_t client_index, uint32_t num_classes) {
   GREENFED_RETURN_IF_ERROR(ValidatePartitionSpec(spec, labels.size(), client_index));
+  if (num_classes == 0 || num_classes > 256) {
+    return InvalidArgument("partition: num_classes must be in 1..256, got " + std::to_string(num_classes));
+  }
   for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] >= kNumClasses) {
+    if (labels[i] >= num_classes) {
       return InvalidArgument("partition: label " + std::to_string(labels[i]) + " at index " + std::to_string(i) +
-                             " is out of range (expected 0.." + std::to_string(kNumClasses - 1) + ")");
+                             " is out of range (expected 0.." + std::to_string(num_classes - 1) + ")");
     }
   }
   std::vector<uint32_t> shard;
   if (spec.scheme == "iid") {
     shard = IidShard(labels.size(), spec, client_index);
   } else if (spec.scheme == "shards") {
-    shard = LabelShards(labels, spec, client_index);
+    shard = LabelShards(labels, spec, client_index, num_classes);
   } else {
-    shard = DirichletShard(labels, spec, client_index);
+    shard = DirichletShard(labels, spec, client_index, num_classes);
   }
   std::sort(shard.begin(), shard.end());
   return shard;
@@ -231,14 +234,15 @@ std::vector<int64_t> LabelHistogram(const std::vector<uint8_t>& labels, const st
   return histogram;
 }
 
-StatusOr<std::vector<uint64_t>> ShardSizes(const std::vector<uint8_t>& labels, const PartitionSpec& spec) {
+StatusOr<std::vector<uint64_t>> ShardSizes(const std::vector<uint8_t>& labels, const PartitionSpec& spec,
+                                           uint32_t num_classes) {
   std::vector<uint64_t> sizes;
   sizes.reserve(spec.num_clients);
   for (uint32_t i = 0; i < spec.num_clients; ++i) {
-    GREENFED_ASSIGN_OR_RETURN(std::vector<uint32_t> shard, PartitionIndices(labels, spec, i));
+    GREENFED_ASSIGN_OR_RETURN(std::vector<uint32_t> shard, PartitionIndices(labels, spec, i, num_classes));
     sizes.push_back(shard.size());
   }
   return sizes;
 }
 
-}  // namespace greenfed::fmnist
+}  // namespace greenfed
