@@ -440,6 +440,7 @@ double MaxDiff(const std::vector<torch::Tensor>& a, const std::vector<torch::Ten
 struct EvalVariant {
   bool inference_mode = false;
   int64_t batch = 256;  // task.cc kEvalBatch
+  bool mkldnn = true;
 };
 
 struct EvalOutcome {
@@ -450,6 +451,7 @@ struct EvalOutcome {
 };
 
 EvalOutcome Eval(Cnn& net, const Data& d, const EvalVariant& v) {
+  at::globalContext().setUserEnabledMkldnn(v.mkldnn);
   const auto start = Clock::now();
   const double cpu0 = ProcessCpuSeconds();
   std::unique_ptr<torch::NoGradGuard> ng;
@@ -476,6 +478,7 @@ EvalOutcome Eval(Cnn& net, const Data& d, const EvalVariant& v) {
   out.cpu_s = ProcessCpuSeconds() - cpu0;
   out.accuracy = static_cast<double>(correct) / static_cast<double>(n);
   out.loss = loss_sum / static_cast<double>(n);
+  at::globalContext().setUserEnabledMkldnn(true);
   return out;
 }
 
@@ -541,14 +544,12 @@ void PrintLevers(const Data& d, int reps) {
     Interleave<EvalOutcome>(name, reps, [&] { return Eval(net, d, EvalVariant{}); }, [&] { return Eval(net, d, ev); },
                             eval_check);
   };
-  eval_lever("(d) eval, InferenceMode", EvalVariant{true, 256});
+  eval_lever("(d) eval, InferenceMode", EvalVariant{true, 256, true});
   for (int64_t b : {int64_t{32}, int64_t{1000}, int64_t{10000}}) {
     const std::string name = "(d) eval, batch " + std::to_string(b);
-    eval_lever(name.c_str(), EvalVariant{false, b});
+    eval_lever(name.c_str(), EvalVariant{false, b, true});
   }
-  at::globalContext().setUserEnabledMkldnn(false);
-  eval_lever("(a) eval, oneDNN off", EvalVariant{false, 256});
-  at::globalContext().setUserEnabledMkldnn(true);
+  eval_lever("(a) eval, oneDNN off", EvalVariant{false, 256, false});
 }
 
 // fc1 and fc2 forward+backward at batch 32, and the user / system CPU-s they took.

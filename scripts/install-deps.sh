@@ -16,6 +16,7 @@ set -euo pipefail
 readonly BUILD_PKGS=(
   build-essential cmake
   libtorch-dev          # CPU libtorch 1.13 (examples/fashion_mnist)
+  libopenblas0-serial   # BLAS for libtorch's linear layers, see below
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev    # header-only, CMake target msgpackc-cxx
   libssl-dev zlib1g-dev
@@ -30,7 +31,11 @@ readonly DATA_PKGS=(dataset-fashion-mnist)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls
 # its own large dependency closure (OpenBLAS, oneDNN, protobuf, OpenCV, FFmpeg, GDAL, Qt).
-readonly RUNTIME_PKGS=(libtorch1.13 libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
+# libopenblas0-serial: libtorch1.13 links libblas.so.3, which is Debian's reference BLAS unless an
+# optimised one provides the alternative. OpenBLAS (single-threaded build: no spinning threads)
+# cuts the CNN's fc1 forward+backward ~17x and a Fit's CPU-s to ~0.57x (docs/benchmarks.md,
+# "Kernel levers"); weights then differ from the reference BLAS by float rounding.
+readonly RUNTIME_PKGS=(libtorch1.13 libopenblas0-serial libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
 
 mode=all
 dry_run=0
@@ -80,3 +85,9 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y --no-install-recommends "${missing[@]}"
+# Installing libopenblas0-serial selects it (priority 100 over the reference BLAS's 10); set it
+# explicitly so that a libopenblas0-pthread pulled in by something else does not win the tie.
+serial_blas=/usr/lib/x86_64-linux-gnu/openblas-serial/libblas.so.3
+if [[ -e "$serial_blas" ]]; then
+  "${as_root[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu "$serial_blas"
+fi
