@@ -85,8 +85,9 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y --no-install-recommends "${missing[@]}"
-# Installing libopenblas0-serial selects it (priority 100 over the reference BLAS's 10); set it
-# explicitly so that a libopenblas0-pthread pulled in by something else does not win the tie.
+# libopenblas0-serial registers its libblas.so.3 at priority 90 (reference BLAS 10, but
+# libopenblas0-pthread 100): set it explicitly, so that a pthread build pulled in by something
+# else, with its spinning threads, does not win.
 serial_blas=/usr/lib/x86_64-linux-gnu/openblas-serial/libblas.so.3
 if [[ -e "$serial_blas" ]]; then
   "${as_root[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu "$serial_blas"
