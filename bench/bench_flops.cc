@@ -265,6 +265,13 @@ double PrintKernels(int reps) {
     std::printf("%-6s %-6lld %12.1f %10.2f %12.1f %10.2f   (fc1 as a 7x7 conv2d, oneDNN)\n", "fc1c",
                 static_cast<long long>(batch), fc1c * 1e6, flops[2].forward * static_cast<double>(batch) / fc1c * 1e-9,
                 fc1cb * 1e6, flops[2].Train() * static_cast<double>(batch) / fc1cb * 1e-9);
+    at::globalContext().setUserEnabledMkldnn(false);  // libtorch's native im2col + BLAS path
+    const double c1n = TimeLayer(kShapes[0], batch, false, reps);
+    const double c1nb = TimeLayer(kShapes[0], batch, true, reps);
+    at::globalContext().setUserEnabledMkldnn(true);
+    std::printf("%-6s %-6lld %12.1f %10.2f %12.1f %10.2f   (conv1 with oneDNN off: im2col + BLAS)\n", "conv1n",
+                static_cast<long long>(batch), c1n * 1e6, flops[0].forward * static_cast<double>(batch) / c1n * 1e-9,
+                c1nb * 1e6, flops[0].Train() * static_cast<double>(batch) / c1nb * 1e-9);
     if (batch == 32) limit32 = layers_gf;
   }
   return limit32;
