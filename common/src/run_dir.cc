@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -176,14 +178,14 @@ RunLedger RunDir::Ledger() const {
 }
 
 Status RunDir::Restore(const RunLedger& ledger) {
-  std::map<std::tuple<int64_t, std::string, int>, NodeRow> nodes;
+  NodeMap nodes;
   for (const NodeRow& row : ledger.nodes) {
     if (row.source == EnergySource::kComm) {
       return InvalidArgument("ledger row (round " + std::to_string(row.round) + ", " + row.node.node_id +
                              ") has source comm; comm joins the node's meter row");
     }
     auto key = std::make_tuple(row.round, row.node.node_id, static_cast<int>(row.source));
-    if (!nodes.emplace(key, row).second) {
+    if (!nodes.emplace(key, NodeEntry{row, std::string(), true}).second) {
       return InvalidArgument("ledger has two rows for (round " + std::to_string(row.round) + ", " +
                              row.node.node_id + ", " + EnergySourceName(row.source) + ")");
     }
@@ -197,6 +199,8 @@ Status RunDir::Restore(const RunLedger& ledger) {
   }
   rounds_ = ledger.rounds;
   nodes_ = std::move(nodes);
+  round_lines_.clear();  // every line is formatted afresh on the next Flush
+  dirty_rounds_.clear();
   return Status::Ok();
 }
 
@@ -212,17 +216,18 @@ void RunDir::AddEnergy(const NodeInfo& node, const std::vector<EnergyRecord>& re
     // of its meter source (the model when no counter is known yet).
     EnergySource source = r.source;
     if (r.source == EnergySource::kComm) {
+      // The node's first row of this round in key order (lowest source).
       source = EnergySource::kModel;
-      for (const auto& [key, row] : nodes_) {
-        if (std::get<0>(key) == r.round && std::get<1>(key) == node.node_id) {
-          source = static_cast<EnergySource>(std::get<2>(key));
-          break;
-        }
+      auto first = nodes_.lower_bound(NodeKey(r.round, node.node_id, std::numeric_limits<int>::min()));
+      if (first != nodes_.end() && std::get<0>(first->first) == r.round && std::get<1>(first->first) == node.node_id) {
+        source = static_cast<EnergySource>(std::get<2>(first->first));
       }
     }
     auto key = std::make_tuple(r.round, node.node_id, static_cast<int>(source));
     auto [it, inserted] = nodes_.try_emplace(key);
-    NodeRow& row = it->second;
+    it->second.dirty = true;
+    dirty_rounds_.insert(r.round);
+    NodeRow& row = it->second.row;
     if (inserted) {
       row.round = r.round;
       row.source = source;
@@ -250,14 +255,18 @@ void RunDir::AddEnergy(const NodeInfo& node, const std::vector<EnergyRecord>& re
 std::vector<NodeRow> RunDir::NodeRows() const {
   std::vector<NodeRow> rows;
   rows.reserve(nodes_.size());
-  for (const auto& [key, row] : nodes_) rows.push_back(row);
+  for (const auto& [key, entry] : nodes_) rows.push_back(entry.row);
   return rows;
 }
 
-EnergyTotals RunDir::Sum(const std::function<bool(int64_t)>& round_filter) const {
+RunDir::NodeMap::const_iterator RunDir::RoundBegin(int64_t round) const {
+  return nodes_.lower_bound(NodeKey(round, std::string(), std::numeric_limits<int>::min()));
+}
+
+EnergyTotals RunDir::Sum(NodeMap::const_iterator first, NodeMap::const_iterator last) {
   EnergyTotals t;
-  for (const auto& [key, row] : nodes_) {
-    if (!round_filter(row.round)) continue;
+  for (; first != last; ++first) {
+    const NodeRow& row = first->second.row;
     t.compute_j += row.compute_j();
     t.compute_pue_j += row.compute_j() * row.node.pue;
     if (CountsComm(row.node)) t.comm_j += row.comm_j;
@@ -268,29 +277,54 @@ EnergyTotals RunDir::Sum(const std::function<bool(int64_t)>& round_filter) const
 }
 
 EnergyTotals RunDir::Totals(int64_t max_round) const {
-  return Sum([max_round](int64_t round) { return max_round < 0 || round <= max_round; });
+  if (max_round < 0) return Sum(nodes_.begin(), nodes_.end());
+  if (max_round == std::numeric_limits<int64_t>::max()) return Sum(nodes_.begin(), nodes_.end());
+  return Sum(nodes_.begin(), RoundBegin(max_round + 1));
 }
 
 EnergyTotals RunDir::RoundTotals(int64_t round) const {
-  return Sum([round](int64_t r) { return r == round; });
+  auto first = RoundBegin(round);
+  auto last = first;
+  while (last != nodes_.end() && std::get<0>(last->first) == round) ++last;
+  return Sum(first, last);
 }
 
 Status RunDir::Flush() {
+  // Lines are a function of the ledger, so they are cached whether or not the
+  // writes below succeed; only rows changed since the last Flush are formatted.
+  const size_t valid = std::min(round_lines_.size(), rounds_.size());
+  round_lines_.resize(rounds_.size());
+  size_t bytes = 0;
+  for (size_t i = 0; i < rounds_.size(); ++i) {
+    if (i >= valid || dirty_rounds_.count(rounds_[i].round) != 0) {
+      RoundRow row = rounds_[i];
+      const EnergyTotals t = RoundTotals(row.round);
+      row.energy_j = t.compute_j;
+      row.comm_j = t.comm_j;
+      row.co2e_g = t.co2e_g;
+      round_lines_[i] = FormatRoundsCsvRow(row);
+    }
+    bytes += round_lines_[i].size();
+  }
+  dirty_rounds_.clear();
   std::string r = RoundsCsvHeader();
-  for (RoundRow row : rounds_) {
-    const EnergyTotals t = RoundTotals(row.round);
-    row.energy_j = t.compute_j;
-    row.comm_j = t.comm_j;
-    row.co2e_g = t.co2e_g;
-    r += FormatRoundsCsvRow(row);
-  }
+  r.reserve(r.size() + bytes);
+  for (const std::string& line : round_lines_) r += line;
   GREENFED_RETURN_IF_ERROR(WriteFileAtomic(path_ + "/" + kRoundsFile, r));
+  r = std::string();
 
-  std::string n = NodesCsvHeader();
-  for (const auto& [key, row] : nodes_) {
-    GREENFED_ASSIGN_OR_RETURN(NodesCsvRow csv, row.CsvRow());
-    n += FormatNodesCsvRow(csv);
+  bytes = 0;
+  for (auto& [key, entry] : nodes_) {
+    if (entry.dirty) {
+      GREENFED_ASSIGN_OR_RETURN(NodesCsvRow csv, entry.row.CsvRow());
+      entry.line = FormatNodesCsvRow(csv);
+      entry.dirty = false;
+    }
+    bytes += entry.line.size();
   }
+  std::string n = NodesCsvHeader();
+  n.reserve(n.size() + bytes);
+  for (const auto& [key, entry] : nodes_) n += entry.line;
   return WriteFileAtomic(path_ + "/" + kNodesFile, n);
 }
 

@@ -7,6 +7,10 @@
 // belong to (a client reports its idle time with its next result), so the ledger
 // is kept in memory and both CSV files are rewritten whole, atomically (temp file +
 // rename), on every Flush(). A run killed at any point leaves consistent files.
+// Flush formats only the rows changed since the last Flush (each row's CSV line
+// is cached beside it), and a round's totals come from that round's rows alone,
+// so a Flush costs the bytes it writes plus O(rows changed), not a rescan of the
+// ledger per round row (which was O(R^2 N) per Flush).
 // Thread safety: not thread-safe; owned by the coordinator's (or trainer's) loop.
 #pragma once
 
@@ -130,11 +134,22 @@ class RunDir {
   std::vector<NodeRow> NodeRows() const;
 
  private:
-  EnergyTotals Sum(const std::function<bool(int64_t)>& round_filter) const;
+  using NodeKey = std::tuple<int64_t, std::string, int>;  // (round, node_id, source)
+  struct NodeEntry {
+    NodeRow row;
+    std::string line;    // row's nodes.csv line as of the last Flush
+    bool dirty = true;   // row changed since `line` was formatted
+  };
+  using NodeMap = std::map<NodeKey, NodeEntry>;
+  // Sums rows in [first, last), in key order (the order the files list them).
+  static EnergyTotals Sum(NodeMap::const_iterator first, NodeMap::const_iterator last);
+  // First row of `round` or later.
+  NodeMap::const_iterator RoundBegin(int64_t round) const;
   std::string path_;
   std::vector<RoundRow> rounds_;
-  // (round, node_id, source) -> row
-  std::map<std::tuple<int64_t, std::string, int>, NodeRow> nodes_;
+  NodeMap nodes_;
+  std::vector<std::string> round_lines_;  // rounds.csv line of rounds_[i], valid for i < round_lines_.size()
+  std::set<int64_t> dirty_rounds_;        // rounds whose node rows changed since the last Flush
 };
 
 // Writes `text` to `path` through a temp file and rename().
