@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "fashion_mnist/idx.h"
-#include "fashion_mnist/partition.h"
+#include "greenfed/partition.h"
 #include "fashion_mnist/task.h"
 
 namespace {
@@ -398,7 +398,7 @@ TrainOutcome TrainEpoch(const Data& d, const TrainVariant& v) {
   net->train();
   torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
   const int64_t n = d.train_x.size(0);
-  greenfed::fmnist::DeterministicRng rng(1);
+  greenfed::DeterministicRng rng(1);
   std::vector<uint32_t> order(static_cast<size_t>(n));
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
   rng.Shuffle(&order);
