@@ -163,8 +163,10 @@ msgpack::object Packed(msgpack::zone& zone, const std::function<void(Packer&)>& 
   msgpack::sbuffer buf;
   Packer pk(buf);
   fill(pk);
-  msgpack::object_handle h = msgpack::unpack(buf.data(), buf.size());
-  return msgpack::object(h.get(), zone);
+  // Unpacked straight into `zone` (strings copied, never referenced into `buf`). A deep
+  // copy with msgpack::object(obj, zone) would memcpy from the null pointer msgpack keeps
+  // for an empty string, which UBSan reports (the "key charset" case packs an empty key).
+  return msgpack::unpack(zone, buf.data(), buf.size(), nullptr, nullptr, msgpack::unpack_limit());
 }
 
 // Replaces the manifest with one entry [name, dtype, shape, "params"].
