@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "greenfed/client/update_encoding.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
 #include "handshake_monitor.h"
@@ -23,6 +24,10 @@
 namespace greenfed {
 
 namespace {
+
+// Capabilities every client announces besides its task's: delta, evaluate, meter
+// and the three codec families (CodecCapabilities()).
+constexpr size_t kFixedCapabilities = 6;
 
 std::string DefaultClientId() {
   char host[256] = {0};
@@ -67,6 +72,8 @@ Parameters ScaleUpdate(const Parameters& local, const Parameters& global, double
 
 enum class WorkKind { kPrepare, kFit, kEvaluate };
 
+struct WorkResult;
+
 struct WorkResult {
   WorkKind kind = WorkKind::kPrepare;
   uint64_t round = 0;
@@ -74,11 +81,36 @@ struct WorkResult {
   FitResult fit;
   EvalResult eval;
   bool is_delta = false;
+  EncodedParams encoded;        // kFit with a lossy uplink codec: the encoded delta (fit.parameters empty)
   ClientState state;            // kFit: the task's state after this round, handed back
   uint64_t state_generation = 0;  // the generation it was taken from
   double wall_s = 0;
   std::vector<EnergyRecord> energy;
 };
+
+// One round's fit on the worker thread: the global model from the Fit (decoded
+// when the downlink is encoded), Task::Fit, the attack, the delta, and with a
+// lossy uplink codec the encoding of the delta (error feedback in `state`).
+Status FitAndEncode(Task* task, double attack, bool send_delta, const UpdateCodec& uplink, FitRequest* req,
+                    const EncodedParams& downlink, ClientState* state, WorkResult* r) {
+  GREENFED_ASSIGN_OR_RETURN(req->parameters, DecodeFitParameters(std::move(req->parameters), downlink, req->config));
+  if (!uplink.Lossless() && !send_delta) {
+    return FailedPrecondition("uplink codec '" + uplink.Name() + "' carries deltas, but the Fit asks for weights "
+                              "(send_delta false)");
+  }
+  GREENFED_ASSIGN_OR_RETURN(r->fit, task->Fit(*req, *state));
+  if (attack != 1.0) r->fit.parameters = ScaleUpdate(r->fit.parameters, req->parameters, attack);
+  if (send_delta) {
+    r->fit.parameters = Delta(r->fit.parameters, req->parameters);
+    r->is_delta = true;
+  }
+  if (!uplink.Lossless()) {
+    GREENFED_ASSIGN_OR_RETURN(EncodedUpdate enc, EncodeUpdate(uplink, r->fit.parameters, state));
+    r->encoded = std::move(enc.encoded);
+    r->fit.parameters.clear();
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -339,7 +371,8 @@ struct Client::Impl {
       request.config = std::move(fit->config);
       const uint64_t round = fit->round;
       work = std::async(std::launch::async, [t, pm, e, attack, round, req = std::move(request),
-                                             st = std::move(state), gen = state_generation]() mutable {
+                                             downlink = std::move(fit->encoded), st = std::move(state),
+                                             gen = state_generation]() mutable {
         WorkResult r;
         r.kind = WorkKind::kFit;
         r.round = round;
@@ -350,22 +383,19 @@ struct Client::Impl {
           r.state = std::move(st);
           return r;
         }
+        StatusOr<std::unique_ptr<UpdateCodec>> uplink = CodecFromConfig(req.config, kConfigUplinkCodec);
+        if (!uplink.ok()) {
+          r.status = uplink.status();
+          r.state = std::move(st);
+          return r;
+        }
         const double t0 = e->NowSeconds();
+        // Downlink decode, training and uplink encode are all one metered fit.
         auto mark = pm->Begin();
-        auto res = t->Fit(req, st);
+        r.status = FitAndEncode(t, attack, *send_delta, **uplink, &req, downlink, &st, &r);
         r.energy = pm->End(mark, Phase::kFit, static_cast<int64_t>(round));
         r.wall_s = e->NowSeconds() - t0;
         r.state = std::move(st);
-        if (!res.ok()) {
-          r.status = res.status();
-          return r;
-        }
-        r.fit = std::move(res).value();
-        if (attack != 1.0) r.fit.parameters = ScaleUpdate(r.fit.parameters, req.parameters, attack);
-        if (*send_delta) {
-          r.fit.parameters = Delta(r.fit.parameters, req.parameters);
-          r.is_delta = true;
-        }
         return r;
       });
     } else if (auto* ev = std::get_if<EvaluateMsg>(&m)) {
@@ -425,6 +455,7 @@ struct Client::Impl {
       res.train_loss = r.fit.train_loss;
       res.fit_s = r.wall_s;
       res.parameters = std::move(r.fit.parameters);
+      res.encoded = std::move(r.encoded);
       res.groups = std::move(r.fit.groups);
       res.energy = TakeEnergy();
       ++rounds_trained;
@@ -453,6 +484,7 @@ struct Client::Impl {
       j.requested_index = welcome ? static_cast<int32_t>(welcome->client_index) : options.requested_index;
       j.num_examples = prepared ? task->NumTrainExamples() : 0;
       j.capabilities = {"delta", "evaluate", "meter"};
+      for (const std::string& cap : CodecCapabilities()) j.capabilities.push_back(cap);
       for (const std::string& cap : TaskCapabilities()) j.capabilities.push_back(cap);
       j.country = options.country;
       j.pue = options.pue;
@@ -530,7 +562,7 @@ struct Client::Impl {
     if (OwnData() && task) {
       // Own data: the task is known (and prepared) before Join, so announce its own.
       std::vector<std::string> own = task->Capabilities();
-      if (own.size() + 3 > kMaxCapabilities) own.resize(kMaxCapabilities - 3);
+      if (own.size() + kFixedCapabilities > kMaxCapabilities) own.resize(kMaxCapabilities - kFixedCapabilities);
       task_capabilities = std::move(own);
       return *task_capabilities;
     }
@@ -551,7 +583,7 @@ struct Client::Impl {
       }
     }
     // Join's decoder bounds the list; never announce more than it accepts.
-    if (common.size() + 3 > kMaxCapabilities) common.resize(kMaxCapabilities - 3);
+    if (common.size() + kFixedCapabilities > kMaxCapabilities) common.resize(kMaxCapabilities - kFixedCapabilities);
     task_capabilities = std::move(common);
     return *task_capabilities;
   }
