@@ -460,7 +460,10 @@ struct Client::Impl {
       res.energy = TakeEnergy();
       ++rounds_trained;
       log->Info("round " + std::to_string(r.round) + ": trained on " + std::to_string(res.num_examples) +
-                " examples in " + std::to_string(r.wall_s) + " s, loss " + std::to_string(res.train_loss));
+                " examples in " + std::to_string(r.wall_s) + " s, loss " + std::to_string(res.train_loss) +
+                (res.encoded.plain() ? std::string()
+                                     : ", update " + res.encoded.codec + " " + std::to_string(res.encoded.bytes.size()) +
+                                           " bytes"));
       return Send(res);
     }
     EvaluateResMsg res;
