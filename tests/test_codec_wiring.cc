@@ -5,9 +5,11 @@
 // downlink's base). docs/codecs.md.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "greenfed/client/client_machine.h"
 #include "greenfed/client/update_encoding.h"
 #include "greenfed/codec.h"
 #include "greenfed/coordinator/fedavg.h"
@@ -408,4 +410,114 @@ TEST_CASE("codec wiring: ValidateRoundOptions names the codec flag") {
   auto out = m.Start(0, Update(0));
   REQUIRE(All<StopAction>(out).size() == 1);
   CHECK(Contains(All<StopAction>(out)[0].reason, "--uplink-codec"));
+}
+
+TEST_CASE("codec wiring: ClientMachine and RunFitWork decode the downlink, encode the delta in the metered fit") {
+  // A task that adds 1 to every weight of the model it is given.
+  struct Adds : Task {
+    Status Prepare(const TaskOptions&) override { return Status::Ok(); }
+    StatusOr<Parameters> InitialParameters() override { return Parameters{}; }
+    StatusOr<FitResult> Fit(const FitRequest& req, ClientState&) override {
+      FitResult r;
+      for (const auto& b : req.parameters) {
+        std::vector<float> v = FloatValues(b);
+        for (float& x : v) x += 1;
+        r.parameters.push_back(MakeFloatBlob(b.name, b.shape, v));
+      }
+      r.num_examples = 3;
+      return r;
+    }
+    StatusOr<EvalResult> Evaluate(const Parameters&) override { return EvalResult{}; }
+    uint64_t NumTrainExamples() const override { return 3; }
+    std::vector<int64_t> TrainLabelHistogram() const override { return {}; }
+  } task;
+  ClientOptions opts;
+  opts.client_id = "c";
+  opts.connect = "inproc://test";
+  ClientMachine m(opts, {});
+  auto start = m.Start(0);
+  std::vector<JoinMsg> joins;
+  for (const auto& a : start) {
+    if (auto* s = std::get_if<ClientSendAction>(&a)) {
+      if (auto* j = std::get_if<JoinMsg>(&s->message)) joins.push_back(*j);
+    }
+  }
+  REQUIRE(joins.size() == 1);
+  for (const std::string& cap : CodecCapabilities()) {
+    CHECK(std::find(joins[0].capabilities.begin(), joins[0].capabilities.end(), cap) != joins[0].capabilities.end());
+  }
+  WelcomeMsg w;
+  w.client_index = 0;
+  w.run_id = "r";
+  w.task = "t";
+  w.model = "m";
+  w.partition.num_clients = 2;
+  (void)m.Handle(ClientMessageEvent{w, 100}, 0.1);
+  WorkDoneEvent prep;
+  prep.kind = WorkKind::kPrepare;
+  prep.num_train_examples = 3;
+  (void)m.Handle(std::move(prep), 0.2);
+
+  const Parameters global = Update(1);
+  FitMsg fit;
+  fit.round = 1;
+  PutTrainConfig(TrainConfig{}, &fit.config);
+  fit.config["send_delta"] = true;
+  fit.config[kConfigUplinkCodec] = std::string("topk:0.2");
+  fit.config[kConfigDownlinkCodec] = std::string("int8");
+  fit.encoded = Encoded("int8", global);
+  auto started = m.Handle(ClientMessageEvent{fit, 1000}, 1);
+  std::vector<StartFitAction> fits;
+  for (auto& a : started) {
+    if (auto* f = std::get_if<StartFitAction>(&a)) fits.push_back(std::move(*f));
+  }
+  REQUIRE(fits.size() == 1);
+  CHECK(fits[0].downlink.codec == "int8");
+  CHECK(fits[0].request.parameters.empty());
+  int metered = 0;
+  WorkMeterFn meter = [&](Phase, int64_t, const std::function<void()>& fn) {
+    fn();
+    ++metered;
+    return std::vector<EnergyRecord>{};
+  };
+  StartFitAction bad_action = fits[0];
+  WorkDoneEvent r = RunFitWork(task, std::move(fits[0]), meter, [] { return 0.0; });
+  REQUIRE_MESSAGE(r.status.ok(), r.status.ToString());
+  CHECK(metered == 1);  // decode, fit and encode in one metered fit
+  CHECK(r.is_delta);
+  CHECK(r.fit.parameters.empty());
+  CHECK(r.encoded.codec == "topk:0.2");
+  REQUIRE(r.state.count(kGroupCodecResidual) == 1);
+  // The delta is +1 everywhere against the decoded model; top-k keeps 2 of 10 ones.
+  auto decoded = Codec("topk:0.2")->Decode(r.encoded.bytes, r.encoded.specs);
+  REQUIRE(decoded.ok());
+  // (x + 1) - x is 1 up to float rounding.
+  int kept = 0;
+  for (float v : Flat(*decoded)) kept += std::fabs(v - 1.0f) < 1e-6f;
+  CHECK(kept == 2);
+  int owed = 0;
+  for (float v : Flat(r.state.at(kGroupCodecResidual))) owed += std::fabs(v - 1.0f) < 1e-6f;
+  CHECK(owed == 8);  // what top-k left out is carried to the next round
+  auto sent = m.Handle(std::move(r), 2);
+  std::vector<FitResMsg> results;
+  for (const auto& a : sent) {
+    if (auto* s = std::get_if<ClientSendAction>(&a)) {
+      if (auto* res = std::get_if<FitResMsg>(&s->message)) results.push_back(*res);
+    }
+  }
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].encoded.codec == "topk:0.2");
+  CHECK(results[0].parameters.empty());
+  CHECK(m.state().count(kGroupCodecResidual) == 1);  // handed back to the machine
+
+  // A lossy uplink that is asked for weights is refused by name; so is a model in
+  // another codec than the config names.
+  StartFitAction weights = bad_action;
+  weights.request.config["send_delta"] = false;
+  WorkDoneEvent refused = RunFitWork(task, std::move(weights), meter, [] { return 0.0; });
+  CHECK(Contains(refused.status.message(), "carries deltas"));
+  StartFitAction other = bad_action;
+  other.downlink = Encoded("fp16", global);
+  WorkDoneEvent wrong = RunFitWork(task, std::move(other), meter, [] { return 0.0; });
+  CHECK(Contains(wrong.status.message(), "wrong codec"));
 }
