@@ -434,7 +434,10 @@ struct Server::Impl {
         return;
       }
       BookEnergy(peer, hb->energy);
-      awaiting_final.erase(peer);
+      // The final report is the heartbeat with energy: a periodic one (empty) that
+      // was on its way when Shutdown went out must not end the wait for it, or the
+      // last round's bytes and idle joules are lost.
+      if (!hb->energy.empty()) awaiting_final.erase(peer);
       if (!stopped) {
         Execute(machine.Handle(HeartbeatEvent{peer}, now));
         Send(peer, HeartbeatMsg{machine.round(), {}});
