@@ -104,6 +104,11 @@ TEST_CASE("carbon-aware sampling takes the cleanest grids first, k as uniform") 
   CHECK(std::find(d.indices.begin(), d.indices.end(), 4u) == d.indices.end());  // IND
   CHECK(d.due == 0);
   CHECK(d.note.find("carbon-aware annual: 0 FRA ") == 0);
+  // A large sample names 16 clients and summarises the rest.
+  auto big = Make("carbon-aware", 100);
+  const SamplingDecision many = big->Sample(Clients(Range(100), {"FRA"}), Req(1, 0.5));
+  CHECK(many.indices.size() == 50);
+  CHECK(many.note.find(", ... (34 more; mean 53 sampled, 53 available)") != std::string::npos);
   // PUE multiplies: a FRA client at PUE 5 (5 x 56) loses to a DEU one at PUE 1 when one slot is left.
   auto p2 = Make("carbon-aware", 100);
   std::vector<SamplingCandidate> two = {{0, "FRA", 5.0}, {1, "DEU", 1.0}};

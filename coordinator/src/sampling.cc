@@ -86,6 +86,7 @@ class CarbonAwarePolicy final : public SamplingPolicy {
     };
     std::vector<Scored> all;
     all.reserve(n);
+    double available_score = 0;
     const uint64_t tie_seed = Mix(r.seed ^ Mix(r.round * 7919ull + r.attempt) ^ 0xC0FFEEull);
     for (const auto& c : available) {
       Window& w = windows_[c.index];
@@ -96,6 +97,7 @@ class CarbonAwarePolicy final : public SamplingPolicy {
       const uint64_t from = std::max(w.last_sampled + 1, w.streak_start);
       const uint64_t waited = r.round >= from ? r.round - from + 1 : 0;
       all.push_back({&c, Intensity(c, r.utc_hour) * c.pue, waited, Mix(tie_seed ^ c.index)});
+      available_score += all.back().score;
     }
     // Due first (longest wait first), then cleanest, then the seeded tie-break.
     std::sort(all.begin(), all.end(), [K](const Scored& a, const Scored& b) {
@@ -114,12 +116,23 @@ class CarbonAwarePolicy final : public SamplingPolicy {
     SamplingDecision d;
     d.due = due;
     d.note = "carbon-aware " + (r.utc_hour >= 0 ? std::to_string(r.utc_hour) + "h UTC" : std::string("annual")) + ":";
+    double sampled_score = 0;
     for (size_t i = 0; i < all.size(); ++i) {
       const Scored& s = all[i];
       d.indices.push_back(s.c->index);
       windows_[s.c->index].last_sampled = r.round;
-      d.note += (i ? ", " : " ") + std::to_string(s.c->index) + " " + s.c->country + (s.waited >= K ? "*" : "") +
-                " " + std::to_string(static_cast<long long>(std::llround(s.score)));
+      sampled_score += s.score;
+      if (i < kNoteClients) {
+        d.note += (i ? ", " : " ") + std::to_string(s.c->index) + " " + s.c->country + (s.waited >= K ? "*" : "") +
+                  " " + std::to_string(static_cast<long long>(std::llround(s.score)));
+      }
+    }
+    if (all.size() > kNoteClients) {
+      // Large federations: the first clients, then the mean of the sample against all available.
+      d.note += ", ... (" + std::to_string(all.size() - kNoteClients) + " more; mean " +
+                std::to_string(static_cast<long long>(std::llround(sampled_score / static_cast<double>(all.size())))) +
+                " sampled, " + std::to_string(static_cast<long long>(std::llround(available_score / n))) +
+                " available)";
     }
     if (due > k) {
       d.note += " (fairness floor: " + std::to_string(due) + " due, more than k=" + std::to_string(k) + ")";
@@ -188,6 +201,7 @@ class CarbonAwarePolicy final : public SamplingPolicy {
 
  private:
   static constexpr uint32_t kStateVersion = 1;
+  static constexpr size_t kNoteClients = 16;  // clients named in the log line; the rest are summarised
   struct Window {
     uint64_t last_sampled = 0;    // last round sampled; 0 = never
     uint64_t streak_start = 0;    // first round of the current run of available rounds
