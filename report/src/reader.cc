@@ -18,10 +18,6 @@ namespace greenfed {
 namespace report {
 namespace {
 
-// config.json "uplink_codec" (--uplink-codec), written by the coordinator once
-// codecs are wired into the protocol; becomes config_key::kUplinkCodec there.
-constexpr char kUplinkCodecKey[] = "uplink_codec";
-
 using nlohmann::json;
 using internal::FormatPlain;
 using internal::FormatTarget;
@@ -211,12 +207,12 @@ StatusOr<RunConfig> ParseConfig(const json& root) {
     if (config.strategy.empty()) config.strategy = kDefaultStrategy;
     // The uplink codec (config.json "uplink_codec", a name such as "int8"; an object
     // {name} is read too); absent = none, as before codecs existed.
-    GREENFED_ASSIGN_OR_RETURN(const json* codec, FindField(root, kUplinkCodecKey, file));
+    GREENFED_ASSIGN_OR_RETURN(const json* codec, FindField(root, config_key::kUplinkCodec, file));
     if (codec != nullptr && codec->is_object()) {
-      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name, OptString(root, Key(kUplinkCodecKey, "name"), file));
+      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name, OptString(root, Key(config_key::kUplinkCodec, "name"), file));
       config.uplink_codec = name.value_or("");
     } else {
-      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name, OptString(root, kUplinkCodecKey, file));
+      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name, OptString(root, config_key::kUplinkCodec, file));
       config.uplink_codec = name.value_or("");
     }
     if (config.uplink_codec.empty()) config.uplink_codec = "none";
