@@ -154,12 +154,12 @@ TEST_CASE("sampling flags: a bad policy, a bad trace line and an unknown country
   }
 }
 
-TEST_CASE("greenfed compare --tradeoff (codec none) runs the sampling pairs on the mixed federation and writes the "
-          "trade-off report") {
+TEST_CASE("greenfed compare --tradeoff (codecs none and int8) runs the sampling pairs on the mixed federation and "
+          "writes the trade-off report") {
   const std::string dir = MakeTempDir(), data = dir + "/data", out = dir + "/results";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
-  const int rc = RunGreenfed({"compare", "--tradeoff", "--tradeoff-codecs=none", "--clients=4", "--max-rounds=2",
+  const int rc = RunGreenfed({"compare", "--tradeoff", "--tradeoff-codecs=none,int8", "--clients=4", "--max-rounds=2",
                               "--target-accuracy=1.0", "--fl-lr=0.0005", "--meter=model", "--fairness-rounds=2",
                               "--data-dir=" + data, "--out=" + out},
                              dir + "/compare.log", 290);
@@ -168,7 +168,8 @@ TEST_CASE("greenfed compare --tradeoff (codec none) runs the sampling pairs on t
   REQUIRE(rc == 0);
   CHECK(log.find("--client-countries=FRA,DEU,USA,CHN,IND") != std::string::npos);
   CHECK(log.find("--fraction-fit=0.5 --sampling=carbon-aware --fairness-rounds=2") != std::string::npos);
-  CHECK(log.find("--uplink-codec") == std::string::npos);  // codec none passes no codec flag
+  CHECK(log.find("--uplink-codec=int8") != std::string::npos);
+  CHECK(log.find("--uplink-codec=none") == std::string::npos);  // codec none passes no codec flag
   std::string report_dir;
   for (const auto& entry : std::filesystem::directory_iterator(out)) {
     const std::string name = entry.path().filename().string();
@@ -177,7 +178,7 @@ TEST_CASE("greenfed compare --tradeoff (codec none) runs the sampling pairs on t
   REQUIRE(!report_dir.empty());
   const std::string md = ReadText(report_dir + "/report.md");
   INFO(md);
-  for (const char* row : {"| FL IID, fedavg, none, uniform |", "| FL IID, fedavg, none, uniform, fraction 0.5 |",
+  for (const char* row : {"| FL IID, fedavg, none, uniform |", "| FL IID, fedavg, int8, uniform |", "| FL IID, fedavg, none, uniform, fraction 0.5 |",
                           "| FL IID, fedavg, none, carbon-aware, fraction 0.5 |",
                           "| FL Dirichlet α=0.5, fedavg, none, uniform, fraction 0.5 |",
                           "| FL Dirichlet α=0.5, fedavg, none, carbon-aware, fraction 0.5 |"}) {
