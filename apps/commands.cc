@@ -105,6 +105,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
   if (!round.ok()) return Fail("coordinator", flags.Annotate(round.status()), 2);
+  round->sampling.table = std::make_shared<const CarbonTable>(*carbon);
+  if (Status s = ValidateRoundOptions(*round); !s.ok()) return Fail("coordinator", flags.Annotate(s), 2);
   auto keys = LoadCoordinatorKeys(security, &log);
   if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
 
@@ -183,6 +185,13 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
     config[ck::kStrategy] = {{ck::kStrategyName, round->strategy.name},
                              {ck::kStrategySettings, (*strategy)->Describe()}};
     log.Info("strategy: " + (*strategy)->Describe());
+  }
+  if (auto sampling = MakeSamplingPolicy(round->sampling); sampling.ok()) {
+    config[ck::kSampling] = {{ck::kSamplingName, round->sampling.name},
+                             {ck::kSamplingSettings, (*sampling)->Describe()},
+                             {ck::kFairnessRounds, round->sampling.fairness_rounds},
+                             {ck::kIntensityTrace, round->sampling.intensity_trace_path}};
+    log.Info("sampling: " + (*sampling)->Describe());
   }
   config[ck::kBudget] = {{ck::kMaxCo2eG, fed.budget.max_co2e_g}, {ck::kMaxWh, fed.budget.max_wh}};
   config[ck::kUplinkCodec] = fed.uplink_codec;

@@ -133,6 +133,10 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   AddFederationFlags(&flags, &fed, /*with_num_clients=*/false);
   AddNodeFlags(&flags, &node);
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
+  std::string client_countries_list;
+  flags.AddString("client-countries", &client_countries_list,
+                  "a mixed federation: clients' countries, comma-separated, cycled over the client indices (client K "
+                  "gets entry K mod the list's length), e.g. FRA,DEU,USA,CHN,IND; instead of --client-country");
   flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
   flags.AddInt("client-threads", &client_threads, "intra-op threads per client process");
   bool persist_momentum = false;
@@ -143,7 +147,15 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (Status s = ValidatePue(client_pue); !s.ok()) return Fail("run", s.WithContext("--client-pue"), 2);
   if (client_threads < 1) return Fail("run", InvalidArgument("--client-threads must be >= 1"), 2);
+  if (!client_countries_list.empty() && !client_country.empty()) {
+    return Fail("run", InvalidArgument("give --client-country or --client-countries, not both"), 2);
+  }
   if (client_country.empty()) client_country = node.country;
+  std::vector<std::string> client_countries = SplitList(client_countries_list);
+  if (!client_countries_list.empty() && client_countries.empty()) {
+    return Fail("run", InvalidArgument("--client-countries is empty: give codes like FRA,DEU"), 2);
+  }
+  if (client_countries.empty()) client_countries = {client_country};
   if (fed.partition == "none") {
     return Fail("run", InvalidArgument("--partition none is for clients with their own data, started one by one with "
                                        "`greenfed client --data PATH` against `greenfed coordinator --partition none`"),
@@ -154,7 +166,13 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   auto carbon = LoadCarbonTable(node);
   if (!carbon.ok()) return Fail("run", carbon.status(), 2);
   if (Status s = CheckNode(node, *carbon); !s.ok()) return Fail("run", s, 2);
-  if (auto ci = carbon->Lookup(client_country); !ci.ok()) return Fail("run", ci.status().WithContext("--client-country"), 2);
+  for (auto& country : client_countries) {
+    auto ci = carbon->Lookup(country);
+    if (!ci.ok()) {
+      return Fail("run", ci.status().WithContext(client_countries_list.empty() ? "--client-country" : "--client-countries"), 2);
+    }
+    country = ci->code;
+  }
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   if (auto r = RoundOptionsFor(fed, RunIdOf(fed.run_dir)); !r.ok()) return Fail("run", flags.Annotate(r.status()), 2);
   // A package counter sees every process on the package: with the whole federation
@@ -173,7 +191,8 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   // Every flag the launcher was given, from the command line or --config, except
   // its own; values as parsed, so a config file is read once, here.
   std::vector<std::string> coord_args =
-      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads", "persist-momentum"});
+      flags.SetFlagsAsArgs({"clients", "client-country", "client-countries", "client-pue", "client-threads",
+                            "persist-momentum"});
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {
@@ -260,7 +279,8 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                                      "--client-index=" + std::to_string(k),
                                      "--num-clients=" + std::to_string(fed.num_clients),
                                      "--partition=" + fed.partition,
-                                     "--country=" + client_country, "--pue=" + Str(client_pue),
+                                     "--country=" + client_countries[k % client_countries.size()],
+                                     "--pue=" + Str(client_pue),
                                      "--meter=" + node.meter, "--power-profile=" + node.power_profile,
                                      "--watts-per-core=" + Str(node.watts_per_core),
                                      "--watts-per-gb=" + Str(node.watts_per_gb),
@@ -402,6 +422,25 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   flags.AddDouble("alpha", &alpha, "Dirichlet concentration for --non-iid dirichlet");
   flags.AddString("country", &country, "country of the coordinator and the centralized node");
   flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
+  std::string client_countries;
+  flags.AddString("client-countries", &client_countries,
+                  "a mixed federation for every FL run: countries cycled over the client indices (greenfed run "
+                  "--client-countries); --tradeoff defaults to FRA,DEU,USA,CHN,IND");
+  bool tradeoff = false;
+  flags.AddBool("tradeoff", &tradeoff,
+                "the trade-off comparison instead: FedAvg IID with each --tradeoff-codecs uplink codec, then uniform "
+                "vs carbon-aware sampling on the mixed federation, IID and --non-iid, at --sampling-fraction; the "
+                "report gets the trade-off table and tradeoff.svg (docs/report.md)");
+  std::string tradeoff_codecs = "none,fp16,int8,topk:0.01";
+  flags.AddString("tradeoff-codecs", &tradeoff_codecs,
+                  "--tradeoff: uplink codecs of the FedAvg IID runs (each but none is passed as --uplink-codec)");
+  double sampling_fraction = 0.5;
+  flags.AddDouble("sampling-fraction", &sampling_fraction,
+                  "--tradeoff: --fraction-fit of the sampling runs (sampling matters only when some clients sit out)");
+  uint64_t fairness_rounds = 5;
+  flags.AddUint("fairness-rounds", &fairness_rounds, "--tradeoff: the carbon-aware runs' --fairness-rounds");
+  std::string intensity_trace;
+  flags.AddString("intensity-trace", &intensity_trace, "--tradeoff: the carbon-aware runs' --intensity-trace");
   flags.AddString("data-dir", &data_dir, "data set directory (empty = the task's default)");
   flags.AddString("meter", &meter, "energy source for every node: auto, model, rapl, nvml");
   flags.AddString("iid-strategy", &iid_strategy, "strategy of the FL IID run: " + StrategyNames());
@@ -439,7 +478,18 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
     }
     if (auto made = MakeStrategy(so); !made.ok()) return Fail("compare", made.status().WithContext(flag), 2);
   }
+  if (!client_countries.empty() && !client_country.empty()) {
+    return Fail("compare", InvalidArgument("give --client-country or --client-countries, not both"), 2);
+  }
+  if (tradeoff && client_countries.empty() && client_country.empty()) client_countries = "FRA,DEU,USA,CHN,IND";
   if (client_country.empty()) client_country = country;
+  if (!(sampling_fraction > 0 && sampling_fraction <= 1)) {
+    return Fail("compare", InvalidArgument("--sampling-fraction must be in (0, 1]"), 2);
+  }
+  if (fairness_rounds == 0) return Fail("compare", InvalidArgument("--fairness-rounds must be at least 1"), 2);
+  if (tradeoff && SplitList(tradeoff_codecs).empty()) {
+    return Fail("compare", InvalidArgument("--tradeoff-codecs is empty (e.g. none,int8)"), 2);
+  }
   auto defaults = CompareDefaultsFor(task);
   if (!defaults.ok()) return Fail("compare", defaults.status(), 2);
   if (!flags.WasSet("target-accuracy")) target = defaults->target;
@@ -462,6 +512,65 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   const std::string base = out + "/" + stamp.substr(2);
   const std::string central_dir = base + "-centralized", iid_dir = base + "-fl-iid", noniid_dir = base + "-fl-" + non_iid;
 
+  // The clients' countries of every FL run: one country, or the mixed federation.
+  const std::string client_country_arg =
+      client_countries.empty() ? "--client-country=" + client_country : "--client-countries=" + client_countries;
+  if (tradeoff) {
+    // FL runs only: no centralized side in the trade-off.
+    std::vector<std::vector<std::string>> steps;
+    std::vector<std::string> dirs;
+    auto fl_run = [&](const std::string& scheme, const std::string& dir, std::vector<std::string> extra) {
+      std::vector<std::string> fl = {ctx.self_exe, "run", "--clients=" + std::to_string(clients),
+                                     "--partition=" + scheme, "--alpha=" + Str(alpha),
+                                     "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
+                                     "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,
+                                     client_country_arg, "--data-dir=" + data_dir, "--meter=" + meter,
+                                     "--task=" + task, "--model=" + model,
+                                     "--local-epochs=" + std::to_string(local_epochs)};
+      fl.insert(fl.end(), extra_fl.begin(), extra_fl.end());
+      const std::vector<std::string> strategy = strategy_args(iid_strategy);
+      fl.insert(fl.end(), strategy.begin(), strategy.end());
+      fl.insert(fl.end(), extra.begin(), extra.end());
+      steps.push_back(fl);
+      dirs.push_back(dir);
+    };
+    for (const std::string& codec : SplitList(tradeoff_codecs)) {
+      std::string stem = codec;
+      for (char& ch : stem) {
+        if (ch == ':' || ch == '.') ch = '_';
+      }
+      fl_run("iid", base + "-tradeoff-iid-" + stem,
+             codec == "none" ? std::vector<std::string>{} : std::vector<std::string>{"--uplink-codec=" + codec});
+    }
+    for (const std::string& scheme : {std::string("iid"), non_iid}) {
+      for (const std::string sampling : {"uniform", "carbon-aware"}) {
+        std::vector<std::string> extra = {"--fraction-fit=" + Str(sampling_fraction), "--sampling=" + sampling};
+        if (sampling == "carbon-aware") {
+          extra.push_back("--fairness-rounds=" + std::to_string(fairness_rounds));
+          if (!intensity_trace.empty()) extra.push_back("--intensity-trace=" + intensity_trace);
+        }
+        fl_run(scheme, base + "-tradeoff-" + scheme + "-" + sampling, extra);
+      }
+    }
+    for (const auto& step : steps) {
+      std::cout << "==> greenfed";
+      for (size_t i = 1; i < step.size(); ++i) std::cout << " " << step[i];
+      std::cout << std::endl;
+      auto child = ChildProcess::Spawn(step, "");
+      if (!child.ok()) return Fail("compare", child.status(), 1);
+      const int rc = (*child)->Wait();
+      if (rc != 0) return Fail("compare", Internal("step failed with exit code " + std::to_string(rc)), 1);
+    }
+    const std::string report_dir = base + "-tradeoff-report";
+    std::vector<std::string> report_args = dirs;
+    report_args.push_back("--out=" + report_dir);
+    report_args.push_back("--tradeoff");
+    std::cout << "==> greenfed report";
+    for (const auto& a : report_args) std::cout << " " << a;
+    std::cout << std::endl;
+    return RunReportCommand(report_args, ctx);
+  }
+
   std::vector<std::vector<std::string>> steps;
   std::vector<std::string> central = {ctx.self_exe, "centralized", "--target-accuracy=" + Str(target),
                                       "--max-epochs=" + std::to_string(max_epochs), "--lr=" + Str(central_lr),
@@ -476,7 +585,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
                                    "--partition=" + scheme, "--alpha=" + Str(alpha),
                                    "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
                                    "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,
-                                   "--client-country=" + client_country, "--data-dir=" + data_dir,
+                                   client_country_arg, "--data-dir=" + data_dir,
                                    "--meter=" + meter, "--task=" + task, "--model=" + model,
                                    "--local-epochs=" + std::to_string(local_epochs)};
     fl.insert(fl.end(), extra_fl.begin(), extra_fl.end());
@@ -513,12 +622,17 @@ int RunReportCommand(const std::vector<std::string>& args, const AppContext&) {
   flags.AddString("countries", &countries, "rows of Table 1: ISO 3166-1 alpha-3 codes, comma-separated");
   flags.AddString("centralized-pues", &pues, "PUEs at which centralized runs are shown (Qiu et al.: 1.67, 1.11)");
   flags.AddString("carbon-table", &carbon_path, "CSV carbon-intensity table instead of the built-in one");
+  bool tradeoff = false;
+  flags.AddBool("tradeoff", &tradeoff,
+                "also the trade-off table (uplink codec and sampling of each FL run against its no-codec, uniform "
+                "baseline) and tradeoff.svg (docs/report.md, \"Trade-off table\")");
   std::vector<std::string> dirs;
   if (int rc = ParseOrExit(&flags, args, &dirs); rc >= 0) return rc;
   if (dirs.empty()) return Fail("report", InvalidArgument("give at least one run directory"), 2);
 
   report::ReportOptions options;
   options.out_dir = out;
+  options.tradeoff = tradeoff;
   options.countries = SplitList(countries);
   options.centralized_pues.clear();
   for (const auto& p : SplitList(pues)) {
@@ -549,7 +663,8 @@ int RunReportCommand(const std::vector<std::string>& args, const AppContext&) {
     return Fail("report", s, 1);
   }
   if (Status s = report::WriteReport(*tables, runs, options); !s.ok()) return Fail("report", s, 1);
-  std::cout << "wrote " << out << "/report.md, " << out << "/report.csv, " << out << "/report.svg\n";
+  std::cout << "wrote " << out << "/report.md, " << out << "/report.csv, " << out << "/report.svg"
+            << (tradeoff ? ", " + out + "/tradeoff.svg" : std::string()) << "\n";
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "node_flags.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <ctime>
 #include <iostream>
 
@@ -94,6 +95,14 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
                "energy budget: stop before a round that would take the run's Wh (compute x PUE + communication) "
                "past this, estimated from the last round (0 = no limit)");
   f->AddString("strategy", &d->strategy.name, "aggregation: " + StrategyNames() + " (docs/strategies.md)");
+  f->AddString("sampling", &d->sampling,
+               "which clients a round trains: uniform (seeded draw) or carbon-aware (cleanest grids first, with "
+               "the --fairness-rounds floor; docs/strategies.md, \"Sampling\")");
+  f->AddUint("fairness-rounds", &d->fairness_rounds,
+             "carbon-aware: every available client is sampled at least once in any K consecutive rounds");
+  f->AddString("intensity-trace", &d->intensity_trace,
+               "carbon-aware: hourly intensities, CSV country,utc_hour,g_co2e_per_kwh (docs/energy.md; "
+               "examples/carbon/intensity-trace.csv); countries not in it use the carbon table");
   f->AddDouble("server-learning-rate", &d->strategy.server_learning_rate,
                 "fedavgm: server learning rate; scaffold: global step size eta_g");
   f->AddDouble("proximal-mu", &d->strategy.proximal_mu,
@@ -160,6 +169,15 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.exclude_after_failures = static_cast<uint32_t>(d.exclude_after_failures);
   o.exclude_rounds = d.exclude_rounds;
   o.strategy = d.strategy;
+  o.sampling.name = d.sampling;
+  o.sampling.fairness_rounds = static_cast<uint32_t>(std::min<uint64_t>(d.fairness_rounds, UINT32_MAX));
+  if (d.fairness_rounds > UINT32_MAX) return InvalidArgument("--fairness-rounds is too large");
+  o.sampling.intensity_trace_path = d.intensity_trace;
+  if (!d.intensity_trace.empty()) {
+    auto trace = IntensityTrace::Load(d.intensity_trace);
+    if (!trace.ok()) return trace.status().WithContext("--intensity-trace");
+    o.sampling.trace = std::make_shared<const IntensityTrace>(std::move(trace).value());
+  }
   o.budget = d.budget;
   o.strategy.num_malicious_clients = static_cast<uint32_t>(d.num_malicious_clients);
   o.strategy.num_clients_to_keep = static_cast<uint32_t>(d.num_clients_to_keep);

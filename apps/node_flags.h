@@ -58,6 +58,9 @@ struct FederationFlags {
   uint64_t exclude_rounds = 5;          // RoundOptions::exclude_rounds
   double max_node_power_w = 10000;      // ServerOptions::max_node_power_w
   StrategyOptions strategy;             // --strategy and its settings (strategy.h)
+  std::string sampling = "uniform";     // --sampling: uniform | carbon-aware (sampling.h)
+  uint64_t fairness_rounds = 5;         // --fairness-rounds: carbon-aware's K
+  std::string intensity_trace;          // --intensity-trace: CSV country,utc_hour,g_co2e_per_kwh ("" = none)
   BudgetOptions budget;                 // --max-co2e-g, --max-wh (budget.h); 0 = no limit
   uint64_t num_malicious_clients = 0;   // StrategyOptions::num_malicious_clients
   uint64_t num_clients_to_keep = 0;     // StrategyOptions::num_clients_to_keep
@@ -77,6 +80,8 @@ struct FederationFlags {
 };
 // `greenfed run` names the federation size --clients, so it passes false.
 void AddFederationFlags(FlagSet* flags, FederationFlags* fed, bool with_num_clients = true);
+// Reads --intensity-trace (a bad file is an InvalidArgument naming file:line);
+// sampling.table stays null (the built-in table): callers with --carbon-table set it.
 StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& fed, const std::string& run_id);
 std::string DefaultRunDir(const std::string& kind, const std::string& detail);
 std::string RunIdOf(const std::string& run_dir);

@@ -49,6 +49,7 @@ Checkpoint Sample() {
   c.machine.global = {MakeFloatBlob("conv1.weight", {2, 3}, {0.1f, -0.2f, 0.3f, 1e-8f, -4.5f, 6.f}),
                       MakeFloatBlob("fc.bias", {2}, {0.25f, -0.75f})};
   c.machine.strategy_state = {1, 2, 3};
+  c.machine.sampling_state = {9, 8, 7, 6};
   c.server.best_accuracy = 0.8123;
   c.server.last_accuracy = 0.8011;
   c.server.total_bytes_sent = 123456789;
@@ -122,6 +123,7 @@ TEST_CASE("checkpoint round trip: identical model bytes, ledger, rounds and serv
     CHECK(back->machine.global[i].data == c.machine.global[i].data);  // bit for bit
   }
   CHECK(back->machine.strategy_state == c.machine.strategy_state);
+  CHECK(back->machine.sampling_state == c.machine.sampling_state);
   CHECK(back->server == c.server);
   CHECK(SameLedger(back->ledger, c.ledger));  // doubles bit for bit, g_per_kwh kept
   CHECK_FALSE(std::filesystem::exists(dir + "/checkpoint.bin.tmp"));
@@ -179,11 +181,18 @@ TEST_CASE("a truncated checkpoint is refused as truncated, at any length") {
 TEST_CASE("a checkpoint of another format version or no checkpoint at all is refused") {
   auto bytes = EncodeCheckpoint(Sample());
   REQUIRE(bytes.ok());
-  std::string v2 = *bytes;
-  v2[8] = 2;  // format version, right after the 8 magic bytes
-  auto back = DecodeCheckpoint(v2);
+  std::string v3 = *bytes;
+  v3[8] = 3;  // format version, right after the 8 magic bytes
+  auto back = DecodeCheckpoint(v3);
   REQUIRE_FALSE(back.ok());
-  CHECK(back.status().message().find("checkpoint format version 2; this greenfed reads 1") != std::string::npos);
+  CHECK(back.status().message().find("checkpoint format version 3; this greenfed reads 2") != std::string::npos);
+  // Format 1 (before the sampling policy's state) is refused by name.
+  std::string v1 = *bytes;
+  v1[8] = 1;
+  auto old = DecodeCheckpoint(v1);
+  REQUIRE_FALSE(old.ok());
+  CHECK(old.status().message().find("format version 1, written by a greenfed from before the sampling policy") !=
+        std::string::npos);
   std::string magic = *bytes;
   magic[0] = 'X';
   CHECK(DecodeCheckpoint(magic).status().message().find("not a greenfed checkpoint") != std::string::npos);

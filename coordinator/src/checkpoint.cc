@@ -304,6 +304,12 @@ RunIdentity RunIdentityFor(const RoundOptions& o) {
   // FedProx's mu changes every client's training; listed for fedprox runs only, so
   // that the identity of checkpoints under the other strategies stays as it was.
   if (o.strategy.name == "fedprox") id.settings.emplace_back("--proximal-mu", Shortest(o.strategy.proximal_mu));
+  // The sampling policy: its state in the checkpoint is its fairness windows.
+  id.settings.emplace_back("--sampling", o.sampling.name);
+  if (o.sampling.name != "uniform") {
+    id.settings.emplace_back("--fairness-rounds", std::to_string(o.sampling.fairness_rounds));
+    id.settings.emplace_back("--intensity-trace", o.sampling.intensity_trace_path);
+  }
   return id;
 }
 
@@ -351,6 +357,7 @@ StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
   w.U64(c.machine.global.size());
   for (const auto& b : c.machine.global) PutBlob(&w, b);
   w.Bytes(c.machine.strategy_state);
+  w.Bytes(c.machine.sampling_state);
 
   w.F64(c.server.best_accuracy);
   w.F64(c.server.last_accuracy);
@@ -387,6 +394,10 @@ StatusOr<Checkpoint> DecodeCheckpoint(const std::string& bytes, const std::strin
   uint64_t payload = 0;
   std::memcpy(&format, bytes.data() + sizeof(kMagic), sizeof(format));
   std::memcpy(&payload, bytes.data() + sizeof(kMagic) + 4, sizeof(payload));
+  if (format == 1) {
+    return DataLoss(name + " has checkpoint format version 1, written by a greenfed from before the sampling "
+                    "policy's state was saved (format 2); this greenfed cannot resume it: start the run again");
+  }
   if (format != kCheckpointFormat) {
     return DataLoss(name + " has checkpoint format version " + std::to_string(format) + "; this greenfed reads " +
                     std::to_string(kCheckpointFormat));
@@ -426,6 +437,7 @@ StatusOr<Checkpoint> DecodeCheckpoint(const std::string& bytes, const std::strin
   c.machine.global.resize(n);
   for (auto& b : c.machine.global) GREENFED_RETURN_IF_ERROR(GetBlob(&r, &b));
   GREENFED_RETURN_IF_ERROR(r.Bytes(&c.machine.strategy_state, "strategy_state"));
+  GREENFED_RETURN_IF_ERROR(r.Bytes(&c.machine.sampling_state, "sampling_state"));
 
   GREENFED_RETURN_IF_ERROR(r.F64(&c.server.best_accuracy, "best_accuracy"));
   GREENFED_RETURN_IF_ERROR(r.F64(&c.server.last_accuracy, "last_accuracy"));

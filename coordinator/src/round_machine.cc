@@ -60,6 +60,7 @@ Status ValidateRoundOptions(const RoundOptions& o) {
   StrategyOptions strategy = o.strategy;
   strategy.federation_size = o.num_clients;
   if (auto made = MakeStrategy(strategy); !made.ok()) return made.status();
+  GREENFED_RETURN_IF_ERROR(ValidateSamplingOptions(o.sampling));
   GREENFED_RETURN_IF_ERROR(ValidateBudgetOptions(o.budget));
   if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
   if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
@@ -90,6 +91,12 @@ RoundMachine::RoundMachine(RoundOptions options, std::unique_ptr<Strategy> strat
       strategy_error_ = made.status();
       strategy_ = std::move(MakeStrategy(StrategyOptions{})).value();
     }
+  }
+  if (auto made = MakeSamplingPolicy(options_.sampling); made.ok()) {
+    sampling_ = std::move(made).value();
+  } else {
+    if (strategy_error_.ok()) strategy_error_ = made.status();
+    sampling_ = std::move(MakeSamplingPolicy(SamplingOptions{})).value();
   }
   codec_error_ = ValidateCodecOptions(options_.uplink_codec, options_.downlink_codec);
   if (!codec_error_.ok()) options_.uplink_codec = options_.downlink_codec = kCodecNone;
@@ -139,6 +146,7 @@ MachineSnapshot RoundMachine::Snapshot() const {
   s.completed_rounds = completed_rounds_;
   s.global = global_;
   s.strategy_state = strategy_->SaveState();
+  s.sampling_state = sampling_state_;
   return s;
 }
 
@@ -154,6 +162,11 @@ std::vector<Action> RoundMachine::Resume(double now_s, MachineSnapshot snapshot)
     Stop("cannot resume " + strategy_->Describe() + ": " + restored.message(), false, true, &out);
     return out;
   }
+  if (Status restored = sampling_->RestoreState(snapshot.sampling_state); !restored.ok()) {
+    Stop("cannot resume: " + restored.message(), false, true, &out);
+    return out;
+  }
+  sampling_state_ = std::move(snapshot.sampling_state);
   round_ = completed_rounds_ + 1;
   attempt_ = 0;
   EnterWaiting(now_s);
@@ -185,6 +198,7 @@ std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
     return out;
   }
   global_ = std::move(initial);
+  sampling_state_ = sampling_->SaveState();
   round_ = 1;
   completed_rounds_ = 0;
   attempt_ = 0;
@@ -427,11 +441,12 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
   ++attempt_;
   std::map<uint32_t, const ClientEntry*> by_index;
   for (const auto& [peer, c] : clients_) by_index[c.index] = &c;
-  std::vector<uint32_t> indices;
-  for (const auto& [index, c] : by_index) indices.push_back(index);
-  const auto n = static_cast<uint32_t>(indices.size());
-  const std::vector<uint32_t> chosen =
-      strategy_->Sample(indices, round_, attempt_, options_.seed, options_.fraction_fit, options_.min_fit_clients);
+  std::vector<SamplingCandidate> candidates;
+  for (const auto& [index, c] : by_index) candidates.push_back({index, c->country, c->pue});
+  const auto n = static_cast<uint32_t>(candidates.size());
+  const SamplingDecision decision = sampling_->Sample(
+      candidates, {round_, attempt_, options_.seed, options_.fraction_fit, options_.min_fit_clients, utc_hour_});
+  const std::vector<uint32_t>& chosen = decision.indices;
   const auto k = static_cast<uint32_t>(chosen.size());
   std::vector<const ClientEntry*> available;
   for (uint32_t index : chosen) available.push_back(by_index.at(index));
@@ -480,7 +495,8 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
   out->push_back(LogAction{false, "round " + std::to_string(round_) +
                                       (attempt_ > 1 ? " (attempt " + std::to_string(attempt_) + ")" : "") +
                                       ": sampled " + std::to_string(k) + " of " + std::to_string(n) +
-                                      " clients [" + who + "]"});
+                                      " clients [" + who + "]" +
+                                      (decision.note.empty() ? "" : "; " + decision.note)});
 }
 
 void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action>* out) {
@@ -687,6 +703,9 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
   if (fed_examples_ > 0) done.fed_accuracy = fed_correct_ / static_cast<double>(fed_examples_);
   out->push_back(done);
   completed_rounds_ = round_;
+  // The policy's state as of this round, for Snapshot(): the next round's draw
+  // (below, in this same call) must not leak into this round's checkpoint.
+  sampling_state_ = sampling_->SaveState();
   if (central_->accuracy >= options_.target_accuracy) {
     Stop("target accuracy " + Fmt(options_.target_accuracy) + " reached in round " + std::to_string(round_), true,
          false, out);

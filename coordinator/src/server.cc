@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <ctime>
 #include <deque>
 #include <new>
 #include <iomanip>
@@ -20,6 +21,13 @@
 namespace greenfed {
 
 namespace {
+
+// The UTC hour now, for the sampling policy's intensity trace (RoundMachine::NoteUtcHour).
+int UtcHourNow() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  return gmtime_r(&t, &tm) ? tm.tm_hour : -1;
+}
 
 std::string Fixed(double v, int p) {
   std::ostringstream os;
@@ -635,6 +643,7 @@ StatusOr<ServerResult> Server::Run() {
   s.self = NodeInfo{"coordinator", "coordinator", self_ci->code, s.options.pue, self_ci->g_per_kwh};
   s.start_s = s.env->NowSeconds();
   s.mark = s.meter->Begin();
+  s.machine.NoteUtcHour(UtcHourNow());
   if (s.options.resume) {
     Checkpoint resume = std::move(*s.options.resume);
     s.options.resume.reset();
@@ -650,6 +659,7 @@ StatusOr<ServerResult> Server::Run() {
 
   const auto tick_ms = static_cast<long>(s.options.tick_s * 1000);
   while (!s.stopped) {
+    s.machine.NoteUtcHour(UtcHourNow());  // rounds start inside the events handled below
     if (!s.Poll(tick_ms)) {
       s.log->Warn("stop requested; shutting the federation down");
       s.Execute(s.machine.RequestStop("interrupted by signal"));

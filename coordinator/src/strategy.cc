@@ -21,7 +21,6 @@ using detail::At;
 using detail::FlatDelta;
 using detail::FlatSize;
 using detail::IsFloat;
-using detail::Mix;
 using detail::Put;
 
 // The aggregators of strategies that send no tensor groups take none back.
@@ -372,24 +371,6 @@ class RobustStrategy final : public Strategy {
 };
 
 }  // namespace
-
-std::vector<uint32_t> Strategy::Sample(const std::vector<uint32_t>& available, uint64_t round, uint32_t attempt,
-                                       uint64_t seed, double fraction, uint32_t min_fit) const {
-  std::vector<uint32_t> pool = available;
-  const auto n = static_cast<uint32_t>(pool.size());
-  uint32_t k = static_cast<uint32_t>(std::ceil(fraction * n - 1e-9));
-  k = std::min(n, std::max(k, min_fit));
-  // Deterministic partial Fisher-Yates by (seed, round, attempt).
-  uint64_t state = Mix(seed ^ Mix(round * 7919ull + attempt));
-  for (uint32_t i = 0; i < k; ++i) {
-    state = Mix(state);
-    const uint32_t j = i + static_cast<uint32_t>(state % (n - i));
-    std::swap(pool[i], pool[j]);
-  }
-  pool.resize(k);
-  std::sort(pool.begin(), pool.end());
-  return pool;
-}
 
 StatusOr<Parameters> Strategy::Update(const Parameters&, Parameters aggregate) { return aggregate; }
 

@@ -46,6 +46,7 @@ RunEnergy AccountEnergy(const RunData& run) {
     if (n.role == NodeRole::kClient) {
       e.comm_j += n.comm_j;
       e.bytes += n.bytes_sent + n.bytes_received;
+      e.uplink_bytes += n.bytes_sent;
     }
     ++e.rows;
     if (n.measured) {

@@ -32,6 +32,7 @@ struct RunEnergy {
   double compute_pue_j = 0;  // sum of compute_j x node PUE
   double comm_j = 0;         // client rows only
   uint64_t bytes = 0;        // client rows: sent + received
+  uint64_t uplink_bytes = 0; // client rows: sent (client -> coordinator updates and reports)
   size_t rows = 0;
   size_t measured_rows = 0;
   std::set<std::string> sources;

@@ -68,6 +68,10 @@ std::string ReportMarkdown(const ReportTables& tables, const ReportOptions& opti
   if (!options.command.empty()) md += "Command:\n\n```\n" + options.command + "\n```\n\n";
   md += MarkdownTable(tables.emissions);
   md += MarkdownTable(tables.breakdown);
+  if (tables.tradeoff) {
+    md += MarkdownTable(*tables.tradeoff);
+    md += "![test accuracy against cumulative g CO2e, one curve per run of the trade-off](tradeoff.svg)\n\n";
+  }
   md += MarkdownTable(tables.runs);
 
   md +=
@@ -120,7 +124,9 @@ std::string ReportMarkdown(const ReportTables& tables, const ReportOptions& opti
 
 std::string ReportCsv(const ReportTables& tables) {
   std::string csv = "table,row,column,value,unit,provenance\n";
-  for (const ReportTable* t : {&tables.emissions, &tables.breakdown}) {
+  std::vector<const ReportTable*> numeric = {&tables.emissions, &tables.breakdown};
+  if (tables.tradeoff) numeric.push_back(&*tables.tradeoff);
+  for (const ReportTable* t : numeric) {
     for (size_t r = 0; r < t->rows.size(); ++r) {
       for (size_t c = 0; c < t->columns.size(); ++c) {
         const ReportCell& cell = t->cells[r][c];
@@ -165,6 +171,10 @@ Status WriteReport(const ReportTables& tables, const std::vector<RunData>& runs,
   GREENFED_RETURN_IF_ERROR(WriteWholeFile(options.out_dir + "/report.csv", internal::ReportCsv(tables)));
   GREENFED_RETURN_IF_ERROR(
       WriteWholeFile(options.out_dir + "/report.svg", internal::ReportSvg(tables, runs)));
+  if (tables.tradeoff) {
+    GREENFED_RETURN_IF_ERROR(
+        WriteWholeFile(options.out_dir + "/tradeoff.svg", internal::TradeoffSvg(tables, runs)));
+  }
   return Status::Ok();
 }
 

@@ -205,6 +205,26 @@ StatusOr<RunConfig> ParseConfig(const json& root) {
       config.strategy = settings.value_or(name.value_or(""));
     }
     if (config.strategy.empty()) config.strategy = kDefaultStrategy;
+    // The uplink codec (config.json "uplink_codec", a name such as "int8"; an object
+    // {name} is read too); absent = none, as before codecs existed.
+    GREENFED_ASSIGN_OR_RETURN(const json* codec, FindField(root, config_key::kUplinkCodec, file));
+    if (codec != nullptr && codec->is_object()) {
+      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name, OptString(root, Key(config_key::kUplinkCodec, "name"), file));
+      config.uplink_codec = name.value_or("");
+    } else {
+      GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> name, OptString(root, config_key::kUplinkCodec, file));
+      config.uplink_codec = name.value_or("");
+    }
+    if (config.uplink_codec.empty()) config.uplink_codec = "none";
+    GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> sampling,
+                              OptString(root, Key(config_key::kSampling, config_key::kSamplingName), file));
+    config.sampling = sampling.value_or(kDefaultSampling);
+    GREENFED_ASSIGN_OR_RETURN(std::optional<std::string> sampling_settings,
+                              OptString(root, Key(config_key::kSampling, config_key::kSamplingSettings), file));
+    config.sampling_settings = sampling_settings.value_or(config.sampling);
+    GREENFED_ASSIGN_OR_RETURN(std::optional<double> fraction,
+                              OptNumber(root, Key(config_key::kCoordinator, "fraction_fit"), file));
+    config.fraction_fit = fraction.value_or(1.0);
   }
   if (config.kind == RunKind::kFederated && !config.partition) {
     return Missing(file, config_key::kPartition, "an object (every federated run records its partition)");

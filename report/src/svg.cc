@@ -74,7 +74,31 @@ std::vector<std::string> WrapAtCommas(const std::string& text, size_t width) {
 
 }  // namespace
 
+namespace {
+std::string Plot(const ReportTables& tables, const std::vector<RunData>& runs, const std::vector<std::string>& labels,
+                 const std::vector<std::string>& notes);
+}  // namespace
+
 std::string ReportSvg(const ReportTables& tables, const std::vector<RunData>& runs) {
+  std::vector<std::string> notes;
+  for (const RunData& run : runs) notes.push_back(run.config.strategy);
+  return Plot(tables, runs, tables.run_labels, notes);
+}
+
+std::string TradeoffSvg(const ReportTables& tables, const std::vector<RunData>& runs) {
+  std::vector<RunData> picked;
+  std::vector<std::string> notes;
+  for (size_t i : tables.tradeoff_runs) {
+    picked.push_back(runs[i]);
+    notes.push_back(runs[i].config.sampling_settings);
+  }
+  return Plot(tables, picked, tables.tradeoff_labels, notes);
+}
+
+namespace {
+
+std::string Plot(const ReportTables& tables, const std::vector<RunData>& runs, const std::vector<std::string>& labels,
+                 const std::vector<std::string>& notes) {
   constexpr double kWidth = 800, kHeight = 500;
   constexpr double kLeft = 70, kRight = 560, kTop = 50, kBottom = 430;
   static const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -186,7 +210,7 @@ std::string ReportSvg(const ReportTables& tables, const std::vector<RunData>& ru
     }
     svg += "<line x1=\"575\" y1=\"" + num(legend_y) + "\" x2=\"600\" y2=\"" + num(legend_y) +
            "\" stroke=\"" + color + "\" stroke-width=\"2\"/>\n";
-    std::string label = tables.run_labels[i];
+    std::string label = labels[i];
     if (curves[i].empty()) label += " (no CO2e data)";
     // 190 px of legend fit about 30 characters: break a longer label at a space.
     constexpr size_t kLegendChars = 30;
@@ -205,7 +229,7 @@ std::string ReportSvg(const ReportTables& tables, const std::vector<RunData>& ru
     }
     svg += "</text>\n";
     // The strategy and its settings under the label, smaller, broken after ", ".
-    for (const std::string& line : WrapAtCommas(runs[i].config.strategy, kStrategyChars)) {
+    for (const std::string& line : WrapAtCommas(notes[i], kStrategyChars)) {
       legend_y += 13;
       svg += "<text x=\"606\" y=\"" + num(legend_y + 4) + "\" font-size=\"10\" fill=\"#555555\">" +
              XmlEscape(line) + "</text>\n";
@@ -215,6 +239,8 @@ std::string ReportSvg(const ReportTables& tables, const std::vector<RunData>& ru
   svg += "</svg>\n";
   return svg;
 }
+
+}  // namespace
 
 }  // namespace internal
 }  // namespace report

@@ -16,6 +16,9 @@ namespace internal {
 
 // The SVG document; runs[i] is drawn under tables.run_labels[i].
 std::string ReportSvg(const ReportTables& tables, const std::vector<RunData>& runs);
+// tradeoff.svg: the same plot for the trade-off table's runs (tables.tradeoff_runs),
+// labelled by its rows, with the sampling policy under each label.
+std::string TradeoffSvg(const ReportTables& tables, const std::vector<RunData>& runs);
 
 }  // namespace internal
 }  // namespace report

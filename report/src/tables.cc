@@ -11,6 +11,7 @@
 #include "accounting.h"
 #include "format.h"
 #include "greenfed/report/report.h"
+#include "tradeoff.h"
 
 namespace greenfed {
 namespace report {
@@ -430,6 +431,11 @@ StatusOr<ReportTables> BuildReport(const std::vector<RunData>& runs, const Carbo
   }
 
   out.runs = BuildRunsTable(runs, out.run_labels);
+  if (options.tradeoff) {
+    GREENFED_ASSIGN_OR_RETURN(ReportTable tradeoff,
+                              internal::BuildTradeoffTable(runs, table, &out.tradeoff_labels, &out.tradeoff_runs));
+    out.tradeoff = std::move(tradeoff);
+  }
   for (const std::string& code : used_codes) {
     GREENFED_ASSIGN_OR_RETURN(CarbonIntensity ci, table.Lookup(code));
     out.intensities.push_back(ci);

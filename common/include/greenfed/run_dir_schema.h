@@ -50,6 +50,8 @@ inline constexpr const char kShards[] = "shards";
 // What a report shows for a federated run dir whose config.json has no "strategy"
 // object (written before strategies existed): those runs aggregated with FedAvg.
 inline constexpr const char kDefaultStrategy[] = "fedavg";
+// ... and for one without "sampling" (written before sampling policies existed).
+inline constexpr const char kDefaultSampling[] = "uniform";
 
 // JSON keys of config.json. Nested keys are relative to their object; report
 // readers address them by dotted path, e.g. "train.learning_rate".
@@ -86,6 +88,11 @@ inline constexpr const char kCoordinator[] = "coordinator";  // object, federate
 inline constexpr const char kBudget[] = "budget";            // object, federated only:
 inline constexpr const char kMaxCo2eG[] = "max_co2e_g";      // 0 = no limit
 inline constexpr const char kMaxWh[] = "max_wh";             // 0 = no limit
+inline constexpr const char kSampling[] = "sampling";        // object, federated only (absent = uniform):
+inline constexpr const char kSamplingName[] = "name";          // "uniform" | "carbon-aware"
+inline constexpr const char kSamplingSettings[] = "settings";  // SamplingPolicy::Describe()
+inline constexpr const char kFairnessRounds[] = "fairness_rounds";
+inline constexpr const char kIntensityTrace[] = "intensity_trace";  // path, "" = none
 inline constexpr const char kData[] = "data";                // object
 inline constexpr const char kNode[] = "node";                // object:
 inline constexpr const char kCountry[] = "country";

@@ -34,7 +34,8 @@
 namespace greenfed {
 
 // Version of checkpoint.bin's layout; a file with another version is refused.
-inline constexpr uint32_t kCheckpointFormat = 1;
+// 2: the sampling policy's state follows the strategy state (format 1 had none).
+inline constexpr uint32_t kCheckpointFormat = 2;
 
 // The settings that define a run: a checkpoint resumes only a run with the same.
 struct RunIdentity {
@@ -48,7 +49,8 @@ struct RunIdentity {
 };
 // Identity of the run that `options` describe: task, model, partition (scheme,
 // alpha, shards, seed), num_clients, seed, sampling, local training, target and
-// max rounds, federated evaluation, the strategy and its hyper-parameters. Timeouts and min_available_clients are not in
+// max rounds, federated evaluation, the strategy and its hyper-parameters, the
+// sampling policy (with its fairness rounds and trace path). Timeouts and min_available_clients are not in
 // it: they may change on resume.
 RunIdentity RunIdentityFor(const RoundOptions& options);
 // OK when `now` is the run `checkpoint` was written for; else FailedPrecondition

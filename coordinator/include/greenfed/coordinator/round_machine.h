@@ -47,6 +47,7 @@
 
 #include "greenfed/codec.h"
 #include "greenfed/coordinator/budget.h"
+#include "greenfed/coordinator/sampling.h"
 #include "greenfed/coordinator/strategy.h"
 #include "greenfed/protocol.h"
 #include "greenfed/status.h"
@@ -86,7 +87,8 @@ struct RoundOptions {
   // are no shard sizes; a Join must declare num_examples in [1, max_examples_per_client]
   // or is refused with INCOMPATIBLE, and the declaration bounds the client's results.
   bool own_data = false;
-  StrategyOptions strategy;             // sampling and aggregation (strategy.h); FedAvg by default
+  StrategyOptions strategy;             // aggregation (strategy.h); FedAvg by default
+  SamplingOptions sampling;             // which clients a round trains (sampling.h); uniform by default
   BudgetOptions budget;                 // --max-co2e-g / --max-wh (budget.h); no limit by default
   // Update codecs (codec.h, docs/codecs.md). Both names go into every Fit's config
   // (kConfigUplinkCodec, kConfigDownlinkCodec); a lossy one makes clients send
@@ -151,13 +153,15 @@ struct ClientEntry {
   uint64_t max_examples = 0;      // bound on num_examples in this client's results
 };
 
-// What a checkpoint needs to continue the run (coordinator/checkpoint.h). Sampling
-// and per-client seeds are pure functions of (seed, round, attempt), so no RNG
-// state beyond completed_rounds is needed.
+// What a checkpoint needs to continue the run (coordinator/checkpoint.h). The
+// uniform draw and per-client seeds are pure functions of (seed, round, attempt),
+// so no RNG state beyond completed_rounds is needed; the carbon-aware policy's
+// fairness windows are in sampling_state.
 struct MachineSnapshot {
   uint64_t completed_rounds = 0;        // rounds aggregated and evaluated
   Parameters global;                    // the global model after completed_rounds
   std::vector<uint8_t> strategy_state;  // server optimiser state; empty for FedAvg
+  std::vector<uint8_t> sampling_state;  // SamplingPolicy state after completed_rounds; empty for uniform
 };
 
 class RoundMachine {
@@ -167,6 +171,7 @@ class RoundMachine {
   // ValidateRoundOptions catches it earlier.
   explicit RoundMachine(RoundOptions options, std::unique_ptr<Strategy> strategy = nullptr);
   const Strategy& strategy() const { return *strategy_; }
+  const SamplingPolicy& sampling() const { return *sampling_; }
 
   // Begins the run with the initial global parameters.
   std::vector<Action> Start(double now_s, Parameters initial);
@@ -182,6 +187,10 @@ class RoundMachine {
   // the budget check (options.budget, budget.h) reads it when the round completes.
   // Without a call, the round counts as free.
   void NoteSpend(uint64_t round, const BudgetSpend& total, const BudgetSpend& this_round);
+  // The current UTC hour (0..23), which the sampling policy reads when a round
+  // starts (an intensity trace is by hour). The driver calls it before handing
+  // over events; without a call (or with -1) the policy uses annual figures.
+  void NoteUtcHour(int utc_hour) { utc_hour_ = utc_hour >= 0 && utc_hour < 24 ? utc_hour : -1; }
   // Ends the run from outside (a signal, a fatal I/O error): shuts clients down.
   std::vector<Action> RequestStop(const std::string& reason);
 
@@ -254,6 +263,9 @@ class RoundMachine {
   double train_loss_sum_ = 0;     // sum of n_k * loss_k
   std::unique_ptr<Strategy> strategy_;
   Status strategy_error_;
+  std::unique_ptr<SamplingPolicy> sampling_;
+  std::vector<uint8_t> sampling_state_;  // sampling_->SaveState() when completed_rounds_ was reached
+  int utc_hour_ = -1;                    // NoteUtcHour
   std::unique_ptr<RoundAggregator> aggregator_;  // the current round's
   std::unique_ptr<UpdateCodec> uplink_codec_;    // options_.uplink_codec ("none" if invalid; see codec_error_)
   std::unique_ptr<UpdateCodec> downlink_codec_;  // options_.downlink_codec

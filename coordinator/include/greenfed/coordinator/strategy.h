@@ -3,7 +3,9 @@
 // strategy rather than by editing RoundMachine (which keeps the round's life
 // cycle: joins, deadlines, retries, stop).
 //
-// A round: RoundMachine calls Sample() on the connected clients, BeginRound() for
+// A round: RoundMachine asks its SamplingPolicy (sampling.h, a seam beside this
+// one, so that any policy composes with any strategy) which connected clients
+// train, then calls BeginRound() for
 // a fresh aggregator, ConfigureFit() for each sampled client's Fit (config keys and
 // tensor groups beside the SGD settings), Add() for every valid result as it
 // arrives, Result() once the round's results are in, then Update() to apply the
@@ -98,12 +100,6 @@ class Strategy {
   // Name and settings, e.g. "fedadam(eta=0.1, beta_1=0.9, beta_2=0.99, tau=1e-09)";
   // written to config.json and the progress log.
   virtual std::string Describe() const = 0;
-  // Indices to sample from `available` (ascending client indices): k =
-  // max(ceil(fraction * n), min_fit), capped at n, by a partial Fisher-Yates seeded
-  // by (seed, round, attempt) with SplitMix64, so that every platform draws the
-  // same sample. Returned ascending.
-  virtual std::vector<uint32_t> Sample(const std::vector<uint32_t>& available, uint64_t round, uint32_t attempt,
-                                       uint64_t seed, double fraction, uint32_t min_fit) const;
   // A fresh aggregator for a round that starts from `global`.
   virtual StatusOr<std::unique_ptr<RoundAggregator>> BeginRound(const Parameters& global) = 0;
   // Adds this strategy's config keys and tensor groups to one client's Fit of

@@ -40,6 +40,10 @@ struct ReportOptions {
   std::string command;
   // Who and when, e.g. "greenfed 0.1.0, 2026-11-23 19:00 UTC"; printed in report.md.
   std::string generated_by;
+  // Also build the trade-off table (codec x sampling per federated run, against
+  // its no-codec/uniform baseline) and write tradeoff.svg; `greenfed report
+  // --tradeoff`, `greenfed compare --tradeoff`.
+  bool tradeoff = false;
 };
 
 enum class RunKind { kFederated, kCentralized };
@@ -69,6 +73,15 @@ struct RunConfig {
   // kDefaultStrategy ("fedavg") for run dirs written before strategies existed.
   // Empty for centralized runs.
   std::string strategy;
+  // Federated runs: config.json "uplink_codec" ("none", "fp16", "int8", "topk:0.01");
+  // "none" when absent (run dirs from before codecs). Empty for centralized runs.
+  std::string uplink_codec;
+  // Federated runs: config.json sampling.name ("uniform", "carbon-aware") and
+  // sampling.settings (SamplingPolicy::Describe()); kDefaultSampling when absent.
+  std::string sampling;
+  std::string sampling_settings;
+  // Federated runs: config.json coordinator.fraction_fit; 1 when absent.
+  double fraction_fit = 1.0;
   std::optional<int64_t> epochs;             // local epochs per round
   std::optional<int64_t> batch_size;         // examples per SGD step
   std::optional<double> learning_rate;       // SGD step size
@@ -144,6 +157,10 @@ struct ReportTables {
   ReportTable runs;                          // settings of each run
   std::vector<std::string> run_labels;       // per input run, as in Table 2 and the plot legend
   std::vector<CarbonIntensity> intensities;  // every carbon-table row the report used
+  // ReportOptions::tradeoff: one row per federated run (docs/report.md, "Trade-off table").
+  std::optional<ReportTable> tradeoff;
+  std::vector<std::string> tradeoff_labels;  // per row, the tradeoff.svg legend
+  std::vector<size_t> tradeoff_runs;         // per row, the index of its run in the input
 };
 
 // Builds the three tables. All runs must have the same target_accuracy, else
@@ -151,7 +168,8 @@ struct ReportTables {
 StatusOr<ReportTables> BuildReport(const std::vector<RunData>& runs, const CarbonTable& table,
                                    const ReportOptions& options);
 
-// Writes options.out_dir/report.md, report.csv and report.svg.
+// Writes options.out_dir/report.md, report.csv and report.svg (and tradeoff.svg
+// when tables.tradeoff is set).
 Status WriteReport(const ReportTables& tables, const std::vector<RunData>& runs,
                    const ReportOptions& options);
 
