@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <iterator>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "greenfed/client/fit_slots.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
 #include "handshake_monitor.h"
@@ -101,6 +103,10 @@ struct Client::Impl {
   std::future<WorkResult> work;
   bool working = false;
   std::optional<Message> queued;  // a Fit/Evaluate that arrived while the shard was being built
+  // Fit slots (fit_slots.h): set from options in Run(); a fit waits for one, metered as idle.
+  // stop_slot_wait ends such a wait when the client shuts down.
+  std::optional<FitSlots> fit_slots;
+  std::atomic<bool> stop_slot_wait{false};
 
   // The task's state across rounds (task.h ClientState). A fit moves it to the
   // worker and FinishWork moves it back, so that only one thread ever holds it. It
@@ -333,13 +339,17 @@ struct Client::Impl {
       Env* e = env;
       working = true;
       const double attack = options.attack_scale;
+      const FitSlots* slots = fit_slots ? &*fit_slots : nullptr;
+      const uint32_t slot_hint = welcome ? welcome->client_index : 0;
+      std::atomic<bool>* stop_wait = &stop_slot_wait;
       FitRequest request;
       request.parameters = std::move(fit->parameters);
       request.groups = std::move(fit->groups);
       request.config = std::move(fit->config);
       const uint64_t round = fit->round;
-      work = std::async(std::launch::async, [t, pm, e, attack, round, req = std::move(request),
-                                             st = std::move(state), gen = state_generation]() mutable {
+      work = std::async(std::launch::async, [t, pm, e, attack, round, slots, slot_hint, stop_wait,
+                                             req = std::move(request), st = std::move(state),
+                                             gen = state_generation]() mutable {
         WorkResult r;
         r.kind = WorkKind::kFit;
         r.round = round;
@@ -350,11 +360,27 @@ struct Client::Impl {
           r.state = std::move(st);
           return r;
         }
+        // Wait for a fit slot (`greenfed run`: no more concurrent fits than cores); the wait
+        // is idle time, not training.
+        FitSlot slot;
+        if (slots != nullptr) {
+          auto wait_mark = pm->Begin();
+          auto got = slots->Acquire(slot_hint, stop_wait);
+          r.energy = pm->End(wait_mark, Phase::kIdle, static_cast<int64_t>(round));
+          if (!got.ok()) {
+            r.status = got.status();
+            r.state = std::move(st);
+            return r;
+          }
+          slot = std::move(got).value();
+        }
         const double t0 = e->NowSeconds();
         auto mark = pm->Begin();
         auto res = t->Fit(req, st);
-        r.energy = pm->End(mark, Phase::kFit, static_cast<int64_t>(round));
+        auto fit_energy = pm->End(mark, Phase::kFit, static_cast<int64_t>(round));
         r.wall_s = e->NowSeconds() - t0;
+        slot.Release();
+        r.energy.insert(r.energy.end(), fit_energy.begin(), fit_energy.end());
         r.state = std::move(st);
         if (!res.ok()) {
           r.status = res.status();
@@ -590,6 +616,14 @@ struct Client::Impl {
   }
 
   StatusOr<ClientResult> Run(int stop_fd) {
+    if (!options.fit_slots_dir.empty()) {
+      FitSlotsOptions so;
+      so.dir = options.fit_slots_dir;
+      so.slots = options.fit_slots;
+      GREENFED_ASSIGN_OR_RETURN(FitSlots opened, FitSlots::Open(so));
+      fit_slots.emplace(std::move(opened));
+      log->Info("fit slots: at most " + std::to_string(so.slots) + " concurrent fits on this machine (" + so.dir + ")");
+    }
     if (OwnData()) GREENFED_RETURN_IF_ERROR(PrepareOwnData());
     idle_mark = meter->Begin();
     log->Info("client state: empty (a new client process keeps nothing from an earlier one)");
@@ -644,6 +678,7 @@ struct Client::Impl {
 
   StatusOr<ClientResult> Finish(const std::string& reason) {
     if (working) {
+      stop_slot_wait = true;      // a fit still waiting for its slot gives up
       WorkResult r = work.get();  // let local work end; its energy is still ours
       working = false;
       unreported.insert(unreported.end(), r.energy.begin(), r.energy.end());
