@@ -259,7 +259,13 @@ struct Server::Impl {
       queue.pop_front();
       std::vector<Action> more;
       if (auto* send = std::get_if<SendAction>(&a)) {
-        if (auto* fit = std::get_if<FitMsg>(&send->message)) fit->parameters = machine.global();
+        if (auto* fit = std::get_if<FitMsg>(&send->message)) {
+          if (const EncodedParams* down = machine.downlink()) {
+            fit->encoded = *down;
+          } else {
+            fit->parameters = machine.global();
+          }
+        }
         if (auto* ev = std::get_if<EvaluateMsg>(&send->message)) ev->parameters = machine.global();
         if (std::holds_alternative<ShutdownMsg>(send->message)) awaiting_final.insert(send->peer);
         Send(send->peer, send->message);
