@@ -12,6 +12,7 @@
 #include <cstring>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace greenfed {
 
@@ -69,31 +70,63 @@ std::string FitSlots::SlotPath(uint32_t index) const {
   return options_.dir + "/slot-" + std::to_string(index) + ".lock";
 }
 
-StatusOr<FitSlot> FitSlots::TryAcquire(uint32_t first_hint) const {
+namespace {
+
+// The open descriptors of one Acquire()/TryAcquire() call, one per slot, opened once and
+// swept with LOCK_NB until one locks; the others are closed when it returns.
+class SlotFds {
+ public:
+  explicit SlotFds(uint32_t n) : fds_(n, -1) {}
+  SlotFds(const SlotFds&) = delete;
+  SlotFds& operator=(const SlotFds&) = delete;
+  ~SlotFds() {
+    for (int fd : fds_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  int& operator[](uint32_t k) { return fds_[k]; }
+  int Take(uint32_t k) { return std::exchange(fds_[k], -1); }
+
+ private:
+  std::vector<int> fds_;
+};
+
+}  // namespace
+
+StatusOr<FitSlot> FitSlots::Sweep(uint32_t first_hint, void* fds_ptr) const {
+  SlotFds& fds = *static_cast<SlotFds*>(fds_ptr);
   const uint32_t n = options_.slots;
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t k = static_cast<uint32_t>((static_cast<uint64_t>(first_hint) + i) % n);
-    const std::string path = SlotPath(k);
-    // A descriptor of its own per attempt: flock locks belong to the open file description,
-    // so two threads of one process, each with its own open(), exclude each other.
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return Unavailable("fit slots: cannot open " + path + ": " + std::strerror(errno));
+    // A descriptor of this call's own: flock locks belong to the open file description, so two
+    // threads of one process, each with its own open(), exclude each other.
+    if (fds[k] < 0) {
+      const std::string path = SlotPath(k);
+      fds[k] = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fds[k] < 0) return Unavailable("fit slots: cannot open " + path + ": " + std::strerror(errno));
+    }
     int rc;
     do {
-      rc = ::flock(fd, LOCK_EX | LOCK_NB);
+      rc = ::flock(fds[k], LOCK_EX | LOCK_NB);
     } while (rc != 0 && errno == EINTR);
-    if (rc == 0) return FitSlot(fd, k);
-    const int err = errno;
-    ::close(fd);
-    if (err != EWOULDBLOCK) return Unavailable("fit slots: cannot lock " + path + ": " + std::strerror(err));
+    if (rc == 0) return FitSlot(fds.Take(k), k);
+    if (errno != EWOULDBLOCK) {
+      return Unavailable("fit slots: cannot lock " + SlotPath(k) + ": " + std::strerror(errno));
+    }
   }
   return FitSlot();
 }
 
+StatusOr<FitSlot> FitSlots::TryAcquire(uint32_t first_hint) const {
+  SlotFds fds(options_.slots);
+  return Sweep(first_hint, &fds);
+}
+
 StatusOr<FitSlot> FitSlots::Acquire(uint32_t first_hint, const std::atomic<bool>* cancel) const {
+  SlotFds fds(options_.slots);
   double sleep_s = 0.001;
   for (;;) {
-    GREENFED_ASSIGN_OR_RETURN(FitSlot slot, TryAcquire(first_hint));
+    GREENFED_ASSIGN_OR_RETURN(FitSlot slot, Sweep(first_hint, &fds));
     if (slot.held()) return slot;
     if (cancel != nullptr && cancel->load()) return Unavailable("fit slots: stopped while waiting for a slot");
     std::this_thread::sleep_for(std::chrono::duration<double>(std::min(sleep_s, options_.max_poll_s)));
