@@ -250,6 +250,7 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   std::string partition;
   uint64_t max_train = 0, max_test = 0;
   int64_t parent_pid = 0;
+  uint64_t fit_slots = 0;  // --fit-slots
   std::string own_data, task_name = "fashion_mnist", model;
   flags.AddString("connect", &co.connect, "coordinator endpoint");
   flags.AddString("data", &own_data,
@@ -272,6 +273,10 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
   flags.AddBool("persist-momentum", &co.task.persist_momentum,
                 "keep the local SGD momentum buffers across rounds in this client's state (default: fresh each round; "
                 "a restarted client starts afresh)");
+  flags.AddString("fit-slots-dir", &co.fit_slots_dir,
+                  "hold one of --fit-slots lock files in DIR for each local training, so that the clients of one "
+                  "machine never train more at once than it has slots (`greenfed run` sets both; empty = off)");
+  flags.AddUint("fit-slots", &fit_slots, "number of slot files in --fit-slots-dir (1..4096)");
   flags.AddDouble("attack-scale", &co.attack_scale,
                   "fault injection for robustness experiments: send attack_scale x the honest update (1 = honest, "
                   "-1 = sign flip)");
@@ -292,6 +297,11 @@ int RunClientCommand(const std::vector<std::string>& args, const AppContext& ctx
     return Fail("client", InvalidArgument("--data " + own_data + ": cannot read the file"), 2);
   }
   if (parent_pid < 0) return Fail("client", InvalidArgument("--parent-pid must be a process id, or 0"), 2);
+  if (co.fit_slots_dir.empty() != (fit_slots == 0)) {
+    return Fail("client", InvalidArgument("--fit-slots-dir and --fit-slots N (N >= 1) go together"), 2);
+  }
+  if (fit_slots > 4096) return Fail("client", InvalidArgument("--fit-slots must be in [1, 4096]"), 2);
+  co.fit_slots = static_cast<uint32_t>(fit_slots);
   if (parent_pid > 0) {
     // SIGTERM reaches the stop signalfd like a user's: the client reports and exits.
     if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != static_cast<pid_t>(parent_pid)) {

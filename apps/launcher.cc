@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "greenfed/client/fit_slots.h"
 #include "greenfed/coordinator/server.h"
 #include "greenfed/coordinator/strategy.h"
 #include "greenfed/keys.h"
@@ -36,6 +38,15 @@ extern char** environ;
 namespace greenfed {
 
 namespace {
+
+// The cores this process may run on (its affinity mask, which a container's cpuset narrows).
+int64_t UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int64_t>(n) : 1;
+}
 
 // A child process; SIGTERM then SIGKILL if still running when destroyed.
 class ChildProcess {
@@ -142,6 +153,10 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   bool persist_momentum = false;
   flags.AddBool("persist-momentum", &persist_momentum,
                 "clients keep their SGD momentum buffers across rounds (greenfed client --persist-momentum)");
+  int64_t fit_slots = -1;  // -1: cores / client threads
+  flags.AddInt("fit-slots", &fit_slots,
+               "at most this many clients train at once (lock files in RUN_DIR/fit-slots; default: this machine's "
+               "cores / --client-threads, at least 1; 0 = no limit)");
   bool insecure = false;  // passed on to the coordinator with the other flags
   flags.AddBool("insecure", &insecure, "plaintext without authentication instead of CURVE keys in RUN_DIR/keys (tests only)");
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
@@ -150,6 +165,10 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   if (!client_countries_list.empty() && !client_country.empty()) {
     return Fail("run", InvalidArgument("give --client-country or --client-countries, not both"), 2);
   }
+  if (fit_slots < -1 || fit_slots > 4096) {
+    return Fail("run", InvalidArgument("--fit-slots must be in [0, 4096] (0 = no limit)"), 2);
+  }
+  if (fit_slots == -1) fit_slots = std::max<int64_t>(1, UsableCores() / client_threads);
   if (client_country.empty()) client_country = node.country;
   std::vector<std::string> client_countries = SplitList(client_countries_list);
   if (!client_countries_list.empty() && client_countries.empty()) {
@@ -192,7 +211,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   // its own; values as parsed, so a config file is read once, here.
   std::vector<std::string> coord_args =
       flags.SetFlagsAsArgs({"clients", "client-country", "client-countries", "client-pue", "client-threads",
-                            "persist-momentum"});
+                            "persist-momentum", "fit-slots"});
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {
@@ -232,6 +251,18 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
         return Fail("run", Unavailable("cannot create " + partial + ": " + std::strerror(errno)), 1);
       }
     }
+  }
+  // Fit slots: the clients share this machine's cores; more concurrent fits than cores only
+  // time-share them (issue 11: ten clients on two cores lost ~21% to it).
+  std::vector<std::string> slot_args;
+  if (fit_slots > 0) {
+    FitSlotsOptions so;
+    so.dir = fed.run_dir + "/fit-slots";
+    so.slots = static_cast<uint32_t>(fit_slots);
+    if (auto slots = FitSlots::Open(so); !slots.ok()) return Fail("run", slots.status(), 1);
+    slot_args = {"--fit-slots-dir=" + so.dir, "--fit-slots=" + std::to_string(fit_slots)};
+    log.Info("at most " + std::to_string(fit_slots) + " concurrent fits (--fit-slots; " +
+             std::to_string(UsableCores()) + " cores, " + std::to_string(client_threads) + " threads per client)");
   }
   // CURVE by default: one key pair for the coordinator, one per client, all in the
   // run directory; the clients' public keys are the coordinator's allow-list.
@@ -294,6 +325,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                                      "--parent-pid=" + std::to_string(::getpid())};
     if (!node.carbon_table.empty()) argv.push_back("--carbon-table=" + node.carbon_table);
     if (persist_momentum) argv.push_back("--persist-momentum");
+    argv.insert(argv.end(), slot_args.begin(), slot_args.end());
     argv.insert(argv.end(), client_security[k].begin(), client_security[k].end());
     // A resumed run appends to the clients' logs of the first start.
     auto child = ChildProcess::Spawn(argv, fed.run_dir + "/client-" + std::to_string(k) + ".log", fed.resume);

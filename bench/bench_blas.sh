@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # bench_blas.sh: the BLAS lever of issue 11 for the CNN's linear layers (and the
-# whole Fit), as ratios against the BLAS libtorch loads today (Debian's reference
-# libblas.so.3), one process per measurement, interleaved A B C A B C ... REPS times.
-#   A: the system libblas.so.3 (reference BLAS, as installed by install-deps.sh)
-#   B: OpenBLAS serial   (LD_LIBRARY_PATH=$OPENBLAS_SERIAL_DIR)
-#   C: OpenBLAS pthread  (LD_LIBRARY_PATH=$OPENBLAS_PTHREAD_DIR, OPENBLAS_NUM_THREADS=1)
+# whole Fit), one process per measurement, interleaved A B C A B C ... REPS times.
+#   A: the reference BLAS (Debian's libblas3/liblapack3, through LD_LIBRARY_PATH, which the
+#      loader searches before the binary's RUNPATH)
+#   B: the binary as built: OpenBLAS serial by default (cmake/Blas.cmake pins it)
+#   C: OpenBLAS pthread (LD_LIBRARY_PATH=$OPENBLAS_PTHREAD_DIR, OPENBLAS_NUM_THREADS=1), only
+#      when that directory exists (libopenblas0-pthread is not a dependency: never install it
+#      for greenfed, its idle threads spin)
 # Each process runs `bench_flops --section linear --section fit --reps 1`; the
 # script prints per-process user/system CPU-s (getrusage, from the bench) and the
 # fit's CPU-s and loss, then the median ratio B/A and C/A.
-# OpenBLAS need not be installed: `apt-get download libopenblas0-serial
-# libopenblas0-pthread` and `dpkg-deb -x` each into a folder, then point the *_DIR
-# variables at its usr/lib/x86_64-linux-gnu/openblas-{serial,pthread}.
 # usage: bench/bench_blas.sh [BUILD_DIR] [REPS] [EXAMPLES]
 set -euo pipefail
 build=${1:-build}
 reps=${2:-3}
 examples=${3:-1920}
-serial=${OPENBLAS_SERIAL_DIR:-/usr/lib/x86_64-linux-gnu/openblas-serial}
+reference=${REFERENCE_BLAS_DIRS:-/usr/lib/x86_64-linux-gnu/blas:/usr/lib/x86_64-linux-gnu/lapack}
 pthread=${OPENBLAS_PTHREAD_DIR:-/usr/lib/x86_64-linux-gnu/openblas-pthread}
 bench="$build/bench/bench_flops"
 args=(--section linear --section fit --reps 1 --examples "$examples")
@@ -32,11 +31,13 @@ run() {  # label, then env assignments
     "$(awk '{print $3}' <<<"$lin")" "$(awk '{print $5}' <<<"$lin")" \
     "$(awk '{print $3}' <<<"$fit")" "$(awk '{print $9}' <<<"$fit")" "$proc"
 }
-echo "bench_blas: $reps interleaved reps, fit over $examples images, 1 thread"
+echo "bench_blas: $reps interleaved reps, fit over $examples images, 1 thread; as built: $(ldd "$bench" | awk '$1 == "libblas.so.3" {print $3}')"
 for ((r = 0; r < reps; ++r)); do
-  run reference OMP_NUM_THREADS=1
-  run openblas-serial OMP_NUM_THREADS=1 LD_LIBRARY_PATH="$serial"
-  run openblas-pthread OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 LD_LIBRARY_PATH="$pthread"
+  run reference OMP_NUM_THREADS=1 LD_LIBRARY_PATH="$reference"
+  run as-built OMP_NUM_THREADS=1
+  if [[ -d "$pthread" ]]; then
+    run openblas-pthread OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 LD_LIBRARY_PATH="$pthread"
+  fi
 done | tee /dev/stderr | awk '
   { lab=$1; fc1[lab]=fc1[lab] " " $3; fit[lab]=fit[lab] " " $8 }
   function med(s,   a, n, i, j, t) { n = split(s, a, " "); for (i = 1; i <= n; ++i) for (j = i + 1; j <= n; ++j) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }

@@ -20,9 +20,14 @@
 //          bench/bench_blas.sh, which calls this with --section linear.
 //  linear  fc1 and fc2 forward+backward at batch 32 only, with getrusage user and
 //          system CPU-s, for bench_blas.sh.
+//  eval-threads  the coordinator's central evaluation (FashionMnistTask::Evaluate on the
+//          10,000 test images, coordinator role) with 1 and with --eval-threads intra-op
+//          threads, interleaved, --reps times: wall and process CPU-s, and the ratios.
+//          In `greenfed run` the clients wait while the coordinator evaluates, so the
+//          cores are free for it; not in the default sections.
 // Every timing is wall-clock on a shared machine: read the ratios, not the times.
 //
-// usage: bench_flops [--section S]... [--reps R] [--examples N] [--data-dir DIR]
+// usage: bench_flops [--section S]... [--reps R] [--examples N] [--eval-threads T] [--data-dir DIR]
 #include <sched.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
@@ -573,6 +578,49 @@ void PrintLinear(int reps) {
               s2 / reps * 1e6, r1.user_s - r0.user_s, r1.sys_s - r0.sys_s, reps);
 }
 
+// The central evaluation at 1 thread (A) and `threads` threads (B), interleaved A B A B.
+void PrintEvalThreads(const std::string& data_dir, int threads, int reps) {
+  using greenfed::fmnist::FashionMnistTask;
+  FashionMnistTask task;
+  greenfed::TaskOptions o;
+  o.role = greenfed::TaskRole::kCoordinator;
+  o.data_dir = data_dir;
+  o.threads = 1;
+  if (auto s = task.Prepare(o); !s.ok()) Die(s.ToString());
+  auto init = task.InitialParameters();
+  if (!init.ok()) Die(init.status().ToString());
+  std::printf("== eval-threads: central evaluation of the test set, 1 thread (A) vs %d threads (B), %d reps\n",
+              threads, reps);
+  std::vector<double> wall_ratio;
+  std::vector<double> cpu_ratio;
+  for (int r = 0; r < reps; ++r) {
+    double wall[2];
+    double cpu[2];
+    double acc[2];
+    for (int arm = 0; arm < 2; ++arm) {
+      torch::set_num_threads(arm == 0 ? 1 : threads);
+      const auto start = Clock::now();
+      const double cpu0 = ProcessCpuSeconds();
+      auto eval = task.Evaluate(*init);
+      wall[arm] = Seconds(start);
+      cpu[arm] = ProcessCpuSeconds() - cpu0;
+      if (!eval.ok()) Die(eval.status().ToString());
+      acc[arm] = eval->accuracy;
+    }
+    wall_ratio.push_back(wall[1] / wall[0]);
+    cpu_ratio.push_back(cpu[1] / cpu[0]);
+    std::printf("  rep %d: A wall %.3f cpu %.3f | B wall %.3f cpu %.3f | B/A wall %.3f cpu %.3f | acc %.4f %.4f\n", r,
+                wall[0], cpu[0], wall[1], cpu[1], wall[1] / wall[0], cpu[1] / cpu[0], acc[0], acc[1]);
+  }
+  torch::set_num_threads(1);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  std::printf("EVAL_THREADS %d median B/A wall %.3f cpu %.3f (%d reps)\n", threads, median(wall_ratio),
+              median(cpu_ratio), reps);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -580,6 +628,7 @@ int main(int argc, char** argv) {
   int reps = 5;
   int64_t examples = 6000;
   int64_t lever_examples = 1920;
+  int eval_threads = 2;
   std::string data_dir = greenfed::fmnist::kDefaultDataDir;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -591,11 +640,13 @@ int main(int argc, char** argv) {
       examples = std::max<int64_t>(1, std::atoll(argv[++i]));
     } else if (a == "--lever-examples" && i + 1 < argc) {
       lever_examples = std::max<int64_t>(32, std::atoll(argv[++i]));
+    } else if (a == "--eval-threads" && i + 1 < argc) {
+      eval_threads = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--data-dir" && i + 1 < argc) {
       data_dir = argv[++i];
     } else {
-      Die("usage: bench_flops [--section flops|kernels|fit|levers|linear]... [--reps R] [--examples N] "
-          "[--lever-examples N] [--data-dir DIR]");
+      Die("usage: bench_flops [--section flops|kernels|fit|levers|linear|eval-threads]... [--reps R] "
+          "[--examples N] [--lever-examples N] [--eval-threads T] [--data-dir DIR]");
     }
   }
   if (sections.empty()) sections = {"flops", "kernels", "fit", "levers"};
@@ -607,6 +658,7 @@ int main(int argc, char** argv) {
     if (sections.count("fit")) PrintFit(data_dir, static_cast<uint64_t>(examples), reps, limit32);
     if (sections.count("levers")) PrintLevers(LoadData(data_dir, lever_examples), reps);
     if (sections.count("linear")) PrintLinear(reps);
+    if (sections.count("eval-threads")) PrintEvalThreads(data_dir, eval_threads, reps);
   } catch (const c10::Error& e) {
     Die(e.what_without_backtrace());
   }

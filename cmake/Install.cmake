@@ -48,7 +48,7 @@ if(BUILD_SHARED_LIBS)
   # The installed command finds the installed libraries wherever the prefix is.
   file(RELATIVE_PATH _greenfed_bin_to_lib
        ${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR} ${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR})
-  set_target_properties(greenfed PROPERTIES INSTALL_RPATH "$ORIGIN/${_greenfed_bin_to_lib}")
+  set_property(TARGET greenfed APPEND PROPERTY INSTALL_RPATH "$ORIGIN/${_greenfed_bin_to_lib}")
   unset(_greenfed_bin_to_lib)
 endif()
 

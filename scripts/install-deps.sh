@@ -16,6 +16,7 @@ set -euo pipefail
 readonly BUILD_PKGS=(
   build-essential cmake
   libtorch-dev          # CPU libtorch 1.13 (examples/fashion_mnist)
+  libopenblas0-serial   # libtorch's BLAS in greenfed's binaries (cmake/Blas.cmake); never -pthread
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev    # header-only, CMake target msgpackc-cxx
   libssl-dev zlib1g-dev
@@ -35,7 +36,8 @@ readonly DIGITS_PKGS=(python3-sklearn)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls
 # its own large dependency closure (OpenBLAS, oneDNN, protobuf, OpenCV, FFmpeg, GDAL, Qt).
-readonly RUNTIME_PKGS=(libtorch1.13 libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
+# libopenblas0-serial: the binary NEEDs its libblas.so.3 through RUNPATH (cmake/Blas.cmake).
+readonly RUNTIME_PKGS=(libtorch1.13 libopenblas0-serial libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
 
 mode=all
 dry_run=0
@@ -79,6 +81,20 @@ elif command -v sudo >/dev/null 2>&1; then
 else
   echo "install-deps.sh: not root and sudo is not installed; run as root to install: ${missing[*]}" >&2
   exit 1
+fi
+
+# libopenblas0-serial registers itself for libblas.so.3/liblapack.so.3 at priority 90, above the
+# reference BLAS (10): installed in auto mode it would switch every program on the machine to
+# OpenBLAS. greenfed does not need that (its binaries name OpenBLAS's directory in their RUNPATH),
+# so an existing selection is kept: set to itself, which makes it manual.
+if [[ " ${missing[*]} " == *" libopenblas0-serial "* ]]; then
+  for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
+    current=$(update-alternatives --query "$alt" 2>/dev/null | sed -n 's/^Value: //p' || true)
+    if [[ -n "$current" ]]; then
+      "${as_root[@]}" update-alternatives --set "$alt" "$current" >/dev/null
+      echo "install-deps.sh: keeping $alt at $current (greenfed binds to OpenBLAS serial itself)"
+    fi
+  done
 fi
 
 export DEBIAN_FRONTEND=noninteractive

@@ -13,6 +13,8 @@ jobs=${GREENFED_JOBS:-$(nproc)}
 bash scripts/install-deps.sh --all
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREENFED_BUILD_TESTS=ON -DGREENFED_BUILD_BENCH=ON
 cmake --build "$build" -j "$jobs"
+# libtorch's BLAS in the binary (cmake/Blas.cmake; the task/ tests check the binding).
+echo "greenfed: libtorch's BLAS: $(ldd "$build/apps/greenfed" | awk '$1 == "libblas.so.3" {print $3}')"
 rc=0
 ctest --test-dir "$build" --output-on-failure -j "$jobs" || rc=$?
 # ctest shows a passing test's output nowhere: print the Compose deployment's stages

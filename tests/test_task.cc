@@ -1,6 +1,7 @@
 // FashionMnistTask with libtorch: parameter export, training on synthetic data,
 // rejection of bad updates, roles and shards, and a short run on the real data.
 #include <doctest/doctest.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
@@ -324,6 +325,34 @@ TEST_CASE("task: RegisterFashionMnist registers \"fashion_mnist\"") {
   REQUIRE(task.ok());
   CHECK(dynamic_cast<FashionMnistTask*>(task->get()) != nullptr);
   CHECK(greenfed::fmnist::RegisterFashionMnist(&registry).code() == Code::kInvalidArgument);
+}
+
+// cmake/Blas.cmake pins libtorch's BLAS through the executable's own NEEDED entries and RUNPATH;
+// this checks that the pin holds: the sgemm_ that libtorch_cpu's calls resolve to (the first
+// definition in the global scope) lives in the chosen directory, and OpenBLAS is its serial build
+// (openblas_get_parallel() == 0), not the pthread one whose idle threads spin.
+TEST_CASE("task: libtorch's sgemm_ binds to the BLAS the build chose (GREENFED_BLAS)") {
+#ifndef GREENFED_BLAS_DIR
+  MESSAGE("GREENFED_BLAS=" GREENFED_BLAS_NAME ": no pin, nothing to check");
+#else
+  void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+  REQUIRE_MESSAGE(sgemm != nullptr, "sgemm_ is not in the process (libtorch not loaded?)");
+  Dl_info info{};
+  REQUIRE(dladdr(sgemm, &info) != 0);
+  REQUIRE(info.dli_fname != nullptr);
+  const std::filesystem::path lib = std::filesystem::canonical(info.dli_fname);
+  const std::filesystem::path want = std::filesystem::canonical(GREENFED_BLAS_DIR);
+  MESSAGE("GREENFED_BLAS=" GREENFED_BLAS_NAME ": sgemm_ from ", lib.string());
+  CHECK(lib.parent_path() == want);
+  void* parallel = dlsym(RTLD_DEFAULT, "openblas_get_parallel");
+  if (std::string(GREENFED_BLAS_NAME) == "openblas-serial") {
+    REQUIRE_MESSAGE(parallel != nullptr, "no openblas_get_parallel: the BLAS loaded is not OpenBLAS");
+    using GetParallel = int (*)();
+    CHECK(reinterpret_cast<GetParallel>(parallel)() == 0);  // 0 = sequential, 1 = pthreads, 2 = OpenMP
+  } else {
+    CHECK(parallel == nullptr);  // reference: no OpenBLAS anywhere in the process
+  }
+#endif
 }
 
 TEST_CASE("task: one epoch on 6000 real Fashion-MNIST images") {

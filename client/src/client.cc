@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -17,6 +18,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "greenfed/client/fit_slots.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
 #include "handshake_monitor.h"
@@ -57,6 +59,10 @@ struct Client::Impl {
   bool working = false;
   PhaseMeter::Mark idle_mark;
   std::optional<ClientMachine> machine;
+  // Fit slots (fit_slots.h): opened in Run() from the options; a fit waits for one, metered as
+  // idle. stop_slot_wait ends such a wait when the client shuts down.
+  std::optional<FitSlots> fit_slots;
+  std::atomic<bool> stop_slot_wait{false};
 
   Impl(ClientOptions o, const TaskRegistry* t, PhaseMeter* m, Env* e, Logger* l)
       : options(std::move(o)), tasks(t), meter(m), env(e), log(l),
@@ -237,8 +243,35 @@ struct Client::Impl {
         working = true;
         Task* t = task.get();
         Env* e = env;
-        work = std::async(std::launch::async, [t, e, m = Metered(), act = std::move(*f)]() mutable {
-          return RunFitWork(*t, std::move(act), m, [e] { return e->NowSeconds(); });
+        const FitSlots* slots = fit_slots ? &*fit_slots : nullptr;
+        const uint32_t hint = options.requested_index >= 0 ? static_cast<uint32_t>(options.requested_index) : 0;
+        std::atomic<bool>* stop_wait = &stop_slot_wait;
+        PhaseMeter* pm = meter;
+        work = std::async(std::launch::async, [t, e, pm, slots, hint, stop_wait, m = Metered(),
+                                               act = std::move(*f)]() mutable {
+          // `greenfed run`: no more concurrent fits than cores. The wait is idle time, not fit.
+          std::vector<EnergyRecord> waited;
+          FitSlot slot;
+          if (slots != nullptr) {
+            auto mark = pm->Begin();
+            auto got = slots->Acquire(hint, stop_wait);
+            waited = pm->End(mark, Phase::kIdle, static_cast<int64_t>(act.round));
+            if (!got.ok()) {
+              WorkDoneEvent r;
+              r.kind = WorkKind::kFit;
+              r.round = act.round;
+              r.state_generation = act.state_generation;
+              r.state = std::move(act.state);
+              r.status = got.status();
+              r.energy = std::move(waited);
+              return r;
+            }
+            slot = std::move(got).value();
+          }
+          WorkDoneEvent r = RunFitWork(*t, std::move(act), m, [e] { return e->NowSeconds(); });
+          slot.Release();
+          r.energy.insert(r.energy.begin(), waited.begin(), waited.end());
+          return r;
         });
       } else if (auto* ev = std::get_if<StartEvaluateAction>(&a)) {
         CloseIdle(ev->round);
@@ -264,6 +297,7 @@ struct Client::Impl {
 
   StatusOr<ClientResult> Finish(const std::string& reason) {
     if (working) {
+      stop_slot_wait = true;         // a fit still waiting for its slot gives up
       WorkDoneEvent r = work.get();  // let local work end; its energy is still ours
       working = false;
       machine->AddEnergy(std::move(r.energy));
@@ -301,6 +335,14 @@ struct Client::Impl {
       own = task.get();
       log->Info("own data " + options.task.own_data_path + ": " + std::to_string(own_examples) +
                 " training examples (" + options.own_data_task + ")");
+    }
+    if (!options.fit_slots_dir.empty()) {
+      FitSlotsOptions so;
+      so.dir = options.fit_slots_dir;
+      so.slots = options.fit_slots;
+      GREENFED_ASSIGN_OR_RETURN(FitSlots opened, FitSlots::Open(so));
+      fit_slots.emplace(std::move(opened));
+      log->Info("fit slots: at most " + std::to_string(so.slots) + " concurrent fits on this machine (" + so.dir + ")");
     }
     machine.emplace(options, AnnouncedCapabilities(*tasks, own), own_examples);
     idle_mark = meter->Begin();

@@ -80,6 +80,12 @@ struct ClientOptions {
   // turns its honest update d = w_local - w_global into attack_scale * d before
   // sending, e.g. 100 (a scaled update) or -1 (a sign flip). 1 = honest.
   double attack_scale = 1.0;
+  // Fit slots (client/fit_slots.h), read by Client only: with a directory set, each local
+  // training first takes one of fit_slots lock files in it and holds it until the fit's work
+  // returns; the wait is metered as idle. `greenfed run` sets both so that its clients never
+  // train more at once than the machine has cores.
+  std::string fit_slots_dir;              // "" = no limit
+  uint32_t fit_slots = 0;                 // the number of slot files; >= 1 when fit_slots_dir is set
 };
 
 struct ClientResult {
