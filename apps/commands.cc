@@ -184,6 +184,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                              {ck::kStrategySettings, (*strategy)->Describe()}};
     log.Info("strategy: " + (*strategy)->Describe());
   }
+  config["engine"] = ctx.engine;
   config[ck::kBudget] = {{ck::kMaxCo2eG, fed.budget.max_co2e_g}, {ck::kMaxWh, fed.budget.max_wh}};
   config[ck::kCoordinator] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
@@ -220,7 +221,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.max_node_power_w = fed.max_node_power_w;
   so.identity = identity;
   so.resume = std::move(checkpoint);
-  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir, env.get(), &log);
+  Server server(so, ctx.transport ? ctx.transport(env.get(), &log) : nullptr, task->get(), std::move(initial).value(),
+                &*carbon, meter->get(), run_dir, env.get(), &log);
   auto endpoint = server.Bind();
   if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);
   log.Info("listening on " + *endpoint + "; run directory " + fed.run_dir);

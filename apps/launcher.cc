@@ -124,22 +124,15 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                 "Starts one coordinator (this process) and --clients client processes on loopback and trains to "
                 "--target-accuracy. Client logs go to RUN_DIR/client-K.log. The processes talk CURVE with keys "
                 "generated into RUN_DIR/keys/ (coordinator.key, clients/client-K.key), unless --insecure.");
-  FederationFlags fed;
-  NodeFlags node;
-  std::string client_country;
-  double client_pue = 1.0;
-  int64_t client_threads = 1;
-  flags.AddUint("clients", &fed.num_clients, "number of client processes (the federation size)");
-  AddFederationFlags(&flags, &fed, /*with_num_clients=*/false);
-  AddNodeFlags(&flags, &node);
-  flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
-  flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
-  flags.AddInt("client-threads", &client_threads, "intra-op threads per client process");
-  bool persist_momentum = false;
-  flags.AddBool("persist-momentum", &persist_momentum,
-                "clients keep their SGD momentum buffers across rounds (greenfed client --persist-momentum)");
-  bool insecure = false;  // passed on to the coordinator with the other flags
-  flags.AddBool("insecure", &insecure, "plaintext without authentication instead of CURVE keys in RUN_DIR/keys (tests only)");
+  LocalRunFlags run;
+  AddLocalRunFlags(&flags, &run);
+  FederationFlags& fed = run.fed;
+  NodeFlags& node = run.node;
+  std::string& client_country = run.client_country;
+  const double& client_pue = run.client_pue;
+  const int64_t& client_threads = run.client_threads;
+  const bool& persist_momentum = run.persist_momentum;
+  const bool& insecure = run.insecure;
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (Status s = ValidatePue(client_pue); !s.ok()) return Fail("run", s.WithContext("--client-pue"), 2);
   if (client_threads < 1) return Fail("run", InvalidArgument("--client-threads must be >= 1"), 2);
@@ -173,7 +166,7 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   // Every flag the launcher was given, from the command line or --config, except
   // its own; values as parsed, so a config file is read once, here.
   std::vector<std::string> coord_args =
-      flags.SetFlagsAsArgs({"clients", "client-country", "client-pue", "client-threads", "persist-momentum"});
+      flags.SetFlagsAsArgs(LocalRunOwnFlags());
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {
