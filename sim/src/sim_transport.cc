@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -244,23 +245,7 @@ class SimTransport : public ServerTransport {
         r.frames = std::move(frames);
         to_server_.push_back(std::move(r));
       } else if (auto* p = std::get_if<StartPrepareAction>(&a)) {
-        auto created = tasks_->Create(p->task);
-        c.working = true;
-        if (!created.ok()) {
-          WorkDoneEvent r;
-          r.status = created.status();
-          pool_.Submit(k, [r]() { return r; });
-          continue;
-        }
-        c.task = std::move(created).value();
-        Task* t = c.task.get();
-        pool_.Submit(k, [t, topt = p->options] {
-          WorkDoneEvent r;
-          r.kind = WorkKind::kPrepare;
-          r.status = t->Prepare(topt);
-          if (r.status.ok()) r.num_train_examples = t->NumTrainExamples();
-          return r;
-        });
+        StartPrepare(k, std::move(*p));
       } else if (auto* f = std::get_if<StartFitAction>(&a)) {
         c.working = true;
         Task* t = c.task.get();
@@ -293,6 +278,57 @@ class SimTransport : public ServerTransport {
     }
   }
 
+  // The shard: a view into the data set loaded once (Task::NewShardView), or, for a
+  // task without views, a task of the client's own prepared on a worker.
+  void StartPrepare(size_t k, StartPrepareAction p) {
+    VirtualClient& c = clients_[k];
+    c.working = true;
+    auto base = bases_.find(p.task);
+    if (base == bases_.end()) {
+      auto created = tasks_->Create(p.task);
+      if (!created.ok()) {
+        WorkDoneEvent r;
+        r.status = created.status();
+        pool_.Submit(k, [r]() { return r; });
+        return;
+      }
+      base = bases_.emplace(p.task, std::move(created).value()).first;
+    }
+    if (!no_views_.count(p.task)) {
+      StatusOr<std::unique_ptr<Task>> view = base->second->NewShardView(p.options);
+      if (view.ok() || view.status().code() != Code::kFailedPrecondition) {
+        WorkDoneEvent r;
+        r.kind = WorkKind::kPrepare;
+        if (view.ok()) {
+          c.task = std::move(view).value();
+          r.num_train_examples = c.task->NumTrainExamples();
+        } else {
+          r.status = view.status();
+        }
+        pool_.Submit(k, [r]() { return r; });
+        return;
+      }
+      log_->Info("task " + p.task + ": " + view.status().message() + "; every virtual client loads its own shard");
+      no_views_.insert(p.task);
+    }
+    auto created = tasks_->Create(p.task);
+    if (!created.ok()) {
+      WorkDoneEvent r;
+      r.status = created.status();
+      pool_.Submit(k, [r]() { return r; });
+      return;
+    }
+    c.task = std::move(created).value();
+    Task* t = c.task.get();
+    pool_.Submit(k, [t, topt = std::move(p.options)] {
+      WorkDoneEvent r;
+      r.kind = WorkKind::kPrepare;
+      r.status = t->Prepare(topt);
+      if (r.status.ok()) r.num_train_examples = t->NumTrainExamples();
+      return r;
+    });
+  }
+
   void FinishClient(size_t k) {
     VirtualClient& c = clients_[k];
     const std::string reason = c.finishing.value_or("finished");
@@ -317,6 +353,8 @@ class SimTransport : public ServerTransport {
   Logger* log_;
   std::vector<VirtualClient> clients_;
   std::map<std::string, size_t> by_peer_;
+  std::map<std::string, std::unique_ptr<Task>> bases_;  // by task name: the shared data set
+  std::set<std::string> no_views_;                      // tasks without NewShardView
   std::deque<std::pair<size_t, Frames>> to_clients_;
   std::deque<ReceivedMessage> to_server_;
   double next_tick_s_ = 0;
