@@ -400,7 +400,13 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   flags.AddString("iid-strategy", &iid_strategy, "strategy of the FL IID run: " + StrategyNames());
   flags.AddString("non-iid-strategy", &non_iid_strategy, "strategy of the FL non-IID run: " + StrategyNames());
   for (auto& sf : strategy_flags) flags.AddDouble(sf.name, &sf.value, sf.help);
+  std::string engine = "run";
+  flags.AddString("engine", &engine, "how the FL runs execute: run (client processes on loopback) or simulate "
+                                     "(virtual clients in one process)");
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  if (engine != "run" && engine != "simulate") {
+    return Fail("compare", InvalidArgument("--engine must be run or simulate, got '" + engine + "'"), 2);
+  }
   if (non_iid != "dirichlet" && non_iid != "shards") {
     return Fail("compare", InvalidArgument("--non-iid must be dirichlet or shards, got '" + non_iid + "'"), 2);
   }
@@ -465,7 +471,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   steps.push_back(central);
   for (const auto& [scheme, dir] : {std::make_pair(std::string("iid"), iid_dir), std::make_pair(non_iid, noniid_dir)}) {
     const std::vector<std::string> strategy = strategy_args(scheme == "iid" ? iid_strategy : non_iid_strategy);
-    std::vector<std::string> fl = {ctx.self_exe, "run", "--clients=" + std::to_string(clients),
+    std::vector<std::string> fl = {ctx.self_exe, engine, "--clients=" + std::to_string(clients),
                                    "--partition=" + scheme, "--alpha=" + Str(alpha),
                                    "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
                                    "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,
