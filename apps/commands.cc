@@ -105,7 +105,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (fed.run_dir.empty()) fed.run_dir = DefaultRunDir("fl", fed.partition);
   auto round = RoundOptionsFor(fed, RunIdOf(fed.run_dir));
   if (!round.ok()) return Fail("coordinator", flags.Annotate(round.status()), 2);
-  auto keys = LoadCoordinatorKeys(security, &log);
+  // Another transport (simulate's in-process one) has no socket to secure.
+  auto keys = ctx.transport ? StatusOr<CoordinatorKeys>(CoordinatorKeys{}) : LoadCoordinatorKeys(security, &log);
   if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
 
   // Refuse an existing run (or a bad checkpoint) before the (slow) data loading, so

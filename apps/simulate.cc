@@ -48,7 +48,6 @@ int RunSimulateCommand(const std::vector<std::string>& args, const AppContext& c
   coord_args.push_back("--bind=inproc://simulate");
   coord_args.push_back("--num-clients=" + std::to_string(run.fed.num_clients));
   coord_args.push_back("--run-dir=" + run.fed.run_dir);
-  coord_args.push_back("--insecure");  // no socket: nothing to authenticate
 
   SimOptions so;
   so.num_clients = static_cast<uint32_t>(run.fed.num_clients);
