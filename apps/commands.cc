@@ -178,7 +178,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                          {ck::kNumClients, fed.num_clients},
                          {"max_client_examples", round->max_examples_per_client}};
   config[ck::kTrain] = {{ck::kEpochs, fed.local_epochs}, {ck::kBatchSize, fed.batch_size}, {ck::kLearningRate, fed.lr},
-                     {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, fed.send_delta},
+                     {ck::kMomentum, fed.momentum}, {ck::kLrDecay, 1.0}, {ck::kSendDelta, round->train.send_delta},
                      {ck::kMomentumRestarts, "every round"}};
   if (auto strategy = MakeStrategy(round->strategy); strategy.ok()) {
     config[ck::kStrategy] = {{ck::kStrategyName, round->strategy.name},
@@ -187,6 +187,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   }
   config["engine"] = ctx.engine;
   config[ck::kBudget] = {{ck::kMaxCo2eG, fed.budget.max_co2e_g}, {ck::kMaxWh, fed.budget.max_wh}};
+  config[ck::kUplinkCodec] = fed.uplink_codec;
+  config[ck::kDownlinkCodec] = fed.downlink_codec;
   config[ck::kCoordinator] = {{"bind", bind},
                            {"fraction_fit", fed.fraction_fit},
                            {"min_fit_clients", round->min_fit_clients},

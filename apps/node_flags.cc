@@ -6,6 +6,7 @@
 
 #include "digits/task.h"
 #include "fashion_mnist/task.h"
+#include "greenfed/codec.h"
 #include "greenfed/keys.h"
 
 namespace greenfed {
@@ -107,6 +108,12 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("num-clients-to-keep", &d->num_clients_to_keep, "krum: 0 = Krum, m > 0 = Multi-Krum over the m best");
   f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
   f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
+  f->AddString("uplink-codec", &d->uplink_codec,
+               "how clients encode their updates: " + CodecNames() +
+                   "; lossy ones send deltas with error feedback (docs/codecs.md)");
+  f->AddString("downlink-codec", &d->downlink_codec,
+               "how Fit carries the global model: " + DownlinkCodecNames() +
+                   "; clients train from the decoded model (docs/codecs.md, \"Downlink\")");
   f->AddString("task", &d->task, "registered task");
   f->AddString("model", &d->model,
                 "model registered within the task (fashion_mnist: cnn, mlp; digits: mlp, softmax); empty = the task's "
@@ -132,6 +139,7 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
     if (d->shards_per_client == 0) return InvalidArgument("--shards-per-client must be at least 1");
     if (d->resume && d->run_dir.empty()) return InvalidArgument("--resume needs the --run-dir of the run to continue");
     if (!(d->max_node_power_w > 0)) return InvalidArgument("--max-node-power-w must be positive");
+    GREENFED_RETURN_IF_ERROR(ValidateCodecOptions(d->uplink_codec, d->downlink_codec));
     return ValidateBudgetOptions(d->budget);
   });
 }
@@ -162,6 +170,10 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   o.train.learning_rate = d.lr;
   o.train.momentum = d.momentum;
   o.train.send_delta = d.send_delta;
+  o.uplink_codec = d.uplink_codec;
+  o.downlink_codec = d.downlink_codec;
+  // A lossy codec carries deltas (docs/codecs.md); RoundMachine forces it too.
+  if (d.uplink_codec != kCodecNone || d.downlink_codec != kCodecNone) o.train.send_delta = true;
   o.fed_eval_every = static_cast<uint32_t>(d.fed_eval_every);
   o.partition.scheme = d.partition;
   o.partition.alpha = d.alpha;

@@ -63,6 +63,8 @@ struct FederationFlags {
   uint64_t num_clients_to_keep = 0;     // StrategyOptions::num_clients_to_keep
   uint64_t fed_eval_every = 0;
   bool send_delta = false;
+  std::string uplink_codec = "none";    // RoundOptions::uplink_codec (codec.h names)
+  std::string downlink_codec = "none";  // RoundOptions::downlink_codec (dense codecs)
   std::string task = "fashion_mnist";
   std::string model;                    // empty = DefaultModelFor(task), set by the flags' check
   std::string run_dir;                  // empty = runs/<kind>-<partition>-<UTC time>

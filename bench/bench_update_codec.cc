@@ -1,8 +1,8 @@
 // bench_update_codec: encode and decode throughput of each update codec (codec.h) on
 // the example CNN's update (105,866 float32 parameters, 8 tensors, 423,464 bytes), as
 // a ratio against one memcpy of the same 423,464 bytes into a buffer allocated up
-// front, measured in the same run; "fold" is DecodeAdd into a double sum (what a
-// streaming aggregator does with each result). Also prints each codec's encoded bytes and the
+// front, measured in the same run; "fold" is DecodeAdd into a double sum with the
+// |value| <= 1e9 bound (what FedAvg's streaming aggregator does with each result). Also prints each codec's encoded bytes and the
 // ratio of float32 bytes to encoded bytes.
 // Process CPU time, best of 5 repetitions, interleaved (the build machines are
 // shared, so wall time would count other jobs). Rows marked EF run with error
@@ -140,7 +140,8 @@ int main(int argc, char** argv) {
     std::vector<double> sum(float_bytes / 4, 0.0);
     auto run_fold = [&] {
       for (long it = 0; it < iterations && ok; ++it) {
-        greenfed::Status folded = (*codec)->DecodeAdd(encoded, specs, 0.5, &sum);
+        // With FedAvg's bound on |value| (kMaxAbsUpdateValue), as FedAvgAccumulator::AddEncoded calls it.
+        greenfed::Status folded = (*codec)->DecodeAdd(encoded, specs, 0.5, &sum, 1e9);
         if (!folded.ok()) {
           std::fprintf(stderr, "%s fold: %s\n", name, folded.ToString().c_str());
           ok = false;

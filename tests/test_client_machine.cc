@@ -84,7 +84,8 @@ TEST_CASE("client machine: Start connects and joins with its capabilities, Welco
   REQUIRE(joins.size() == 1);
   CHECK(joins[0].requested_index == -1);
   CHECK(joins[0].num_examples == 0);
-  CHECK(joins[0].capabilities == std::vector<std::string>{"delta", "evaluate", "meter", "fedprox"});
+  CHECK(joins[0].capabilities == std::vector<std::string>{"delta", "evaluate", "meter", "codec:fp16", "codec:int8",
+                                                          "codec:topk", "fedprox"});
   CHECK_FALSE(m.joined());
 
   auto w = m.Handle(Msg(Welcome(3)), 0.5);

@@ -9,9 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -677,4 +679,95 @@ TEST_CASE("greenfed run --strategy scaffold and fedprox complete their rounds wi
   CHECK(Read(f.dir + "/cmp.log").find("--non-iid-strategy: --proximal-mu is required") != std::string::npos);
   CHECK(Run({"compare", "--iid-strategy=fedsgd", "--out=" + f.dir + "/cmp"}, f.dir + "/cmp2.log") == 2);
   CHECK(Read(f.dir + "/cmp2.log").find("--iid-strategy: --strategy must be one of") != std::string::npos);
+}
+
+namespace {
+
+// Sum of bytes_sent over the nodes.csv rows of `role` ("client", "coordinator").
+uint64_t BytesSent(const std::string& nodes_csv, const std::string& role) {
+  std::istringstream in(Read(nodes_csv));
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> header;
+  {
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) header.push_back(cell);
+  }
+  const auto col = [&](const std::string& name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    REQUIRE(it != header.end());
+    return static_cast<size_t>(it - header.begin());
+  };
+  const size_t role_col = col("role"), bytes_col = col("bytes_sent");
+  uint64_t total = 0;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) cells.push_back(cell);
+    if (cells.size() > std::max(role_col, bytes_col) && cells[role_col] == role) total += std::stoull(cells[bytes_col]);
+  }
+  return total;
+}
+
+}  // namespace
+
+// Issue 12: update codecs over real processes. Every FitRes carries the encoded
+// delta, so the clients' bytes_sent (what crossed their sockets) shrink by the
+// codec's factor; the run completes and config.json names the codecs.
+TEST_CASE("greenfed run --uplink-codec int8 and topk:0.01 shrink the clients' uplink bytes by the codec's factor") {
+  Fixture f;
+  constexpr int kClients = 3, kRounds = 3;
+  constexpr uint64_t kDense = 423'464;  // the CNN's 105,866 float32 parameters
+  std::map<std::string, uint64_t> client_bytes, coordinator_bytes;
+  for (const std::string codec : {"none", "int8", "topk:0.01", "int8+fp16"}) {
+    CAPTURE(codec);
+    const bool down = codec == "int8+fp16";
+    const std::string uplink = down ? "int8" : codec;
+    const std::string run = f.dir + "/" + (codec == "topk:0.01" ? std::string("topk") : down ? "down" : codec);
+    std::vector<std::string> args = {"run", "--clients=" + std::to_string(kClients),
+                                     "--max-rounds=" + std::to_string(kRounds), "--target-accuracy=1.0",
+                                     "--lr=0.01", "--data-dir=" + f.data, "--run-dir=" + run, "--insecure",
+                                     "--uplink-codec=" + uplink};
+    if (down) args.push_back("--downlink-codec=fp16");
+    const int rc = Run(args, run + ".log");
+    INFO(Read(run + ".log"));
+    REQUIRE(rc == 0);
+    const auto summary = nlohmann::json::parse(Read(run + "/summary.json"));
+    CHECK(summary["rounds"] == kRounds);
+    CHECK(Read(run + ".log").find("rejected fit result") == std::string::npos);
+    const auto config = nlohmann::json::parse(Read(run + "/config.json"));
+    CHECK(config["uplink_codec"] == uplink);
+    CHECK(config["downlink_codec"] == (down ? "fp16" : "none"));
+    CHECK(config["train"]["send_delta"] == (codec != "none"));
+    CHECK(Read(run + "/client-0.log").find("round 3: trained") != std::string::npos);
+    if (codec != "topk:0.01") CHECK(summary["final_accuracy"].get<double>() > 0.3);
+    client_bytes[codec] = BytesSent(run + "/nodes.csv", "client");
+    coordinator_bytes[codec] = BytesSent(run + "/nodes.csv", "coordinator");
+  }
+  const double none = static_cast<double>(client_bytes["none"]);
+  MESSAGE("client bytes sent: none " << client_bytes["none"] << ", int8 " << client_bytes["int8"] << ", topk:0.01 "
+                                     << client_bytes["topk:0.01"]);
+  // The saving is the encoded FitRes frames' (105,932 and 8,478 bytes, docs/codecs.md),
+  // give or take heartbeats (their number depends on timing): within 2%.
+  const double updates = kClients * kRounds;
+  CHECK(none - static_cast<double>(client_bytes["int8"]) == doctest::Approx(updates * (kDense - 105'932)).epsilon(0.02));
+  CHECK(none - static_cast<double>(client_bytes["topk:0.01"]) ==
+        doctest::Approx(updates * (kDense - 8'478)).epsilon(0.02));
+  CHECK(none / static_cast<double>(client_bytes["int8"]) >= 3.5);
+  CHECK(none / static_cast<double>(client_bytes["topk:0.01"]) >= 20.0);
+  // fp16 on the downlink halves what the coordinator sends (Fit is nearly all of it).
+  CHECK(static_cast<double>(coordinator_bytes["none"]) / static_cast<double>(coordinator_bytes["int8+fp16"]) >= 1.8);
+  CHECK(client_bytes["int8+fp16"] == doctest::Approx(client_bytes["int8"]).epsilon(0.02));
+
+  // Bad codec flags: exit 2 naming the flag.
+  CHECK(Run({"run", "--clients=2", "--uplink-codec=topk:2", "--insecure", "--data-dir=" + f.data,
+             "--run-dir=" + f.dir + "/bad1"},
+            f.dir + "/bad1.log") == 2);
+  CHECK(Read(f.dir + "/bad1.log").find("--uplink-codec") != std::string::npos);
+  CHECK(Run({"run", "--clients=2", "--downlink-codec=topk:0.1", "--insecure", "--data-dir=" + f.data,
+             "--run-dir=" + f.dir + "/bad2"},
+            f.dir + "/bad2.log") == 2);
+  CHECK(Read(f.dir + "/bad2.log").find("--downlink-codec topk:0.1") != std::string::npos);
 }

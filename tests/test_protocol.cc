@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "greenfed/codec.h"
 #include "greenfed/protocol.h"
 
 namespace greenfed {
@@ -467,12 +468,16 @@ TEST_CASE("Decode rejects malformed messages with a reason") {
   SUBCASE("version mismatch") {
     // A version-1 peer (before numeric error codes) and a version-2 peer (before
     // config maps and tensor groups) are refused with a version error.
+    // A version-3 peer (before codecs) likewise.
     const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(1); });
-    CHECK(Contains(DecodeError(f, Code::kFailedPrecondition), "protocol version 1, expected 3"));
+    CHECK(Contains(DecodeError(f, Code::kFailedPrecondition), "protocol version 1, expected 4"));
     CHECK(DecodeErrorCode(Decode(f).status()) == ErrorCode::kVersionMismatch);
     const Frames v2 = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(2); });
-    CHECK(Contains(DecodeError(v2, Code::kFailedPrecondition), "protocol version 2, expected 3"));
+    CHECK(Contains(DecodeError(v2, Code::kFailedPrecondition), "protocol version 2, expected 4"));
     CHECK(DecodeErrorCode(Decode(v2).status()) == ErrorCode::kVersionMismatch);
+    const Frames v3 = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m["v"] = msgpack::object(3); });
+    CHECK(Contains(DecodeError(v3, Code::kFailedPrecondition), "protocol version 3, expected 4"));
+    CHECK(DecodeErrorCode(Decode(v3).status()) == ErrorCode::kVersionMismatch);
   }
   SUBCASE("missing version") {
     const Frames f = EditHeader(fitres, [](HeaderMap& m, msgpack::zone&) { m.erase("v"); });
@@ -1103,6 +1108,123 @@ TEST_CASE("Decode bounds identifiers, texts and energy-record counts from hostil
     for (uint16_t c = 1; c <= kMaxErrorCode; ++c) {
       CHECK(std::string(ErrorCodeName(static_cast<ErrorCode>(c))) != "UNKNOWN");
     }
+  }
+}
+
+
+namespace {
+
+// A FitRes whose group "params" is `update` encoded by `codec_name`, with a
+// "control" group behind it (its frames follow the encoded frame).
+FitResMsg EncodedFitRes(const std::string& codec_name, const Parameters& update) {
+  auto codec = MakeCodec(codec_name);
+  REQUIRE(codec.ok());
+  auto bytes = (*codec)->Encode(update, nullptr);
+  REQUIRE(bytes.ok());
+  FitResMsg m = SampleFitRes();
+  m.parameters.clear();
+  m.is_delta = true;
+  m.encoded.codec = codec_name;
+  m.encoded.specs = SpecsOf(update);
+  m.encoded.bytes = *bytes;
+  m.groups["control"] = {MakeFloatBlob("c", {2}, {0.5f, -0.5f})};
+  return m;
+}
+
+Parameters CodecUpdate() {
+  return {MakeFloatBlob("conv.weight", {2, 3}, {0.1f, -0.2f, 0.3f, 0.05f, -0.4f, 0.25f}),
+          MakeFloatBlob("conv.bias", {2}, {0.01f, -0.02f})};
+}
+
+}  // namespace
+
+TEST_CASE("protocol v4: Fit and FitRes carry group params encoded by a codec, one frame, decoded strictly") {
+  const Parameters update = CodecUpdate();
+  SUBCASE("FitRes round trips with the codec's name, the specs and the bytes, other groups after it") {
+    for (const char* name : {"fp16", "int8", "int8:channel", "topk:0.25"}) {
+      CAPTURE(name);
+      const FitResMsg m = EncodedFitRes(name, update);
+      const FitResMsg got = RoundTrip(m, 3);  // header, encoded params, control
+      CHECK(got.encoded.codec == name);
+      CHECK(got.encoded.specs == m.encoded.specs);
+      CHECK(got.encoded.bytes == m.encoded.bytes);
+      CHECK(got.parameters.empty());
+      REQUIRE(got.groups.count("control") == 1);
+      CheckParamsEqual(got.groups.at("control"), m.groups.at("control"));
+      CHECK(got.is_delta);
+    }
+  }
+  SUBCASE("codec none is the plain group, as in v3; the header names it") {
+    const FitResMsg got = RoundTrip(SampleFitRes(), 6);
+    CHECK(got.encoded.codec == "none");
+    CHECK(got.encoded.specs.empty());
+    CheckParamsEqual(got.parameters, SampleParams());
+    const Frames f = Encode(SampleFitRes());
+    msgpack::object_handle h = msgpack::unpack(reinterpret_cast<const char*>(f[0].data()), f[0].size());
+    CHECK(h.get().as<HeaderMap>().at("codec").as<std::string>() == "none");
+  }
+  SUBCASE("Fit carries the global model encoded by the downlink codec") {
+    FitMsg fit;
+    PutTrainConfig(TrainConfig{}, &fit.config);
+    fit.config[kConfigDownlinkCodec] = std::string("fp16");
+    auto codec = MakeCodec("fp16");
+    REQUIRE(codec.ok());
+    fit.encoded.codec = "fp16";
+    fit.encoded.specs = SpecsOf(update);
+    fit.encoded.bytes = *(*codec)->Encode(update, nullptr);
+    const FitMsg got = RoundTrip(fit, 2);
+    CHECK(got.encoded.codec == "fp16");
+    CHECK(got.encoded.bytes == fit.encoded.bytes);
+    CHECK(got.encoded.specs == fit.encoded.specs);
+  }
+  SUBCASE("rejections name the reason") {
+    const Frames ok = Encode(EncodedFitRes("int8", update));
+    REQUIRE(Decode(ok).ok());
+    // Unknown codec (a codec MakeCodec does not know).
+    const Frames unknown = EditHeader(ok, [](HeaderMap& m, msgpack::zone& z) {
+      m["codec"] = msgpack::object(std::string("zstd"), z);
+    });
+    CHECK(Contains(DecodeError(unknown), "unknown codec 'zstd'"));
+    const Frames bad_fraction = EditHeader(ok, [](HeaderMap& m, msgpack::zone& z) {
+      m["codec"] = msgpack::object(std::string("topk:2"), z);
+    });
+    CHECK(Contains(DecodeError(bad_fraction), "topk fraction must be in (0, 1]"));
+    // Missing codec field (a v3-shaped header under v4).
+    const Frames missing = EditHeader(ok, [](HeaderMap& m, msgpack::zone&) { m.erase("codec"); });
+    CHECK(Contains(DecodeError(missing), "missing required field 'codec'"));
+    // A codec name outside the identifier charset.
+    const Frames charset = EditHeader(ok, [](HeaderMap& m, msgpack::zone& z) {
+      m["codec"] = msgpack::object(std::string("int8 "), z);
+    });
+    CHECK(Contains(DecodeError(charset), "field 'codec' has byte 0x20"));
+    // Wrong size: one byte short, one byte long.
+    Frames short_frame = ok;
+    short_frame[1].pop_back();
+    CHECK(Contains(DecodeError(short_frame, Code::kDataLoss), "wrong size"));
+    Frames long_frame = ok;
+    long_frame[1].push_back(0);
+    CHECK(Contains(DecodeError(long_frame, Code::kDataLoss), "wrong size"));
+    // The same bytes under another codec's name: sizes disagree.
+    const Frames other = EditHeader(ok, [](HeaderMap& m, msgpack::zone& z) {
+      m["codec"] = msgpack::object(std::string("fp16"), z);
+    });
+    CHECK(Contains(DecodeError(other, Code::kDataLoss), "wrong size"));
+    // The encoded frame missing altogether, and a frame too many.
+    Frames none_left = ok;
+    none_left.resize(1);
+    CHECK(Contains(DecodeError(none_left, Code::kDataLoss), "the encoded 'params' frame is missing"));
+    Frames extra = ok;
+    extra.push_back({0, 0, 0, 0});
+    CHECK(Contains(DecodeError(extra, Code::kDataLoss), "beyond what the manifest lists"));
+    Frames too_few = ok;
+    too_few.pop_back();  // the control group's frame
+    CHECK(Contains(DecodeError(too_few, Code::kDataLoss), "more plain tensors than the message has frames"));
+    // A non-f32 tensor in an encoded group.
+    FitResMsg f64 = EncodedFitRes("int8", update);
+    f64.encoded.specs[1].dtype = DType::kFloat64;
+    CHECK(Contains(DecodeError(Encode(f64)), "an encoded 'params' group carries float32 tensors only"));
+    // The content (indices, scales, values) is the receiver's to check with the
+    // codec it expects (RoundMachine, DecodeFitParameters); see test_codec_wiring.cc.
   }
 }
 

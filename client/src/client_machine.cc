@@ -4,6 +4,7 @@
 #include <cstring>
 #include <iterator>
 
+#include "greenfed/client/update_encoding.h"
 #include "greenfed/log.h"
 
 namespace greenfed {
@@ -45,6 +46,33 @@ Parameters ScaleUpdate(const Parameters& local, const Parameters& global, double
   return out;
 }
 
+// Capabilities every client announces besides its task's: delta, evaluate, meter
+// and the three codec families (CodecCapabilities()).
+constexpr size_t kFixedCapabilities = 6;
+
+// The fit of RunFitWork, metered as a whole: downlink decode, Task::Fit, attack,
+// delta, uplink encode.
+Status FitAndEncode(Task& task, bool send_delta, const UpdateCodec& uplink, StartFitAction* a, WorkDoneEvent* r) {
+  FitRequest& req = a->request;
+  GREENFED_ASSIGN_OR_RETURN(req.parameters, DecodeFitParameters(std::move(req.parameters), a->downlink, req.config));
+  if (!uplink.Lossless() && !send_delta) {
+    return FailedPrecondition("uplink codec '" + uplink.Name() +
+                              "' carries deltas, but the Fit asks for weights (send_delta false)");
+  }
+  GREENFED_ASSIGN_OR_RETURN(r->fit, task.Fit(req, a->state));
+  if (a->attack_scale != 1.0) r->fit.parameters = ScaleUpdate(r->fit.parameters, req.parameters, a->attack_scale);
+  if (send_delta) {
+    r->fit.parameters = Delta(r->fit.parameters, req.parameters);
+    r->is_delta = true;
+  }
+  if (!uplink.Lossless()) {
+    GREENFED_ASSIGN_OR_RETURN(EncodedUpdate enc, EncodeUpdate(uplink, r->fit.parameters, &a->state));
+    r->encoded = std::move(enc.encoded);
+    r->fit.parameters.clear();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 ClientMachine::ClientMachine(ClientOptions options, std::vector<std::string> task_capabilities,
@@ -83,6 +111,7 @@ void ClientMachine::SendJoin(std::vector<ClientAction>* out) {
   j.requested_index = welcome_ ? static_cast<int32_t>(welcome_->client_index) : options_.requested_index;
   j.num_examples = prepared_ ? num_train_examples_ : 0;
   j.capabilities = {"delta", "evaluate", "meter"};
+  for (const std::string& cap : CodecCapabilities()) j.capabilities.push_back(cap);
   for (const std::string& cap : task_capabilities_) j.capabilities.push_back(cap);
   j.country = options_.country;
   j.pue = options_.pue;
@@ -286,6 +315,7 @@ void ClientMachine::StartWork(Message m, std::vector<ClientAction>* out) {
     StartFitAction a;
     a.round = fit->round;
     a.request.parameters = std::move(fit->parameters);
+    a.downlink = std::move(fit->encoded);
     a.request.groups = std::move(fit->groups);
     a.request.config = std::move(fit->config);
     a.state = std::move(state_);
@@ -337,11 +367,16 @@ void ClientMachine::OnWorkDone(WorkDoneEvent& r, std::vector<ClientAction>* out)
     res.train_loss = r.fit.train_loss;
     res.fit_s = r.wall_s;
     res.parameters = std::move(r.fit.parameters);
+    res.encoded = std::move(r.encoded);
     res.groups = std::move(r.fit.groups);
     res.energy = TakeEnergy();
     ++rounds_trained_;
     Log(false, "round " + std::to_string(r.round) + ": trained on " + std::to_string(res.num_examples) +
-                   " examples in " + std::to_string(r.wall_s) + " s, loss " + std::to_string(res.train_loss), out);
+                   " examples in " + std::to_string(r.wall_s) + " s, loss " + std::to_string(res.train_loss) +
+                   (res.encoded.plain() ? std::string()
+                                        : ", update " + res.encoded.codec + " " +
+                                              std::to_string(res.encoded.bytes.size()) + " bytes"),
+        out);
     out->push_back(ClientSendAction{std::move(res), true});
   } else {
     EvaluateResMsg res;
@@ -411,7 +446,7 @@ ClientResult ClientMachine::Result(const std::string& reason) const {
 std::vector<std::string> AnnouncedCapabilities(const TaskRegistry& tasks, const Task* own) {
   if (own != nullptr) {
     std::vector<std::string> caps = own->Capabilities();
-    if (caps.size() + 3 > kMaxCapabilities) caps.resize(kMaxCapabilities - 3);
+    if (caps.size() + kFixedCapabilities > kMaxCapabilities) caps.resize(kMaxCapabilities - kFixedCapabilities);
     return caps;
   }
   std::vector<std::string> common;
@@ -431,7 +466,7 @@ std::vector<std::string> AnnouncedCapabilities(const TaskRegistry& tasks, const 
     }
   }
   // Join's decoder bounds the list; never announce more than it accepts.
-  if (common.size() + 3 > kMaxCapabilities) common.resize(kMaxCapabilities - 3);
+  if (common.size() + kFixedCapabilities > kMaxCapabilities) common.resize(kMaxCapabilities - kFixedCapabilities);
   return common;
 }
 
@@ -443,25 +478,23 @@ WorkDoneEvent RunFitWork(Task& task, StartFitAction action, const WorkMeterFn& m
   r.state_generation = action.state_generation;
   const FitRequest& req = action.request;
   StatusOr<bool> send_delta = ConfigBool(req.config, "send_delta", false);
-  if (!send_delta.ok()) {
-    r.status = send_delta.status();
+  StatusOr<std::unique_ptr<UpdateCodec>> uplink = send_delta.status();
+  if (send_delta.ok()) uplink = CodecFromConfig(req.config, kConfigUplinkCodec);
+  if (!uplink.ok()) {
+    r.status = uplink.status();
     r.state = std::move(action.state);
     return r;
   }
   const double t0 = now_s();
-  StatusOr<FitResult> res = Internal("fit did not run");
-  r.energy = meter(Phase::kFit, static_cast<int64_t>(action.round), [&] { res = task.Fit(req, action.state); });
+  Status status = Internal("fit did not run");
+  r.energy = meter(Phase::kFit, static_cast<int64_t>(action.round),
+                   [&] { status = FitAndEncode(task, *send_delta, **uplink, &action, &r); });
   r.wall_s = now_s() - t0;
   r.state = std::move(action.state);
-  if (!res.ok()) {
-    r.status = res.status();
-    return r;
-  }
-  r.fit = std::move(res).value();
-  if (action.attack_scale != 1.0) r.fit.parameters = ScaleUpdate(r.fit.parameters, req.parameters, action.attack_scale);
-  if (*send_delta) {
-    r.fit.parameters = Delta(r.fit.parameters, req.parameters);
-    r.is_delta = true;
+  r.status = std::move(status);
+  if (!r.status.ok()) {
+    r.fit = FitResult{};
+    r.encoded = EncodedParams{};
   }
   return r;
 }

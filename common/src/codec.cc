@@ -139,8 +139,9 @@ class CodecBase : public UpdateCodec {
     return DecodePayload(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, expected);
   }
 
+  using UpdateCodec::DecodeAdd;
   Status DecodeAdd(const std::vector<uint8_t>& bytes, const std::vector<TensorSpec>& expected, double weight,
-                   std::vector<double>* sum) const override {
+                   std::vector<double>* sum, double max_abs) const override {
     if (sum == nullptr || sum->size() != TotalElements(expected)) {
       return InvalidArgument(name_ + " decode: wrong size: the sum has " +
                              std::to_string(sum == nullptr ? 0 : sum->size()) + " elements, the expected tensors " +
@@ -152,9 +153,18 @@ class CodecBase : public UpdateCodec {
       for (const TensorSpec& s : expected) {
         if (s.dtype != DType::kFloat32) return Decode(bytes, expected).status();  // names the dtype
       }
-      return AddSparse(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, expected, weight, sum);
+      return AddSparse(bytes.data() + kHeaderBytes, bytes.size() - kHeaderBytes, expected, weight, sum, max_abs);
     }
     GREENFED_ASSIGN_OR_RETURN(Parameters decoded, Decode(bytes, expected));
+    // All values are checked before the sum is touched (all-or-nothing).
+    for (const TensorBlob& b : decoded) {
+      if (std::isinf(max_abs)) break;  // decoded values are finite already
+      const size_t n = b.data.size() / 4;
+      for (size_t i = 0; i < n; ++i) {
+        const float v = LoadF32(b.data.data() + 4 * i);
+        if (!(std::fabs(v) <= max_abs)) return OutOfBound(b.name, i, v, max_abs);
+      }
+    }
     size_t at = 0;
     for (const TensorBlob& b : decoded) {
       const size_t n = b.data.size() / 4;
@@ -174,7 +184,7 @@ class CodecBase : public UpdateCodec {
   // decoding a dense update first.
   virtual bool Sparse() const { return false; }
   virtual Status AddSparse(const uint8_t* /*p*/, size_t /*n*/, const std::vector<TensorSpec>& /*expected*/,
-                           double /*weight*/, std::vector<double>* /*sum*/) const {
+                           double /*weight*/, std::vector<double>* /*sum*/, double /*max_abs*/) const {
     return Internal(name_ + ": no sparse fold");
   }
 
@@ -191,6 +201,10 @@ class CodecBase : public UpdateCodec {
   Status NotFinite(const std::string& tensor, size_t index, double value) const {
     return InvalidArgument(name_ + " decode: tensor '" + tensor + "' element " + std::to_string(index) +
                            ": value is not finite (" + Num(value) + ")");
+  }
+  Status OutOfBound(const std::string& tensor, size_t index, double value, double max_abs) const {
+    return InvalidArgument(name_ + " decode: tensor '" + tensor + "' element " + std::to_string(index) +
+                           ": value out of range (|" + Num(value) + "| > " + Num(max_abs) + ")");
   }
   const std::string& name() const { return name_; }
 
@@ -461,7 +475,8 @@ class TopKCodec final : public CodecBase {
   bool Sparse() const override { return true; }
 
   // Checks every entry before anything is written: k, sizes, indices, values.
-  Status CheckEntries(const uint8_t* p, size_t n, const std::vector<TensorSpec>& expected) const {
+  Status CheckEntries(const uint8_t* p, size_t n, const std::vector<TensorSpec>& expected,
+                      double max_abs = std::numeric_limits<double>::infinity()) const {
     const uint64_t total = TotalElements(expected);
     if (n < 4) return WrongSize(n, PayloadBytes(expected));
     const uint32_t k = GetU32(p);
@@ -488,12 +503,13 @@ class TopKCodec final : public CodecBase {
       }
       previous = i;
       const float v = LoadF32(values + 4 * j);
-      if (!std::isfinite(v)) {
+      if (!std::isfinite(v) || !(std::fabs(v) <= max_abs)) {
         while (i >= start + static_cast<uint64_t>(NumElements(expected[t].shape))) {
           start += static_cast<uint64_t>(NumElements(expected[t].shape));
           ++t;
         }
-        return NotFinite(expected[t].name, static_cast<size_t>(i - start), v);
+        if (!std::isfinite(v)) return NotFinite(expected[t].name, static_cast<size_t>(i - start), v);
+        return OutOfBound(expected[t].name, static_cast<size_t>(i - start), v, max_abs);
       }
     }
     return Status::Ok();
@@ -522,8 +538,8 @@ class TopKCodec final : public CodecBase {
   }
 
   Status AddSparse(const uint8_t* p, size_t n, const std::vector<TensorSpec>& expected, double weight,
-                   std::vector<double>* sum) const override {
-    GREENFED_RETURN_IF_ERROR(CheckEntries(p, n, expected));
+                   std::vector<double>* sum, double max_abs) const override {
+    GREENFED_RETURN_IF_ERROR(CheckEntries(p, n, expected, max_abs));
     const uint32_t k = GetU32(p);
     const uint8_t* indices = p + 4;
     const uint8_t* values = indices + 4 * static_cast<size_t>(k);
@@ -604,6 +620,10 @@ StatusOr<std::unique_ptr<UpdateCodec>> MakeCodec(const std::string& name) {
 }
 
 std::string CodecNames() { return "none, fp16, int8, int8:channel, topk:FRACTION"; }
+
+bool IsDownlinkCodec(const UpdateCodec& codec) { return codec.Name().compare(0, 5, "topk:") != 0; }
+
+std::string DownlinkCodecNames() { return "none, fp16, int8, int8:channel"; }
 
 std::string CodecCapability(const UpdateCodec& codec) {
   const std::string name = codec.Name();

@@ -8,9 +8,10 @@
 //                  "country" str, "pue" float
 //   Welcome        "index" uint, "partition" PartitionSpec, "task" str, "model" str,
 //                  "run_id" str, "hb_ms" uint
-//   Fit            "round" uint, "config" ConfigMap, "tensors" manifest (groups)
+//   Fit            "round" uint, "config" ConfigMap, "codec" str, "tensors" manifest (groups)
 //   FitRes         "round" uint, "is_delta" bool, "n_examples" uint, "loss" float,
-//                  "fit_s" float, "tensors" manifest (groups), "energy" [EnergyRecord]
+//                  "fit_s" float, "codec" str, "tensors" manifest (groups),
+//                  "energy" [EnergyRecord]
 //   Evaluate       "round" uint, "tensors" manifest
 //   EvaluateRes    "round" uint, "loss" float, "accuracy" float, "n_examples" uint,
 //                  "energy" [EnergyRecord]
@@ -31,6 +32,11 @@
 //                  group names follow ValidateIdentifier, a group's entries are
 //                  contiguous, at most kMaxTensorGroups groups, names unique within
 //                  a group. Evaluate's tensors are all group "params".
+//   codec          (v4) the codec of group "params": "none" = one raw frame per
+//                  tensor as above; otherwise a MakeCodec name, and the group's
+//                  tensors (listed in the manifest, all f32) travel together as
+//                  frame 1, exactly UpdateCodec::EncodedBytes(specs) long; the
+//                  other groups' frames follow it.
 //
 // Every listed field is required. Keys the decoder does not know are ignored, so a
 // newer peer may add fields without a version bump (forward compatibility); removing
@@ -39,6 +45,8 @@
 #include "greenfed/protocol.h"
 
 #include <msgpack.hpp>
+
+#include "greenfed/codec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -83,6 +91,7 @@ constexpr const char* kSeed = "seed";
 constexpr const char* kNumClients = "n_clients";
 // Fit
 constexpr const char* kConfig = "config";
+constexpr const char* kCodec = "codec";  // Fit, FitRes (v4)
 // FitRes / EvaluateRes
 constexpr const char* kIsDelta = "is_delta";
 constexpr const char* kLoss = "loss";
@@ -217,15 +226,23 @@ void PutEnergy(MapWriter& w, const std::vector<EnergyRecord>& records) {
 
 // The tensors a message carries, group by group in frame order. `present` is false
 // for a message type without tensors (no manifest at all).
+// With `encoded` set, group "params" is encoded: its specs come first in the
+// manifest and its bytes are frame 1; `groups` then holds the other groups only.
 struct TensorList {
   bool present = false;
+  const EncodedParams* encoded = nullptr;
   std::vector<std::pair<std::string, const Parameters*>> groups;
 
   static TensorList None() { return {}; }
-  static TensorList Of(const Parameters& params, const TensorGroups* groups = nullptr) {
+  static TensorList Of(const Parameters& params, const TensorGroups* groups = nullptr,
+                       const EncodedParams* encoded = nullptr) {
     TensorList l;
     l.present = true;
-    l.groups.emplace_back(kParamsGroup, &params);
+    if (encoded != nullptr && !encoded->plain()) {
+      l.encoded = encoded;
+    } else {
+      l.groups.emplace_back(kParamsGroup, &params);
+    }
     if (groups != nullptr) {
       for (const auto& [name, tensors] : *groups) {
         if (!tensors.empty()) l.groups.emplace_back(name, &tensors);
@@ -233,25 +250,33 @@ struct TensorList {
     }
     return l;
   }
-  size_t NumTensors() const {
+  size_t NumPlainTensors() const {
     size_t n = 0;
     for (const auto& g : groups) n += g.second->size();
     return n;
   }
+  size_t NumEntries() const { return NumPlainTensors() + (encoded != nullptr ? encoded->specs.size() : 0); }
+  size_t NumFrames() const { return NumPlainTensors() + (encoded != nullptr ? 1 : 0); }
 };
+
+void PackEntry(Packer& pk, const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+               const std::string& group) {
+  pk.pack_array(4);
+  MapWriter::PackString(pk, name);
+  MapWriter::PackString(pk, DTypeName(dtype));
+  pk.pack_array(static_cast<uint32_t>(shape.size()));
+  for (int64_t d : shape) pk.pack_int64(d);
+  MapWriter::PackString(pk, group);
+}
 
 void PutManifest(MapWriter& w, const TensorList& list) {
   Packer& pk = w.Key(key::kTensors);
-  pk.pack_array(static_cast<uint32_t>(list.NumTensors()));
+  pk.pack_array(static_cast<uint32_t>(list.NumEntries()));
+  if (list.encoded != nullptr) {
+    for (const TensorSpec& s : list.encoded->specs) PackEntry(pk, s.name, s.dtype, s.shape, kParamsGroup);
+  }
   for (const auto& [group, params] : list.groups) {
-    for (const auto& t : *params) {
-      pk.pack_array(4);
-      MapWriter::PackString(pk, t.name);
-      MapWriter::PackString(pk, DTypeName(t.dtype));
-      pk.pack_array(static_cast<uint32_t>(t.shape.size()));
-      for (int64_t d : t.shape) pk.pack_int64(d);
-      MapWriter::PackString(pk, group);
-    }
+    for (const auto& t : *params) PackEntry(pk, t.name, t.dtype, t.shape, group);
   }
 }
 
@@ -277,7 +302,8 @@ TensorList PutFields(MapWriter& w, const WelcomeMsg& m) {
 TensorList PutFields(MapWriter& w, const FitMsg& m) {
   w.Put(key::kRound, m.round);
   PutConfig(w, m.config);
-  return TensorList::Of(m.parameters, &m.groups);
+  w.Put(key::kCodec, m.encoded.codec);
+  return TensorList::Of(m.parameters, &m.groups, &m.encoded);
 }
 TensorList PutFields(MapWriter& w, const FitResMsg& m) {
   w.Put(key::kRound, m.round);
@@ -286,7 +312,8 @@ TensorList PutFields(MapWriter& w, const FitResMsg& m) {
   w.Put(key::kLoss, m.train_loss);
   w.Put(key::kFitS, m.fit_s);
   PutEnergy(w, m.energy);
-  return TensorList::Of(m.parameters, &m.groups);
+  w.Put(key::kCodec, m.encoded.codec);
+  return TensorList::Of(m.parameters, &m.groups, &m.encoded);
 }
 TensorList PutFields(MapWriter& w, const EvaluateMsg& m) {
   w.Put(key::kRound, m.round);
@@ -614,14 +641,24 @@ Status ReadEnergy(const MapReader& r, std::vector<EnergyRecord>* out) {
 // Reads the manifest and builds one blob per tensor frame (the one copy a decoder
 // that takes const frames must make): group "params" into `params`, the others
 // into `groups`; with `groups` == nullptr every entry must be group "params".
-Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* params, TensorGroups* groups) {
+// With `encoded_specs` set, group "params" is encoded: its entries go there as
+// specs, its bytes are frame 1 (the caller checks them) and the other groups'
+// frames start at frame 2.
+Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* params, TensorGroups* groups,
+                   std::vector<TensorSpec>* encoded_specs = nullptr) {
   const msgpack::object_array* manifest = nullptr;
   GREENFED_RETURN_IF_ERROR(r.RequireArray(key::kTensors, &manifest));
   const size_t tensor_frames = frames.size() - 1;
-  if (manifest->size != tensor_frames) {
+  const bool params_encoded = encoded_specs != nullptr;
+  if (!params_encoded && manifest->size != tensor_frames) {
     return DataLoss("manifest lists " + std::to_string(manifest->size) + " tensors but the message has " +
                     std::to_string(tensor_frames) + " tensor frames");
   }
+  if (params_encoded) {
+    if (tensor_frames == 0) return DataLoss("the encoded 'params' frame is missing (the message has no frame 1)");
+    encoded_specs->clear();
+  }
+  size_t next_frame = params_encoded ? 2 : 1;
   std::set<std::string> names;       // within the current group
   std::set<std::string> seen_groups;
   std::string current_group;
@@ -692,8 +729,19 @@ Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* params,
       }
       elements *= ud;
     }
+    if (params_encoded && group == kParamsGroup) {
+      if (blob.dtype != DType::kFloat32) {
+        return InvalidArgument("tensor '" + blob.name + "' is " + DTypeName(blob.dtype) +
+                               ": an encoded 'params' group carries float32 tensors only");
+      }
+      encoded_specs->push_back(SpecOf(blob));
+      continue;
+    }
+    if (next_frame >= frames.size()) {
+      return DataLoss("manifest lists more plain tensors than the message has frames (at " + entry_name + ")");
+    }
     const uint64_t expected = elements * elem_bytes;
-    const std::vector<uint8_t>& frame = frames[i + 1];
+    const std::vector<uint8_t>& frame = frames[next_frame++];
     if (frame.size() != expected) {
       return DataLoss("tensor '" + blob.name + "' " + DTypeName(blob.dtype) + ShapeString(blob.shape) + " needs " +
                       std::to_string(expected) + " bytes but its frame has " + std::to_string(frame.size()));
@@ -702,6 +750,30 @@ Status ReadTensors(const MapReader& r, const Frames& frames, Parameters* params,
     GREENFED_RETURN_IF_ERROR(ValidateBlob(blob));
     out->push_back(std::move(blob));
   }
+  if (next_frame != frames.size()) {
+    return DataLoss("the message has " + std::to_string(frames.size() - next_frame) +
+                    " tensor frames beyond what the manifest lists");
+  }
+  return Status::Ok();
+}
+
+// Reads "codec" and the tensors of a Fit or FitRes: plain (codec "none") into
+// `params`, or encoded into `encoded` with the frame checked against the codec.
+Status ReadCodecTensors(const MapReader& r, const Frames& frames, Parameters* params, EncodedParams* encoded,
+                        TensorGroups* groups) {
+  GREENFED_RETURN_IF_ERROR(ReadText(r, key::kCodec, kMaxIdentifierBytes, &encoded->codec));
+  GREENFED_RETURN_IF_ERROR(ValidateIdentifier(key::kCodec, encoded->codec));
+  if (encoded->plain()) return ReadTensors(r, frames, params, groups);
+  StatusOr<std::unique_ptr<UpdateCodec>> codec = MakeCodec(encoded->codec);
+  if (!codec.ok()) return codec.status().WithContext("field 'codec'");
+  GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, params, groups, &encoded->specs));
+  const uint64_t want = (*codec)->EncodedBytes(encoded->specs);
+  if (frames[1].size() != want) {
+    return DataLoss("encoded 'params' (" + encoded->codec + "): wrong size: frame 1 has " +
+                    std::to_string(frames[1].size()) + " bytes, the codec gives " + std::to_string(want) + " for the " +
+                    std::to_string(encoded->specs.size()) + " tensors in the manifest");
+  }
+  encoded->bytes = frames[1];
   return Status::Ok();
 }
 
@@ -759,7 +831,7 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
       FitMsg m;
       GREENFED_RETURN_IF_ERROR(r.Read(key::kRound, &m.round));
       GREENFED_RETURN_IF_ERROR(ReadConfig(r, &m.config));
-      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters, &m.groups));
+      GREENFED_RETURN_IF_ERROR(ReadCodecTensors(r, frames, &m.parameters, &m.encoded, &m.groups));
       return Message(std::move(m));
     }
     case MsgType::kFitRes: {
@@ -770,7 +842,7 @@ StatusOr<Message> DecodeBody(MsgType type, const MapReader& r, const Frames& fra
       GREENFED_RETURN_IF_ERROR(r.Read(key::kLoss, &m.train_loss));
       GREENFED_RETURN_IF_ERROR(r.Read(key::kFitS, &m.fit_s));
       GREENFED_RETURN_IF_ERROR(ReadEnergy(r, &m.energy));
-      GREENFED_RETURN_IF_ERROR(ReadTensors(r, frames, &m.parameters, &m.groups));
+      GREENFED_RETURN_IF_ERROR(ReadCodecTensors(r, frames, &m.parameters, &m.encoded, &m.groups));
       return Message(std::move(m));
     }
     case MsgType::kEvaluate: {
@@ -964,9 +1036,10 @@ Frames EncodeWithParameters(const Message& m, const Parameters* parameters) {
   w.WriteTo(pk, header);
 
   Frames frames;
-  frames.reserve(1 + tensors.NumTensors());
+  frames.reserve(1 + tensors.NumFrames());
   const auto* h = reinterpret_cast<const uint8_t*>(header.data());
   frames.emplace_back(h, h + header.size());
+  if (tensors.encoded != nullptr) frames.push_back(tensors.encoded->bytes);
   for (const auto& group : tensors.groups) {
     for (const auto& t : *group.second) frames.push_back(t.data);  // the one copy of each tensor
   }

@@ -285,6 +285,9 @@ RunIdentity RunIdentityFor(const RoundOptions& o) {
       {"--target-accuracy", Shortest(o.target_accuracy)},
       {"--max-rounds", std::to_string(o.max_rounds)},
       {"--fed-eval-every", std::to_string(o.fed_eval_every)},
+      // The clients' error-feedback residuals and the run's bytes depend on them.
+      {"--uplink-codec", o.uplink_codec},
+      {"--downlink-codec", o.downlink_codec},
       // The strategy and its server-side hyper-parameters: its state in the
       // checkpoint only means something under the same ones.
       {"--strategy", o.strategy.name},

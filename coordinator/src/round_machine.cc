@@ -64,6 +64,17 @@ Status ValidateRoundOptions(const RoundOptions& o) {
   if (o.train.batch_size == 0) return InvalidArgument("--batch-size must be at least 1");
   if (!(o.train.learning_rate > 0)) return InvalidArgument("--lr must be positive");
   if (!(o.train.momentum >= 0 && o.train.momentum < 1)) return InvalidArgument("--momentum must be in [0, 1)");
+  return ValidateCodecOptions(o.uplink_codec, o.downlink_codec);
+}
+
+Status ValidateCodecOptions(const std::string& uplink, const std::string& downlink) {
+  if (auto made = MakeCodec(uplink); !made.ok()) return made.status().WithContext("--uplink-codec");
+  auto made = MakeCodec(downlink);
+  if (!made.ok()) return made.status().WithContext("--downlink-codec");
+  if (!IsDownlinkCodec(**made)) {
+    return InvalidArgument("--downlink-codec " + downlink + ": the global model travels dense (" +
+                           DownlinkCodecNames() + "); top-k of the weights would zero most of the model");
+  }
   return Status::Ok();
 }
 
@@ -80,6 +91,12 @@ RoundMachine::RoundMachine(RoundOptions options, std::unique_ptr<Strategy> strat
       strategy_ = std::move(MakeStrategy(StrategyOptions{})).value();
     }
   }
+  codec_error_ = ValidateCodecOptions(options_.uplink_codec, options_.downlink_codec);
+  if (!codec_error_.ok()) options_.uplink_codec = options_.downlink_codec = kCodecNone;
+  uplink_codec_ = std::move(MakeCodec(options_.uplink_codec)).value();
+  downlink_codec_ = std::move(MakeCodec(options_.downlink_codec)).value();
+  // A lossy codec carries deltas (docs/codecs.md).
+  if (!uplink_codec_->Lossless() || !downlink_codec_->Lossless()) options_.train.send_delta = true;
 }
 
 std::optional<ClientEntry> RoundMachine::ClientByPeer(const std::string& peer) const {
@@ -163,8 +180,8 @@ uint64_t RoundMachine::ClientSeed(uint32_t index) const {
 
 std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
   std::vector<Action> out;
-  if (!strategy_error_.ok()) {
-    Stop(strategy_error_.message(), false, true, &out);
+  if (!strategy_error_.ok() || !codec_error_.ok()) {
+    Stop(!strategy_error_.ok() ? strategy_error_.message() : codec_error_.message(), false, true, &out);
     return out;
   }
   global_ = std::move(initial);
@@ -235,6 +252,18 @@ void RoundMachine::OnJoin(const JoinEvent& e, double now, std::vector<Action>* o
       Refuse(e.peer, ErrorCode::kIncompatible,
              "strategy " + strategy_->Describe() + " needs capability '" + cap +
                  "', which this client's task does not announce",
+             who, out);
+      return;
+    }
+  }
+  for (const auto& [flag, codec] : {std::pair<const char*, const UpdateCodec*>{"uplink", uplink_codec_.get()},
+                                    std::pair<const char*, const UpdateCodec*>{"downlink", downlink_codec_.get()}}) {
+    if (codec->Lossless()) continue;
+    const std::string cap = CodecCapability(*codec);
+    if (std::find(j.capabilities.begin(), j.capabilities.end(), cap) == j.capabilities.end()) {
+      Refuse(e.peer, ErrorCode::kIncompatible,
+             std::string("this run's ") + flag + " codec is " + codec->Name() + " (--" + flag +
+                 "-codec), which needs capability '" + cap + "'; this client does not announce it",
              who, out);
       return;
     }
@@ -412,6 +441,18 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
     Stop("cannot start round: " + aggregator.status().ToString(), false, true, out);
     return;
   }
+  if (!downlink_codec_->Lossless() && downlink_round_ != round_) {
+    // Encoded once per round, whatever the number of clients and attempts.
+    auto bytes = downlink_codec_->Encode(global_, nullptr);
+    if (!bytes.ok()) {
+      Stop("cannot encode the global model for the downlink: " + bytes.status().ToString(), false, true, out);
+      return;
+    }
+    downlink_.codec = downlink_codec_->Name();
+    downlink_.specs = SpecsOf(global_);
+    downlink_.bytes = std::move(bytes).value();
+    downlink_round_ = round_;
+  }
   aggregator_ = std::move(aggregator).value();
   state_ = MachineState::kFitting;
   assembled_ = true;
@@ -430,6 +471,8 @@ void RoundMachine::StartRound(double now, std::vector<Action>* out) {
     TrainConfig train = options_.train;
     train.seed = ClientSeed(c.index);
     PutTrainConfig(train, &fit.config);
+    fit.config[kConfigUplinkCodec] = options_.uplink_codec;
+    fit.config[kConfigDownlinkCodec] = options_.downlink_codec;
     strategy_->ConfigureFit(round_, &fit.config, &fit.groups);
     out->push_back(SendAction{c.peer, std::move(fit)});
     who += (who.empty() ? "" : ",") + std::to_string(c.index);
@@ -461,8 +504,19 @@ void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action
   } else if (r.num_examples > it->second.max_examples) {
     s = InvalidArgument("num_examples " + std::to_string(r.num_examples) + " exceeds this client's shard size (" +
                         std::to_string(it->second.max_examples) + ")");
-  } else {
+  } else if (r.encoded.codec != options_.uplink_codec) {
+    s = InvalidArgument("wrong codec: the update is encoded with '" + r.encoded.codec + "', this run's uplink codec is '" +
+                        options_.uplink_codec + "' (--uplink-codec)");
+  } else if (r.encoded.plain()) {
     s = aggregator_->Add(r.parameters, r.groups, r.is_delta, r.num_examples);
+  } else if (r.encoded.specs != SpecsOf(global_)) {
+    // Checked before any decoding: a top-k encoding of a few bytes may claim a
+    // model of any size.
+    s = InvalidArgument("the encoded update's " + std::to_string(r.encoded.specs.size()) +
+                        " tensors do not match the global model's " + std::to_string(global_.size()) +
+                        " (names, dtypes, shapes)");
+  } else {
+    s = aggregator_->AddEncoded(*uplink_codec_, r.encoded, r.groups, r.is_delta, r.num_examples);
   }
   if (!s.ok()) {
     ++failed_;

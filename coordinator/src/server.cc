@@ -258,8 +258,12 @@ struct Server::Impl {
       if (auto* send = std::get_if<SendAction>(&a)) {
         if (std::holds_alternative<ShutdownMsg>(send->message)) awaiting_final.insert(send->peer);
         // Fit and Evaluate carry the global model: encoded from the machine's one
-        // copy into each message's frames, never copied into the message first.
-        const bool carries_global = std::holds_alternative<FitMsg>(send->message) ||
+        // copy into each message's frames, never copied into the message first. A
+        // downlink codec's Fit carries the round's encoded model instead (its bytes).
+        auto* fit = std::get_if<FitMsg>(&send->message);
+        const EncodedParams* down = fit != nullptr ? machine.downlink() : nullptr;
+        if (down != nullptr) fit->encoded = *down;
+        const bool carries_global = (fit != nullptr && down == nullptr) ||
                                     std::holds_alternative<EvaluateMsg>(send->message);
         SendFrames(send->peer, EncodeWithParameters(send->message, carries_global ? &machine.global() : nullptr));
       } else if (auto* eval = std::get_if<EvaluateGlobalAction>(&a)) {

@@ -37,6 +37,17 @@ std::string Num(double v) {
   return os.str();
 }
 
+}  // namespace
+
+Status RoundAggregator::AddEncoded(const UpdateCodec& codec, const EncodedParams& encoded, const TensorGroups& groups,
+                                   bool is_delta, uint64_t num_examples) {
+  StatusOr<Parameters> decoded = codec.Decode(encoded.bytes, encoded.specs);
+  if (!decoded.ok()) return decoded.status();
+  return Add(*decoded, groups, is_delta, num_examples);
+}
+
+namespace {
+
 // ---- fedavg family: streamed -------------------------------------------------
 
 class StreamingAggregator final : public RoundAggregator {
@@ -45,6 +56,11 @@ class StreamingAggregator final : public RoundAggregator {
   Status Add(const Parameters& update, const TensorGroups& groups, bool is_delta, uint64_t num_examples) override {
     GREENFED_RETURN_IF_ERROR(RejectGroups(groups));
     return acc_.Add(update, is_delta, num_examples);
+  }
+  Status AddEncoded(const UpdateCodec& codec, const EncodedParams& encoded, const TensorGroups& groups,
+                    bool is_delta, uint64_t num_examples) override {
+    GREENFED_RETURN_IF_ERROR(RejectGroups(groups));
+    return acc_.AddEncoded(codec, encoded, is_delta, num_examples);
   }
   uint64_t total_examples() const override { return acc_.total_examples(); }
   uint32_t num_updates() const override { return acc_.num_updates(); }

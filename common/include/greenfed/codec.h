@@ -29,13 +29,15 @@
 // "int8 decode: tensor 'fc1.weight' channel 3: scale is not finite (nan)".
 // Reasons used: "wrong codec", "wrong layout version", "wrong size",
 // "index out of range", "indices not strictly increasing", "scale is not finite",
-// "scale is negative", "zero point is not finite", "value is not finite".
+// "scale is negative", "zero point is not finite", "value is not finite",
+// "value out of range" (DecodeAdd's max_abs).
 //
 // Thread safety: codecs are immutable after MakeCodec; Encode/Decode may run
 // concurrently on one codec object (each call's residual is its own).
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,9 +72,16 @@ class UpdateCodec {
   // flattened in order (sum->size() == their element count, else InvalidArgument),
   // as a streaming aggregator does. Top-k adds only its k entries, without building
   // the dense update. Checked as strictly as Decode, and all-or-nothing: on any
-  // error `sum` is left unchanged.
+  // error `sum` is left unchanged. `max_abs`: every decoded value must have
+  // |value| <= max_abs, else InvalidArgument "value out of range" (an aggregator's
+  // bound on a hostile but finite update, e.g. kMaxAbsUpdateValue).
   virtual Status DecodeAdd(const std::vector<uint8_t>& bytes, const std::vector<TensorSpec>& expected, double weight,
-                           std::vector<double>* sum) const = 0;
+                           std::vector<double>* sum, double max_abs) const = 0;
+  // The same without a bound on |value|.
+  Status DecodeAdd(const std::vector<uint8_t>& bytes, const std::vector<TensorSpec>& expected, double weight,
+                   std::vector<double>* sum) const {
+    return DecodeAdd(bytes, expected, weight, sum, std::numeric_limits<double>::infinity());
+  }
 
   // The exact number of bytes Encode produces for tensors of `specs`.
   virtual uint64_t EncodedBytes(const std::vector<TensorSpec>& specs) const = 0;
@@ -87,6 +96,12 @@ StatusOr<std::unique_ptr<UpdateCodec>> MakeCodec(const std::string& name);
 
 // The names MakeCodec knows, for --help: "none, fp16, int8, int8:channel, topk:FRACTION".
 std::string CodecNames();
+
+// Whether `codec` may carry the global model in Fit (--downlink-codec): the dense
+// ones. Top-k of the weights would zero 99% of the model, and a sparse encoding's
+// size does not bound the model it claims to describe.
+bool IsDownlinkCodec(const UpdateCodec& codec);
+std::string DownlinkCodecNames();  // "none, fp16, int8, int8:channel"
 
 // The capability a client announces at Join for a codec: "codec:" + the codec's
 // family ("codec:int8", "codec:topk").

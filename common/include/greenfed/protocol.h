@@ -33,7 +33,10 @@ namespace greenfed {
 // Version 3: Fit carries an open, typed ConfigMap (the SGD settings are keys in it)
 // and Fit/FitRes carry named tensor groups beside the model ("params"); every
 // manifest entry names its group.
-constexpr uint32_t kProtocolVersion = 3;
+// Version 4: Fit and FitRes name the codec of group "params" ("codec"); with a
+// codec other than "none" the group travels as one frame of encoded bytes
+// (codec.h), its tensors still listed in the manifest (docs/codecs.md).
+constexpr uint32_t kProtocolVersion = 4;
 // Default upper bound on one message (all frames). The model in examples/ is
 // ~0.4 MB; 64 MiB leaves room for much larger models. Set on the socket as
 // ZMQ_MAXMSGSIZE (per frame) and checked again on the whole message.
@@ -165,10 +168,31 @@ void PutTrainConfig(const TrainConfig& train, ConfigMap* config);
 // type or a value out of range (epochs and batch_size must fit uint32).
 StatusOr<TrainConfig> ParseTrainConfig(const ConfigMap& config);
 
+// Group "params" as an update codec encoded it (codec.h, docs/codecs.md). With
+// codec "none" it is unused and the plain tensors travel in `parameters`, as in
+// version 3. Otherwise `parameters` is empty on the wire: the manifest lists
+// `specs` (group "params", all f32) and one frame carries `bytes`. Decode checks
+// that the codec is one MakeCodec knows ("unknown codec"), that every spec is f32
+// and that the frame is exactly codec.EncodedBytes(specs) long ("wrong size"); the
+// receiver decodes the bytes (strictly: indices, scales, values) with the codec it
+// expects, after checking that `codec` is that one.
+struct EncodedParams {
+  std::string codec = "none";        // a MakeCodec name: "none", "fp16", "int8", "int8:channel", "topk:0.01"
+  std::vector<TensorSpec> specs;     // the encoded tensors, in order (codec != "none")
+  std::vector<uint8_t> bytes;        // the codec's encoding of them (codec != "none")
+  bool plain() const { return codec == "none"; }
+};
+constexpr const char* kCodecNone = "none";
+// Config keys of every Fit: the run's codecs (--uplink-codec, --downlink-codec),
+// so that a client knows what to encode its result with and what the Fit holds.
+constexpr const char* kConfigUplinkCodec = "uplink_codec";
+constexpr const char* kConfigDownlinkCodec = "downlink_codec";
+
 struct FitMsg {
   uint64_t round = 0;
   ConfigMap config;                  // SGD keys (PutTrainConfig) and strategy keys
-  Parameters parameters;             // global weights: group "params"
+  Parameters parameters;             // global weights: group "params" (codec "none")
+  EncodedParams encoded;             // or the global weights, encoded by the downlink codec
   TensorGroups groups;               // other groups, e.g. "control"
 };
 
@@ -178,7 +202,8 @@ struct FitResMsg {
   uint64_t num_examples = 0;
   double train_loss = 0;
   double fit_s = 0;                  // wall seconds of local training
-  Parameters parameters;             // local weights or delta: group "params"
+  Parameters parameters;             // local weights or delta: group "params" (codec "none")
+  EncodedParams encoded;             // or the delta, encoded by the uplink codec
   TensorGroups groups;               // other groups, e.g. "control" (SCAFFOLD's delta c_i)
   std::vector<EnergyRecord> energy;  // records since the previous report
 };

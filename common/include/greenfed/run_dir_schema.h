@@ -80,6 +80,8 @@ inline constexpr const char kMomentumRestarts[] = "momentum_restarts";
 inline constexpr const char kStrategy[] = "strategy";        // object, federated only:
 inline constexpr const char kStrategyName[] = "name";          // e.g. "fedavgm"
 inline constexpr const char kStrategySettings[] = "settings";  // Strategy::Describe(), e.g. "fedavgm(server_learning_rate=1, ...)"
+inline constexpr const char kUplinkCodec[] = "uplink_codec";      // federated only: --uplink-codec, e.g. "int8"
+inline constexpr const char kDownlinkCodec[] = "downlink_codec";  // federated only: --downlink-codec
 inline constexpr const char kCoordinator[] = "coordinator";  // object, federated only
 inline constexpr const char kBudget[] = "budget";            // object, federated only:
 inline constexpr const char kMaxCo2eG[] = "max_co2e_g";      // 0 = no limit

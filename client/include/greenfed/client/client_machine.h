@@ -101,6 +101,7 @@ struct WorkDoneEvent {
   Status status;
   FitResult fit;                    // kFit
   bool is_delta = false;            // kFit: fit.parameters hold w_local - w_global
+  EncodedParams encoded;            // kFit, lossy uplink codec: the encoded delta (fit.parameters empty)
   EvalResult eval;                  // kEvaluate
   uint64_t num_train_examples = 0;  // kPrepare: the shard's size
   ClientState state;                // kFit: the task's state after this round, handed back
@@ -122,7 +123,8 @@ struct ConnectAction {};
 struct StartPrepareAction { std::string task; TaskOptions options; };
 struct StartFitAction {
   uint64_t round = 0;
-  FitRequest request;
+  FitRequest request;             // request.parameters empty when the Fit's model is encoded
+  EncodedParams downlink;         // the Fit's model as the downlink codec encoded it (codec "none": plain)
   ClientState state;              // moved to the worker; comes back in WorkDoneEvent
   uint64_t state_generation = 0;
   double attack_scale = 1.0;      // ClientOptions::attack_scale
@@ -226,8 +228,12 @@ std::vector<std::string> AnnouncedCapabilities(const TaskRegistry& tasks, const 
 // Meters `work` as `phase` of `round` and returns its records.
 using WorkMeterFn = std::function<std::vector<EnergyRecord>(Phase phase, int64_t round,
                                                             const std::function<void()>& work)>;
-// Task::Fit with the client's update rules: the attack scale, then the delta when
-// the config asks for it ("send_delta"). `now_s` reads the wall clock for fit_s.
+// Task::Fit with the client's update rules: the global model decoded when the Fit
+// carries it encoded (DecodeFitParameters), the attack scale, then the delta when
+// the config asks for it ("send_delta"), then, with a lossy uplink codec (config
+// "uplink_codec"), the delta encoded with error feedback in the state's
+// "codec_residual" group (EncodeUpdate, update_encoding.h). Decode, fit and encode
+// are metered together as the fit. `now_s` reads the wall clock for fit_s.
 WorkDoneEvent RunFitWork(Task& task, StartFitAction action, const WorkMeterFn& meter,
                          const std::function<double()>& now_s);
 WorkDoneEvent RunEvaluateWork(Task& task, const StartEvaluateAction& action, const WorkMeterFn& meter);

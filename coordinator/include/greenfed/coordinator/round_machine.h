@@ -45,6 +45,7 @@
 
 #include <memory>
 
+#include "greenfed/codec.h"
 #include "greenfed/coordinator/budget.h"
 #include "greenfed/coordinator/strategy.h"
 #include "greenfed/protocol.h"
@@ -87,8 +88,16 @@ struct RoundOptions {
   bool own_data = false;
   StrategyOptions strategy;             // sampling and aggregation (strategy.h); FedAvg by default
   BudgetOptions budget;                 // --max-co2e-g / --max-wh (budget.h); no limit by default
+  // Update codecs (codec.h, docs/codecs.md). Both names go into every Fit's config
+  // (kConfigUplinkCodec, kConfigDownlinkCodec); a lossy one makes clients send
+  // deltas (send_delta is forced on) and needs capability CodecCapability() at Join.
+  std::string uplink_codec = "none";    // --uplink-codec: how clients encode their deltas
+  std::string downlink_codec = "none";  // --downlink-codec: how Fit carries the global model (dense codecs)
 };
 Status ValidateRoundOptions(const RoundOptions& options);
+// Both names known to MakeCodec, the downlink one dense (IsDownlinkCodec); the
+// Status names the flag (--uplink-codec, --downlink-codec).
+Status ValidateCodecOptions(const std::string& uplink, const std::string& downlink);
 
 enum class MachineState : uint8_t { kIdle, kWaitingForClients, kFitting, kEvaluating, kDone };
 const char* MachineStateName(MachineState s);
@@ -179,6 +188,11 @@ class RoundMachine {
   MachineState state() const { return state_; }
   uint64_t round() const { return round_; }
   const Parameters& global() const { return global_; }
+  // The current round's global model encoded by the downlink codec, for the Fit
+  // messages; null when the downlink codec is "none" (send global() plain).
+  // Clients train from its decoding and send deltas against it; the coordinator
+  // adds their mean to its own full-precision global() (docs/codecs.md, "Downlink").
+  const EncodedParams* downlink() const { return downlink_.plain() ? nullptr : &downlink_; }
   const std::map<std::string, ClientEntry>& clients() const { return clients_; }
   std::optional<ClientEntry> ClientByPeer(const std::string& peer) const;
   // Peers sampled in the current attempt that have not answered yet.
@@ -241,6 +255,11 @@ class RoundMachine {
   std::unique_ptr<Strategy> strategy_;
   Status strategy_error_;
   std::unique_ptr<RoundAggregator> aggregator_;  // the current round's
+  std::unique_ptr<UpdateCodec> uplink_codec_;    // options_.uplink_codec ("none" if invalid; see codec_error_)
+  std::unique_ptr<UpdateCodec> downlink_codec_;  // options_.downlink_codec
+  Status codec_error_;
+  EncodedParams downlink_;                       // global_ encoded for downlink_round_
+  uint64_t downlink_round_ = 0;
 
   // Evaluation phase of the current round.
   std::optional<CentralEvalEvent> central_;

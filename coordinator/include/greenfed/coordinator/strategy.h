@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "greenfed/codec.h"
 #include "greenfed/protocol.h"
 #include "greenfed/status.h"
 #include "greenfed/tensor.h"
@@ -79,6 +80,12 @@ class RoundAggregator {
   // expects no groups refuses any. On error nothing is added.
   virtual Status Add(const Parameters& update, const TensorGroups& groups, bool is_delta,
                      uint64_t num_examples) = 0;
+  // The same for an update that arrived encoded by `codec` (the run's uplink
+  // codec; encoded.codec is its name). The default decodes to Parameters
+  // (strictly, codec.h) and calls Add: the buffered strategies and scaffold. The
+  // fedavg family folds it into its streaming sum with DecodeAdd instead.
+  virtual Status AddEncoded(const UpdateCodec& codec, const EncodedParams& encoded, const TensorGroups& groups,
+                            bool is_delta, uint64_t num_examples);
   virtual uint64_t total_examples() const = 0;
   virtual uint32_t num_updates() const = 0;
   // The combined model (global + combined delta). FailedPrecondition when empty.
