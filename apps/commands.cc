@@ -107,7 +107,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (!round.ok()) return Fail("coordinator", flags.Annotate(round.status()), 2);
   round->sampling.table = std::make_shared<const CarbonTable>(*carbon);
   if (Status s = ValidateRoundOptions(*round); !s.ok()) return Fail("coordinator", flags.Annotate(s), 2);
-  auto keys = LoadCoordinatorKeys(security, &log);
+  // Another transport (simulate's in-process one) has no socket to secure.
+  auto keys = ctx.transport ? StatusOr<CoordinatorKeys>(CoordinatorKeys{}) : LoadCoordinatorKeys(security, &log);
   if (!keys.ok()) return Fail("coordinator", keys.status(), 2);
 
   // Refuse an existing run (or a bad checkpoint) before the (slow) data loading, so
@@ -193,6 +194,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
                              {ck::kIntensityTrace, round->sampling.intensity_trace_path}};
     log.Info("sampling: " + (*sampling)->Describe());
   }
+  config["engine"] = ctx.engine;
   config[ck::kBudget] = {{ck::kMaxCo2eG, fed.budget.max_co2e_g}, {ck::kMaxWh, fed.budget.max_wh}};
   config[ck::kUplinkCodec] = fed.uplink_codec;
   config[ck::kDownlinkCodec] = fed.downlink_codec;
@@ -231,7 +233,8 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.max_node_power_w = fed.max_node_power_w;
   so.identity = identity;
   so.resume = std::move(checkpoint);
-  Server server(so, task->get(), std::move(initial).value(), &*carbon, meter->get(), run_dir, env.get(), &log);
+  Server server(so, ctx.transport ? ctx.transport(env.get(), &log) : nullptr, task->get(), std::move(initial).value(),
+                &*carbon, meter->get(), run_dir, env.get(), &log);
   auto endpoint = server.Bind();
   if (!endpoint.ok()) return Fail("coordinator", endpoint.status(), 1);
   log.Info("listening on " + *endpoint + "; run directory " + fed.run_dir);

@@ -4,14 +4,24 @@
 // coordinator command on a thread of its own, sharing nothing but the AppContext copy.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace greenfed {
 
+class Env;
+class Logger;
+class ServerTransport;
+
 struct AppContext {
   std::string self_exe;  // path of this binary, for the launcher's child processes
   int stop_fd = -1;      // signalfd for SIGINT/SIGTERM; -1 when signals are not routed
+  // The coordinator command's transport; empty = its ZeroMQ socket (--bind). Set by
+  // `simulate` to the in-process transport, so both engines run one coordinator.
+  std::function<std::unique_ptr<ServerTransport>(Env* env, Logger* log)> transport;
+  std::string engine = "run";  // recorded in config.json: "run" or "simulate"
 };
 
 int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext& ctx);
@@ -21,6 +31,7 @@ int RunReportCommand(const std::vector<std::string>& args, const AppContext& ctx
 int RunCountriesCommand(const std::vector<std::string>& args, const AppContext& ctx);
 int RunKeygenCommand(const std::vector<std::string>& args, const AppContext& ctx);    // greenfed keygen
 int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx);    // greenfed run
+int RunSimulateCommand(const std::vector<std::string>& args, const AppContext& ctx);  // greenfed simulate
 int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ctx);  // greenfed compare
 
 }  // namespace greenfed

@@ -135,30 +135,20 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
                 "Starts one coordinator (this process) and --clients client processes on loopback and trains to "
                 "--target-accuracy. Client logs go to RUN_DIR/client-K.log. The processes talk CURVE with keys "
                 "generated into RUN_DIR/keys/ (coordinator.key, clients/client-K.key), unless --insecure.");
-  FederationFlags fed;
-  NodeFlags node;
-  std::string client_country;
-  double client_pue = 1.0;
-  int64_t client_threads = 1;
-  flags.AddUint("clients", &fed.num_clients, "number of client processes (the federation size)");
-  AddFederationFlags(&flags, &fed, /*with_num_clients=*/false);
-  AddNodeFlags(&flags, &node);
-  flags.AddString("client-country", &client_country, "clients' country (empty = --country)");
-  std::string client_countries_list;
-  flags.AddString("client-countries", &client_countries_list,
-                  "a mixed federation: clients' countries, comma-separated, cycled over the client indices (client K "
-                  "gets entry K mod the list's length), e.g. FRA,DEU,USA,CHN,IND; instead of --client-country");
-  flags.AddDouble("client-pue", &client_pue, "clients' PUE (1.0: devices at home)");
-  flags.AddInt("client-threads", &client_threads, "intra-op threads per client process");
-  bool persist_momentum = false;
-  flags.AddBool("persist-momentum", &persist_momentum,
-                "clients keep their SGD momentum buffers across rounds (greenfed client --persist-momentum)");
+  LocalRunFlags run;
+  AddLocalRunFlags(&flags, &run);
+  FederationFlags& fed = run.fed;
+  NodeFlags& node = run.node;
+  std::string& client_country = run.client_country;
+  const std::string& client_countries_list = run.client_countries;
+  const double& client_pue = run.client_pue;
+  const int64_t& client_threads = run.client_threads;
+  const bool& persist_momentum = run.persist_momentum;
+  const bool& insecure = run.insecure;
   int64_t fit_slots = -1;  // -1: cores / client threads
   flags.AddInt("fit-slots", &fit_slots,
                "at most this many clients train at once (lock files in RUN_DIR/fit-slots; default: this machine's "
                "cores / --client-threads, at least 1; 0 = no limit)");
-  bool insecure = false;  // passed on to the coordinator with the other flags
-  flags.AddBool("insecure", &insecure, "plaintext without authentication instead of CURVE keys in RUN_DIR/keys (tests only)");
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
   if (Status s = ValidatePue(client_pue); !s.ok()) return Fail("run", s.WithContext("--client-pue"), 2);
   if (client_threads < 1) return Fail("run", InvalidArgument("--client-threads must be >= 1"), 2);
@@ -210,8 +200,11 @@ int RunLocalCommand(const std::vector<std::string>& args, const AppContext& ctx)
   // Every flag the launcher was given, from the command line or --config, except
   // its own; values as parsed, so a config file is read once, here.
   std::vector<std::string> coord_args =
-      flags.SetFlagsAsArgs({"clients", "client-country", "client-countries", "client-pue", "client-threads",
-                            "persist-momentum", "fit-slots"});
+      flags.SetFlagsAsArgs([] {
+        std::vector<std::string> own = LocalRunOwnFlags();
+        own.push_back("fit-slots");  // run's own: the clients get --fit-slots-dir/--fit-slots
+        return own;
+      }());
   // Loopback port: pick a free one by binding port 0 first.
   int port = 0;
   {
@@ -478,7 +471,13 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   flags.AddString("iid-strategy", &iid_strategy, "strategy of the FL IID run: " + StrategyNames());
   flags.AddString("non-iid-strategy", &non_iid_strategy, "strategy of the FL non-IID run: " + StrategyNames());
   for (auto& sf : strategy_flags) flags.AddDouble(sf.name, &sf.value, sf.help);
+  std::string engine = "run";
+  flags.AddString("engine", &engine, "how the FL runs execute: run (client processes on loopback) or simulate "
+                                     "(virtual clients in one process)");
   if (int rc = ParseOrExit(&flags, args); rc >= 0) return rc;
+  if (engine != "run" && engine != "simulate") {
+    return Fail("compare", InvalidArgument("--engine must be run or simulate, got '" + engine + "'"), 2);
+  }
   if (non_iid != "dirichlet" && non_iid != "shards") {
     return Fail("compare", InvalidArgument("--non-iid must be dirichlet or shards, got '" + non_iid + "'"), 2);
   }
@@ -613,7 +612,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
   steps.push_back(central);
   for (const auto& [scheme, dir] : {std::make_pair(std::string("iid"), iid_dir), std::make_pair(non_iid, noniid_dir)}) {
     const std::vector<std::string> strategy = strategy_args(scheme == "iid" ? iid_strategy : non_iid_strategy);
-    std::vector<std::string> fl = {ctx.self_exe, "run", "--clients=" + std::to_string(clients),
+    std::vector<std::string> fl = {ctx.self_exe, engine, "--clients=" + std::to_string(clients),
                                    "--partition=" + scheme, "--alpha=" + Str(alpha),
                                    "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
                                    "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,

@@ -19,6 +19,7 @@ usage: greenfed COMMAND [flags]        (greenfed COMMAND --help for its flags)
 
 commands:
   run          one coordinator and N client processes on this machine (loopback)
+  simulate     run's flags and run directory, N virtual clients in this process
   coordinator  the coordinator alone: aggregates updates from remote clients
   client       one client: connects to a coordinator and trains on its shard
   centralized  the centralized baseline: same model, same meter, whole data set
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
   int code = 2;
   if (command == "run") {
     code = greenfed::RunLocalCommand(args, ctx);
+  } else if (command == "simulate") {
+    code = greenfed::RunSimulateCommand(args, ctx);
   } else if (command == "coordinator") {
     code = greenfed::RunCoordinatorCommand(args, ctx);
   } else if (command == "client") {

@@ -223,6 +223,26 @@ std::string RunIdOf(const std::string& run_dir) {
   return slash == std::string::npos ? d : d.substr(slash + 1);
 }
 
+void AddLocalRunFlags(FlagSet* flags, LocalRunFlags* run) {
+  flags->AddUint("clients", &run->fed.num_clients, "number of clients (the federation size)");
+  AddFederationFlags(flags, &run->fed, /*with_num_clients=*/false);
+  AddNodeFlags(flags, &run->node);
+  flags->AddString("client-country", &run->client_country, "clients' country (empty = --country)");
+  flags->AddString("client-countries", &run->client_countries,
+                   "a mixed federation: clients' countries, comma-separated, cycled over the client indices (client K "
+                   "gets entry K mod the list's length), e.g. FRA,DEU,USA,CHN,IND; instead of --client-country");
+  flags->AddDouble("client-pue", &run->client_pue, "clients' PUE (1.0: devices at home)");
+  flags->AddInt("client-threads", &run->client_threads, "intra-op threads per client (process or virtual client)");
+  flags->AddBool("persist-momentum", &run->persist_momentum,
+                 "clients keep their SGD momentum buffers across rounds (greenfed client --persist-momentum)");
+  flags->AddBool("insecure", &run->insecure,
+                 "plaintext without authentication instead of CURVE keys in RUN_DIR/keys (tests only)");
+}
+
+std::vector<std::string> LocalRunOwnFlags() {
+  return {"clients", "client-country", "client-countries", "client-pue", "client-threads", "persist-momentum"};
+}
+
 void AddCoordinatorSecurityFlags(FlagSet* f, SecurityFlags* s) {
   f->AddString("secret-key", &s->secret_key, "the coordinator's CURVE key file NAME.key (from `greenfed keygen`, mode 0600)");
   f->AddString("allow-clients", &s->allow_clients,

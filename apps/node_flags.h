@@ -86,6 +86,22 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& fed, const std::st
 std::string DefaultRunDir(const std::string& kind, const std::string& detail);
 std::string RunIdOf(const std::string& run_dir);
 
+// The flags of `greenfed run`, which `greenfed simulate` takes too (one definition).
+struct LocalRunFlags {
+  FederationFlags fed;                  // --clients is the federation size
+  NodeFlags node;                       // the coordinator's node (and the clients' meter settings)
+  std::string client_country;           // clients' country; empty = --country
+  std::string client_countries;         // a mixed federation: countries cycled over client indices; "" = none
+  double client_pue = 1.0;              // clients' PUE (1.0: devices at home)
+  int64_t client_threads = 1;           // intra-op threads per client
+  bool persist_momentum = false;        // clients keep SGD momentum buffers across rounds
+  bool insecure = false;                // run: plaintext instead of CURVE keys in RUN_DIR/keys
+};
+void AddLocalRunFlags(FlagSet* flags, LocalRunFlags* run);
+// The run directory's kind prefix and the flags `run` handles itself (not passed to
+// the coordinator command).
+std::vector<std::string> LocalRunOwnFlags();
+
 // Transport security of a coordinator or a client (docs/deployment.md, "Security").
 struct SecurityFlags {
   std::string secret_key;     // --secret-key: this node's NAME.key (mode 0600)

@@ -592,3 +592,47 @@ TEST_CASE("task: persist_momentum keeps the SGD momentum buffers in the client s
     CHECK(b->parameters[0].data != a->parameters[0].data);        // the kept buffers carry over
   }
 }
+
+TEST_CASE("task: a shard view (NewShardView) fits and evaluates bit for bit like a prepared client, on shared data") {
+  SyntheticDir dir(1200, 300, 5);
+  TaskOptions o = Options(TaskRole::kClient, dir.path());
+  o.partition.scheme = "dirichlet";
+  o.partition.alpha = 0.5;
+  o.partition.num_clients = 6;
+  o.partition.seed = 4;
+  o.client_index = 2;
+  o.max_train_examples = 150;
+  FashionMnistTask prepared;
+  REQUIRE(prepared.Prepare(o).ok());
+  FashionMnistTask base;  // never prepared: holds the shared data set for its views
+  auto view = base.NewShardView(o);
+  REQUIRE(view.ok());
+  auto second = base.NewShardView(o);  // the data set is loaded once; a second view shares it
+  REQUIRE(second.ok());
+  CHECK((*view)->NumTrainExamples() == prepared.NumTrainExamples());
+  CHECK((*view)->TrainLabelHistogram() == prepared.TrainLabelHistogram());
+
+  auto init = prepared.InitialParameters();
+  REQUIRE(init.ok());
+  greenfed::FitRequest request;
+  request.parameters = *init;
+  greenfed::PutTrainConfig(Config(1, 77), &request.config);
+  greenfed::ClientState s1, s2;
+  auto a = prepared.Fit(request, s1);
+  auto b = (*view)->Fit(request, s2);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->train_loss == b->train_loss);
+  REQUIRE(a->parameters.size() == b->parameters.size());
+  for (size_t i = 0; i < a->parameters.size(); ++i) CHECK(a->parameters[i].data == b->parameters[i].data);
+  auto ea = prepared.Evaluate(a->parameters);
+  auto eb = (*view)->Evaluate(a->parameters);
+  REQUIRE(ea.ok());
+  REQUIRE(eb.ok());
+  CHECK(ea->loss == eb->loss);
+  CHECK(ea->accuracy == eb->accuracy);
+  CHECK(ea->num_examples == eb->num_examples);
+
+  TaskOptions coordinator = Options(TaskRole::kCoordinator, dir.path());
+  CHECK_FALSE(base.NewShardView(coordinator).ok());  // views are for clients
+}

@@ -1019,11 +1019,16 @@ MsgType TypeOf(const Message& m) {
   return std::visit([](const auto& msg) { return TypeOfMsg(msg); }, m);
 }
 
-Frames Encode(const Message& m) {
+Frames Encode(const Message& m) { return EncodeWithParameters(m, nullptr); }
+
+Frames EncodeWithParameters(const Message& m, const Parameters* parameters) {
   MapWriter w;
   w.Put(key::kVersion, kProtocolVersion);
   w.Put(key::kType, static_cast<uint32_t>(TypeOf(m)));
-  const TensorList tensors = std::visit([&w](const auto& msg) { return PutFields(w, msg); }, m);
+  TensorList tensors = std::visit([&w](const auto& msg) { return PutFields(w, msg); }, m);
+  if (parameters != nullptr && tensors.present && !tensors.groups.empty() && tensors.groups[0].first == kParamsGroup) {
+    tensors.groups[0].second = parameters;
+  }
   if (tensors.present) PutManifest(w, tensors);
 
   msgpack::sbuffer header;

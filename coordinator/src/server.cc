@@ -4,19 +4,15 @@
 #include "greenfed/digest.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
-#include "zap.h"
+#include "zmq_server_transport.h"
 
-#include <sys/signalfd.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <deque>
 #include <new>
 #include <iomanip>
 #include <sstream>
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
 
 namespace greenfed {
 
@@ -71,9 +67,7 @@ struct Server::Impl {
   RoundMachine machine;
   Parameters initial;
 
-  zmq::context_t ctx{1};
-  zmq::socket_t socket{ctx, zmq::socket_type::router};
-  std::unique_ptr<ZapHandler> zap;  // CURVE only; destroyed before ctx
+  std::unique_ptr<ServerTransport> transport;
   bool bound = false;
   PeerByteBudget budget;
   RoutingIdBinding routing_ids;  // a routing id belongs to the first key seen with it
@@ -106,13 +100,21 @@ struct Server::Impl {
   uint32_t warn_window_count = 0;
   uint64_t warn_suppressed = 0;
 
-  Impl(ServerOptions o, Task* t, Parameters init, const CarbonTable* c, PhaseMeter* m, RunDir* r, Env* e, Logger* l)
+  Impl(ServerOptions o, std::unique_ptr<ServerTransport> tr, Task* t, Parameters init, const CarbonTable* c,
+       PhaseMeter* m, RunDir* r, Env* e, Logger* l)
       : options(std::move(o)), task(t), carbon(c), meter(m), run_dir(r), env(e), log(l), machine(options.round),
-        initial(std::move(init)), budget(BudgetOptions(options)) {}
-
-  ~Impl() {
-    socket.close();  // before the ZAP handler stops: no connection is ever admitted without it
-    zap.reset();
+        initial(std::move(init)), transport(std::move(tr)), budget(BudgetOptions(options)) {
+    if (!transport) {
+      ZmqServerTransportOptions z;
+      z.bind = options.bind;
+      z.max_message_bytes = options.max_message_bytes;
+      z.curve_secret_key = options.curve_secret_key;
+      z.allowed_client_keys = options.allowed_client_keys;
+      z.insecure = options.insecure;
+      z.receive_hwm_messages = options.receive_hwm_messages;
+      z.stop_fd = options.stop_fd;
+      transport = NewZmqServerTransport(std::move(z), log);
+    }
   }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -126,13 +128,8 @@ struct Server::Impl {
   }
 
   void SendFrames(const std::string& peer, const Frames& frames) {
-    try {
-      socket.send(zmq::buffer(peer), zmq::send_flags::sndmore);
-      for (size_t i = 0; i < frames.size(); ++i) {
-        socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-      }
-    } catch (const zmq::error_t& e) {
-      log->Warn(std::string("send failed: ") + e.what());
+    if (Status sent = transport->Send(peer, frames); !sent.ok()) {
+      log->Warn(sent.message());
       return;
     }
     const uint64_t n = FramesBytes(frames);
@@ -267,16 +264,16 @@ struct Server::Impl {
       queue.pop_front();
       std::vector<Action> more;
       if (auto* send = std::get_if<SendAction>(&a)) {
-        if (auto* fit = std::get_if<FitMsg>(&send->message)) {
-          if (const EncodedParams* down = machine.downlink()) {
-            fit->encoded = *down;
-          } else {
-            fit->parameters = machine.global();
-          }
-        }
-        if (auto* ev = std::get_if<EvaluateMsg>(&send->message)) ev->parameters = machine.global();
         if (std::holds_alternative<ShutdownMsg>(send->message)) awaiting_final.insert(send->peer);
-        Send(send->peer, send->message);
+        // Fit and Evaluate carry the global model: encoded from the machine's one
+        // copy into each message's frames, never copied into the message first. A
+        // downlink codec's Fit carries the round's encoded model instead (its bytes).
+        auto* fit = std::get_if<FitMsg>(&send->message);
+        const EncodedParams* down = fit != nullptr ? machine.downlink() : nullptr;
+        if (down != nullptr) fit->encoded = *down;
+        const bool carries_global = (fit != nullptr && down == nullptr) ||
+                                    std::holds_alternative<EvaluateMsg>(send->message);
+        SendFrames(send->peer, EncodeWithParameters(send->message, carries_global ? &machine.global() : nullptr));
       } else if (auto* eval = std::get_if<EvaluateGlobalAction>(&a)) {
         BookSelf(Phase::kAggregate, static_cast<int64_t>(eval->round));
         auto result = task->Evaluate(machine.global());
@@ -534,103 +531,49 @@ struct Server::Impl {
     return false;
   }
 
-  // Receives everything queued, waiting up to timeout_ms for the first message.
-  // Returns false when the stop fd fired.
-  bool Poll(long timeout_ms) {
-    std::vector<zmq::pollitem_t> items = {{static_cast<void*>(socket), 0, ZMQ_POLLIN, 0}};
-    if (options.stop_fd >= 0) items.push_back({nullptr, options.stop_fd, ZMQ_POLLIN, 0});
+  // Receives everything queued (for at most one tick, so timers are not starved),
+  // waiting up to timeout_s for the first message. Returns false when the stop fd fired.
+  bool Poll(double timeout_s) {
+    return transport->Poll(timeout_s, options.tick_s, Limits(), [this](ReceivedMessage& r) { OnReceived(r); });
+  }
+
+  void OnReceived(ReceivedMessage& r) {
+    const double now = env->NowSeconds();
+    const std::string identity = r.user_id.empty() ? std::string() : "curve:" + r.user_id;
+    budget.Charge(BudgetKey(r.routing_id, r.user_id), r.wire_bytes, now);
+    round_bytes_received += r.wire_bytes;
+    total_bytes_received += r.wire_bytes;
+    if (auto it = peer_ledgers.find(r.routing_id); it != peer_ledgers.end()) it->second.observed_received += r.wire_bytes;
+    peak_copied_message_bytes = std::max(peak_copied_message_bytes, r.peak_copied_bytes);
+    if (r.outcome != ReceiveOutcome::kMessage) {
+      RefuseReceived(r);
+      return;
+    }
+    if (!BindIdentity(r.routing_id, identity)) return;
     try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) return true;
-      log->Error(std::string("poll failed: ") + e.what());
-      return false;
+      OnMessage(r.routing_id, identity, r.frames, now);
+    } catch (const std::bad_alloc&) {
+      log->Error("out of memory while handling a message from " + PeerName(r.routing_id) + "; it was dropped");
+      SendError(r.routing_id, ErrorCode::kInternal, "out of memory while handling this message");
     }
-    if (items.size() > 1 && (items[1].revents & ZMQ_POLLIN)) {
-      signalfd_siginfo info{};
-      if (::read(options.stop_fd, &info, sizeof(info)) < 0) { /* the request stands either way */ }
-      return false;
-    }
-    if (!(items[0].revents & ZMQ_POLLIN)) return true;
-    for (int count = 0; count < 1000; ++count) {
-      StatusOr<std::optional<ReceivedMessage>> got = Internal("not received");
-      try {
-        got = ReceiveBounded(static_cast<void*>(socket), Limits());
-      } catch (const std::bad_alloc&) {
-        // ReceiveBounded keeps its own copies bounded; this is the Status or the id.
-        log->Error("out of memory while receiving a message; it was dropped");
-        continue;
-      }
-      if (!got.ok()) {
-        log->Warn(got.status().message());
-        break;
-      }
-      if (!*got) break;
-      ReceivedMessage& r = **got;
-      if (r.num_frames == 0) continue;  // a ROUTER always prefixes the routing id
-      const double now = env->NowSeconds();
-      const std::string identity = r.user_id.empty() ? std::string() : "curve:" + r.user_id;
-      budget.Charge(BudgetKey(r.routing_id, r.user_id), r.wire_bytes, now);
-      round_bytes_received += r.wire_bytes;
-      total_bytes_received += r.wire_bytes;
-      if (auto it = peer_ledgers.find(r.routing_id); it != peer_ledgers.end()) it->second.observed_received += r.wire_bytes;
-      peak_copied_message_bytes = std::max(peak_copied_message_bytes, r.peak_copied_bytes);
-      if (r.outcome != ReceiveOutcome::kMessage) {
-        RefuseReceived(r);
-        continue;
-      }
-      if (!BindIdentity(r.routing_id, identity)) continue;
-      try {
-        OnMessage(r.routing_id, identity, r.frames, now);
-      } catch (const std::bad_alloc&) {
-        log->Error("out of memory while handling a message from " + PeerName(r.routing_id) + "; it was dropped");
-        SendError(r.routing_id, ErrorCode::kInternal, "out of memory while handling this message");
-      }
-    }
-    return true;
   }
 };
 
 Server::Server(ServerOptions options, Task* eval_task, Parameters initial, const CarbonTable* carbon,
                PhaseMeter* meter, RunDir* run_dir, Env* env, Logger* log)
-    : impl_(std::make_unique<Impl>(std::move(options), eval_task, std::move(initial), carbon, meter, run_dir, env,
-                                   log)) {}
+    : Server(std::move(options), nullptr, eval_task, std::move(initial), carbon, meter, run_dir, env, log) {}
+
+Server::Server(ServerOptions options, std::unique_ptr<ServerTransport> transport, Task* eval_task, Parameters initial,
+               const CarbonTable* carbon, PhaseMeter* meter, RunDir* run_dir, Env* env, Logger* log)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(transport), eval_task, std::move(initial), carbon,
+                                   meter, run_dir, env, log)) {}
 
 Server::~Server() = default;
 
 StatusOr<std::string> Server::Bind() {
-  Impl& s = *impl_;
-  const bool curve = !s.options.curve_secret_key.empty();
-  if (!curve && !s.options.insecure) {
-    return FailedPrecondition("no CURVE secret key for the coordinator (--secret-key); plaintext needs --insecure");
-  }
-  if (curve && s.options.allowed_client_keys.empty()) {
-    return FailedPrecondition("CURVE needs an allow-list of client public keys (--allow-clients)");
-  }
-  try {
-    s.socket.set(zmq::sockopt::linger, 0);
-    s.socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(s.options.max_message_bytes));
-    s.socket.set(zmq::sockopt::rcvhwm, std::max(1, s.options.receive_hwm_messages));
-    if (curve) {
-      GREENFED_RETURN_IF_ERROR(ValidateZ85Key(s.options.curve_secret_key).WithContext("coordinator secret key"));
-      for (const auto& k : s.options.allowed_client_keys) {
-        GREENFED_RETURN_IF_ERROR(ValidateZ85Key(k).WithContext("allow-listed key " + KeyPrefix(k)));
-      }
-      if (!CurveAvailable()) return Unavailable("this libzmq has no CURVE support; rebuild with libsodium or use --insecure");
-      GREENFED_ASSIGN_OR_RETURN(s.zap, ZapHandler::Start(&s.ctx, s.options.allowed_client_keys, s.log));
-      s.socket.set(zmq::sockopt::curve_server, true);
-      s.socket.set(zmq::sockopt::curve_secretkey, s.options.curve_secret_key);
-      // libzmq 4.3 admits every CURVE client when no handler is bound (ZMQ_ZAP_ENFORCE_DOMAIN
-      // is a draft option there): the handler is bound above, before this socket, and
-      // the socket is closed before the handler stops (~Impl).
-      s.socket.set(zmq::sockopt::zap_domain, "greenfed");
-    }
-    s.socket.bind(s.options.bind);
-    s.bound = true;
-    return s.socket.get(zmq::sockopt::last_endpoint);
-  } catch (const zmq::error_t& e) {
-    return Unavailable("cannot bind " + s.options.bind + ": " + e.what());
-  }
+  GREENFED_ASSIGN_OR_RETURN(std::string endpoint, impl_->transport->Bind());
+  impl_->bound = true;
+  return endpoint;
 }
 
 StatusOr<ServerResult> Server::Run() {
@@ -657,10 +600,9 @@ StatusOr<ServerResult> Server::Run() {
     s.Execute(s.machine.Start(s.start_s, s.initial));
   }
 
-  const auto tick_ms = static_cast<long>(s.options.tick_s * 1000);
   while (!s.stopped) {
     s.machine.NoteUtcHour(UtcHourNow());  // rounds start inside the events handled below
-    if (!s.Poll(tick_ms)) {
+    if (!s.Poll(s.options.tick_s)) {
       s.log->Warn("stop requested; shutting the federation down");
       s.Execute(s.machine.RequestStop("interrupted by signal"));
       break;
@@ -670,7 +612,7 @@ StatusOr<ServerResult> Server::Run() {
   // Collect the clients' last energy reports, then close the books.
   const double grace_end = s.env->NowSeconds() + s.options.shutdown_grace_s;
   while (!s.awaiting_final.empty() && s.env->NowSeconds() < grace_end) {
-    if (!s.Poll(50)) break;
+    if (!s.Poll(0.05)) break;
   }
   if (!s.awaiting_final.empty()) {
     s.log->Warn(std::to_string(s.awaiting_final.size()) + " client(s) sent no final energy report");
@@ -694,7 +636,7 @@ StatusOr<ServerResult> Server::Run() {
   r.stop_reason = stop.reason;
   r.refused_messages = s.refused_messages;
   r.peak_copied_message_bytes = s.peak_copied_message_bytes;
-  r.refused_handshakes = s.zap ? s.zap->refused() : 0;
+  r.refused_handshakes = s.transport->refused_handshakes();
   if (s.refused_messages) {
     s.log->Warn(std::to_string(s.refused_messages) + " message(s) refused unread (too large or over budget)");
   }

@@ -152,12 +152,29 @@ struct DigitsTask::Impl {
   std::vector<uint8_t> test_y;
   std::vector<uint8_t> all_train_labels;  // labels of the whole train split (ShardSizes); empty with own data
   std::vector<int64_t> train_histogram;
+  std::shared_ptr<const DigitsData> shared;  // NewShardView: the CSV, read once
 };
 
 DigitsTask::DigitsTask() : impl_(std::make_unique<Impl>()) {}
 DigitsTask::~DigitsTask() = default;
 
-Status DigitsTask::Prepare(const TaskOptions& options) {
+Status DigitsTask::Prepare(const TaskOptions& options) { return PrepareFrom(options, nullptr); }
+
+StatusOr<std::unique_ptr<Task>> DigitsTask::NewShardView(const TaskOptions& client_options) {
+  if (client_options.role != TaskRole::kClient || !client_options.own_data_path.empty()) {
+    return InvalidArgument("digits: a shard view is for a partitioned client");
+  }
+  if (!impl_->shared) {
+    const std::string dir = client_options.data_dir.empty() ? std::string(kDefaultDataDir) : client_options.data_dir;
+    GREENFED_ASSIGN_OR_RETURN(DigitsData all, ReadDigitsCsv(dir + "/" + kDigitsFile));
+    impl_->shared = std::make_shared<const DigitsData>(std::move(all));
+  }
+  auto view = std::make_unique<DigitsTask>();
+  GREENFED_RETURN_IF_ERROR(view->PrepareFrom(client_options, impl_->shared.get()));
+  return std::unique_ptr<Task>(std::move(view));
+}
+
+Status DigitsTask::PrepareFrom(const TaskOptions& options, const DigitsData* shared) {
   auto fresh = std::make_unique<Impl>();
   fresh->options = options;
   TaskOptions& o = fresh->options;
@@ -181,8 +198,11 @@ Status DigitsTask::Prepare(const TaskOptions& options) {
     Cap(o.max_train_examples, &keep);
     train = Select(train, keep);
   } else {
-    const std::string path = o.data_dir + "/" + kDigitsFile;
-    GREENFED_ASSIGN_OR_RETURN(DigitsData all, ReadDigitsCsv(path));
+    DigitsData read;
+    if (shared == nullptr) {
+      GREENFED_ASSIGN_OR_RETURN(read, ReadDigitsCsv(o.data_dir + "/" + kDigitsFile));
+    }
+    const DigitsData& all = shared != nullptr ? *shared : read;
     const TrainTestSplit split = StratifiedSplit(all.labels, kTestPerClass, kSplitSeed);
     fresh->all_train_labels = LabelsOf(all.labels, split.train);
     const std::vector<uint8_t> test_labels = LabelsOf(all.labels, split.test);

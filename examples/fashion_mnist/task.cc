@@ -137,16 +137,55 @@ struct FashionMnistTask::Impl {
   torch::Tensor test_x;
   torch::Tensor test_y;
   std::vector<int64_t> train_histogram;
+  // Shared data (NewShardView). The base task: the data set, loaded once. A view:
+  // the same pointer and its own index lists; its tensors and model exist only
+  // during a Fit or an Evaluate.
+  std::shared_ptr<const FashionMnist> shared;
+  bool view = false;
+  std::vector<uint32_t> view_train, view_test;
 
   Status PrepareData(const FashionMnist& data);
+  Status ShardIndices(const FashionMnist& data, std::vector<uint32_t>* train, std::vector<uint32_t>* test) const;
+  // A view's tensors and model for one call, and their release after it.
+  Status Materialize();
+  void Release();
   StatusOr<FitResult> Train(const FitRequest& request, const TrainConfig& config, double mu, ClientState& state);
   StatusOr<EvalResult> Test(const Parameters& parameters);
 };
 
 Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
-  const TaskOptions& o = options;
   std::vector<uint32_t> train_indices;
   std::vector<uint32_t> test_indices;
+  GREENFED_RETURN_IF_ERROR(ShardIndices(data, &train_indices, &test_indices));
+  train_x = ImagesTensor(data.train_images, train_indices);
+  train_y = LabelsTensor(data.train_labels, train_indices);
+  test_x = ImagesTensor(data.test_images, test_indices);
+  test_y = LabelsTensor(data.test_labels, test_indices);
+  train_histogram = LabelHistogram(data.train_labels.labels, train_indices, kNumClasses);
+  return Status::Ok();
+}
+
+Status FashionMnistTask::Impl::Materialize() {
+  if (!view) return Status::Ok();
+  train_x = ImagesTensor(shared->train_images, view_train);
+  train_y = LabelsTensor(shared->train_labels, view_train);
+  test_x = ImagesTensor(shared->test_images, view_test);
+  test_y = LabelsTensor(shared->test_labels, view_test);
+  GREENFED_ASSIGN_OR_RETURN(net, models.Create(options.model, options.init_seed));
+  return Status::Ok();
+}
+
+void FashionMnistTask::Impl::Release() {
+  if (!view) return;
+  train_x = train_y = test_x = test_y = torch::Tensor();
+  net.reset();
+}
+
+Status FashionMnistTask::Impl::ShardIndices(const FashionMnist& data, std::vector<uint32_t>* train_out,
+                                            std::vector<uint32_t>* test_out) const {
+  const TaskOptions& o = options;
+  std::vector<uint32_t>& train_indices = *train_out;
+  std::vector<uint32_t>& test_indices = *test_out;
   if (!o.own_data_path.empty()) {
     train_indices = FirstN(data.train_images.count);  // own data: all of it, no test set
   } else if (o.role == TaskRole::kClient) {
@@ -164,12 +203,6 @@ Status FashionMnistTask::Impl::PrepareData(const FashionMnist& data) {
   }
   Cap(o.max_train_examples, &train_indices);
   Cap(o.max_test_examples, &test_indices);
-
-  train_x = ImagesTensor(data.train_images, train_indices);
-  train_y = LabelsTensor(data.train_labels, train_indices);
-  test_x = ImagesTensor(data.test_images, test_indices);
-  test_y = LabelsTensor(data.test_labels, test_indices);
-  train_histogram = LabelHistogram(data.train_labels.labels, train_indices, kNumClasses);
   return Status::Ok();
 }
 
@@ -377,7 +410,7 @@ StatusOr<Parameters> FashionMnistTask::InitialParameters() {
 
 StatusOr<FitResult> FashionMnistTask::Fit(const FitRequest& request, ClientState& state) {
   if (!impl_->prepared) return FailedPrecondition("fashion_mnist: Fit called before Prepare");
-  if (impl_->train_x.size(0) == 0) {
+  if (NumTrainExamples() == 0) {
     return FailedPrecondition(std::string("fashion_mnist: Fit needs training data, role ") +
                               RoleName(impl_->options.role) + " has none");
   }
@@ -398,18 +431,29 @@ StatusOr<FitResult> FashionMnistTask::Fit(const FitRequest& request, ClientState
   }
   // The state changes only when the whole Fit succeeds.
   ClientState next = state;
-  StatusOr<FitResult> result = Guarded<FitResult>("Fit", [&] { return impl_->Train(request, config, *mu, next); });
+  StatusOr<FitResult> result = Guarded<FitResult>("Fit", [&]() -> StatusOr<FitResult> {
+    GREENFED_RETURN_IF_ERROR(impl_->Materialize());
+    StatusOr<FitResult> trained = impl_->Train(request, config, *mu, next);
+    impl_->Release();
+    return trained;
+  });
   if (result.ok()) state = std::move(next);
   return result;
 }
 
 StatusOr<EvalResult> FashionMnistTask::Evaluate(const Parameters& parameters) {
   if (!impl_->prepared) return FailedPrecondition("fashion_mnist: Evaluate called before Prepare");
-  if (impl_->test_x.size(0) == 0) return FailedPrecondition("fashion_mnist: Evaluate has no test examples");
-  return Guarded<EvalResult>("Evaluate", [&] { return impl_->Test(parameters); });
+  if (NumTestExamples() == 0) return FailedPrecondition("fashion_mnist: Evaluate has no test examples");
+  return Guarded<EvalResult>("Evaluate", [&]() -> StatusOr<EvalResult> {
+    GREENFED_RETURN_IF_ERROR(impl_->Materialize());
+    StatusOr<EvalResult> tested = impl_->Test(parameters);
+    impl_->Release();
+    return tested;
+  });
 }
 
 uint64_t FashionMnistTask::NumTrainExamples() const {
+  if (impl_->view) return impl_->view_train.size();
   return impl_->prepared ? static_cast<uint64_t>(impl_->train_x.size(0)) : 0;
 }
 
@@ -420,7 +464,39 @@ StatusOr<std::vector<uint64_t>> FashionMnistTask::ShardSizes(const PartitionSpec
 }
 
 uint64_t FashionMnistTask::NumTestExamples() const {
+  if (impl_->view) return impl_->view_test.size();
   return impl_->prepared ? static_cast<uint64_t>(impl_->test_x.size(0)) : 0;
+}
+
+StatusOr<std::unique_ptr<Task>> FashionMnistTask::NewShardView(const TaskOptions& client_options) {
+  if (client_options.role != TaskRole::kClient || !client_options.own_data_path.empty()) {
+    return InvalidArgument("fashion_mnist: a shard view is for a partitioned client");
+  }
+  if (client_options.threads < 1) {
+    return InvalidArgument("fashion_mnist: threads must be >= 1, got " + std::to_string(client_options.threads));
+  }
+  if (!impl_->shared) {
+    const std::string dir = client_options.data_dir.empty() ? std::string(kDefaultDataDir) : client_options.data_dir;
+    GREENFED_ASSIGN_OR_RETURN(FashionMnist data, LoadFashionMnist(dir, true, true));
+    impl_->shared = std::make_shared<const FashionMnist>(std::move(data));
+  }
+  auto view = std::make_unique<FashionMnistTask>();
+  Impl& v = *view->impl_;
+  v.options = client_options;
+  if (v.options.data_dir.empty()) v.options.data_dir = kDefaultDataDir;
+  GREENFED_RETURN_IF_ERROR(RegisterBuiltinModels(&v.models));
+  if (!v.models.Contains(v.options.model)) return NotFound("fashion_mnist: unknown model '" + v.options.model + "'");
+  v.shared = impl_->shared;
+  v.view = true;
+  GREENFED_RETURN_IF_ERROR(v.ShardIndices(*v.shared, &v.view_train, &v.view_test));
+  v.train_histogram = LabelHistogram(v.shared->train_labels.labels, v.view_train, kNumClasses);
+  StatusOr<bool> threads = Guarded<bool>("NewShardView", [&]() -> StatusOr<bool> {
+    torch::set_num_threads(client_options.threads);
+    return true;
+  });
+  GREENFED_RETURN_IF_ERROR(threads.status());
+  v.prepared = true;
+  return std::unique_ptr<Task>(std::move(view));
 }
 
 std::vector<int64_t> FashionMnistTask::TrainLabelHistogram() const { return impl_->train_histogram; }

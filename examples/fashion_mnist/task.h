@@ -55,6 +55,10 @@ class FashionMnistTask final : public Task {
   // Reads the training labels from the prepared data_dir and cuts them as the
   // clients do (partition.h ShardSizes); needs Prepare first.
   StatusOr<std::vector<uint64_t>> ShardSizes(const PartitionSpec& spec) const override;
+  // Loads train and test once into this task (data_dir from client_options); each
+  // view keeps its train and test index lists and builds its shard's tensors and
+  // its model for the length of one Fit or Evaluate.
+  StatusOr<std::unique_ptr<Task>> NewShardView(const TaskOptions& client_options) override;
 
   // Number of test examples prepared (the client's test shard size).
   uint64_t NumTestExamples() const;

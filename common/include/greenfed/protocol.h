@@ -246,6 +246,10 @@ MsgType TypeOf(const Message& m);
 using Frames = std::vector<std::vector<uint8_t>>;
 
 Frames Encode(const Message& m);
+// Encode(m) with `parameters` (when not null) in place of the message's group
+// "params" (Fit, FitRes, Evaluate): the coordinator encodes the one global model
+// into every client's Fit without copying it into each message first.
+Frames EncodeWithParameters(const Message& m, const Parameters* parameters);
 // `max_bytes` bounds the sum of all frame sizes.
 StatusOr<Message> Decode(const Frames& frames, uint64_t max_bytes = kDefaultMaxMessageBytes);
 size_t FramesBytes(const Frames& frames);

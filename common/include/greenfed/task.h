@@ -108,6 +108,18 @@ class Task {
     (void)spec;
     return FailedPrecondition("this task cannot compute its clients' shard sizes");
   }
+  // Shared data (greenfed simulate): a task for one client, `client_options` as
+  // that client's Prepare would get them (role kClient, partition, client_index),
+  // that reads this task's copy of the data set instead of loading its own. The
+  // first call loads the data set into this task, read-only; every view shares it
+  // and holds only its own index list (and builds what a Fit needs for the call).
+  // The view is prepared; it may be used on another thread than this task, one
+  // thread at a time as any Task. Called from one thread. Default: FailedPrecondition,
+  // and the simulator prepares a task of the client's own instead.
+  virtual StatusOr<std::unique_ptr<Task>> NewShardView(const TaskOptions& client_options) {
+    (void)client_options;
+    return FailedPrecondition("this task does not share its data set between clients");
+  }
 };
 
 using TaskFactory = std::function<std::unique_ptr<Task>()>;

@@ -1,5 +1,6 @@
-// Server: the coordinator's event loop. The only coordinator code that touches
-// ZeroMQ: it decodes what arrives on a ROUTER socket into RoundMachine events,
+// Server: the coordinator's event loop. It decodes what arrives through its
+// ServerTransport (server_transport.h: a ZeroMQ ROUTER socket by default, the
+// in-process transport of `greenfed simulate`) into RoundMachine events,
 // executes the machine's actions (send, evaluate centrally, write the run
 // directory), meters the coordinator itself and books every client's energy.
 //
@@ -30,6 +31,7 @@
 #include "greenfed/carbon.h"
 #include "greenfed/coordinator/checkpoint.h"
 #include "greenfed/coordinator/round_machine.h"
+#include "greenfed/coordinator/server_transport.h"
 #include "greenfed/env.h"
 #include "greenfed/log.h"
 #include "greenfed/meter.h"
@@ -85,6 +87,10 @@ class Server {
   // coordinator role; `initial` are the starting global parameters.
   Server(ServerOptions options, Task* eval_task, Parameters initial, const CarbonTable* carbon,
          PhaseMeter* meter, RunDir* run_dir, Env* env, Logger* log);
+  // The same server over another transport (server_transport.h), e.g. greenfed
+  // simulate's in-process one; null = the ZeroMQ ROUTER socket from `options`.
+  Server(ServerOptions options, std::unique_ptr<ServerTransport> transport, Task* eval_task, Parameters initial,
+         const CarbonTable* carbon, PhaseMeter* meter, RunDir* run_dir, Env* env, Logger* log);
   // Binds; returns the bound endpoint (useful with a wildcard port).
   StatusOr<std::string> Bind();
   // Runs until the machine stops. Requires Bind(). With options.resume, continues

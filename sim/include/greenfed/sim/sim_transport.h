@@ -1,0 +1,53 @@
+// The in-process transport of `greenfed simulate`: a ServerTransport
+// (coordinator/server_transport.h) whose peers are virtual clients in this
+// process. Each virtual client is a ClientMachine (client/client_machine.h), the
+// same logic the socket client runs, holding only its own ClientState, its shard
+// (a view into the shared data set where the task offers Task::NewShardView) and
+// its bookkeeping. Fits and evaluations run on a pool of worker threads.
+//
+// The same data path: every message between the coordinator and a virtual client
+// is encoded and decoded with the protocol's Encode/Decode, so the bytes the server
+// and the clients count (and the comm energy they book) are the bytes the same run
+// would put on the wire.
+//
+// Energy per virtual client: the CPU time of each fit and evaluation on its worker
+// thread (CLOCK_THREAD_CPUTIME_ID) through the CPU power model (meter.h
+// PowerModel: cpu_s * watts_per_core, plus the process's resident memory divided
+// among the workers at watts_per_gb): source "model", never "measured".
+//
+// Thread safety: Bind/Send/Poll from the server's thread only; the machines are
+// touched only there. Workers run tasks; a virtual client has one job at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "greenfed/client/client_machine.h"
+#include "greenfed/coordinator/server_transport.h"
+#include "greenfed/env.h"
+#include "greenfed/log.h"
+#include "greenfed/meter.h"
+#include "greenfed/task.h"
+
+namespace greenfed {
+
+struct SimOptions {
+  uint32_t num_clients = 10;       // virtual clients, indices 0..num_clients-1
+  uint32_t workers = 1;            // worker threads that run fits and evaluations
+  ClientOptions client;            // every virtual client's settings (task options, country, PUE, comm)
+  // A mixed federation: virtual client K declares client_countries[K mod size] instead of
+  // client.country (greenfed simulate --client-countries). Empty = client.country for all.
+  std::vector<std::string> client_countries;
+  PowerModel power;                // CPU model for the virtual clients' compute energy
+  int stop_fd = -1;                // readable fd that requests a stop; -1 = none
+  bool log_clients = false;        // virtual clients' info lines to the log (warnings always)
+};
+
+// `tasks`, `env` and `log` must outlive the transport.
+std::unique_ptr<ServerTransport> NewSimTransport(SimOptions options, const TaskRegistry* tasks, Env* env, Logger* log);
+
+// Per-thread CPU seconds of the calling thread (CLOCK_THREAD_CPUTIME_ID).
+double ThreadCpuSeconds();
+
+}  // namespace greenfed
