@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "commands.h"
+#include "fashion_mnist/blas.h"
 
 namespace {
 
@@ -51,6 +53,11 @@ int main(int argc, char** argv) {
   // ~4x with these thresholds. Memory stays bounded by the largest message.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // One BLAS thread (fashion_mnist/blas.h): here for this process, whose OpenBLAS has already
+  // started its pool, and in the environment for the processes it spawns (run, compare),
+  // whose OpenBLAS then starts no pool thread at all. A user's own setting is kept.
+  setenv("OPENBLAS_NUM_THREADS", "1", /*overwrite=*/0);
+  greenfed::fmnist::PinBlasToOneThread();
 
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);

@@ -9,34 +9,39 @@
 # maps an executable's own NEEDED entries before those of its libraries, so when libtorch_cpu
 # asks for libblas.so.3 the chosen one is already loaded under that soname and is reused: one
 # BLAS in the process, whatever the alternative says. tests/test_task.cc checks the binding
-# (the file sgemm_ resolves to, and that OpenBLAS is its single-threaded build).
+# (the file sgemm_ resolves to, that OpenBLAS is its pthread build, and that it runs one thread).
 #
 # GREENFED_BLAS:
-#   openblas-serial (default) OpenBLAS without threads (libopenblas0-serial), measured at 0.58x
-#                             the CPU-s of a Fit against the reference BLAS (docs/benchmarks.md).
-#                             Never the pthread build: its idle threads spin in sched_yield, ten
-#                             times the system time on this project's machines.
+#   openblas (default)        OpenBLAS's pthread build (libopenblas0-pthread), capped to ONE
+#                             thread: the fashion_mnist task calls openblas_set_num_threads(1)
+#                             in Prepare and `greenfed` exports OPENBLAS_NUM_THREADS=1 to the
+#                             processes it starts, so no BLAS thread exists to spin in
+#                             sched_yield. A Fit takes 0.56x the CPU-s of the reference BLAS
+#                             (docs/benchmarks.md). Not the serial build (libopenblas0-serial):
+#                             Debian builds it without USE_LOCKING, and concurrent sgemm_ calls
+#                             from several threads of one process (greenfed simulate's worker
+#                             pool) returned wrong products; the pthread build locks.
 #   reference                 Debian's reference BLAS/LAPACK (libblas3, liblapack3), pinned the
 #                             same way: the numerics of the results committed before 2026-12-01.
 #   system                    link nothing: whatever libblas.so.3 the alternatives resolve to.
-set(GREENFED_BLAS "openblas-serial" CACHE STRING
-    "BLAS that libtorch binds to in greenfed's executables: openblas-serial, reference or system")
-set_property(CACHE GREENFED_BLAS PROPERTY STRINGS openblas-serial reference system)
+set(GREENFED_BLAS "openblas" CACHE STRING
+    "BLAS that libtorch binds to in greenfed's executables: openblas, reference or system")
+set_property(CACHE GREENFED_BLAS PROPERTY STRINGS openblas reference system)
 
 add_library(greenfed_blas INTERFACE)
 add_library(greenfed::blas ALIAS greenfed_blas)
 
 set(_greenfed_libdir /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE})
-if(GREENFED_BLAS STREQUAL "openblas-serial")
-  set(_greenfed_blas_dir ${_greenfed_libdir}/openblas-serial)
-  set(_greenfed_lapack_dir ${_greenfed_libdir}/openblas-serial)
-  set(_greenfed_blas_pkg libopenblas0-serial)
+if(GREENFED_BLAS STREQUAL "openblas")
+  set(_greenfed_blas_dir ${_greenfed_libdir}/openblas-pthread)
+  set(_greenfed_lapack_dir ${_greenfed_libdir}/openblas-pthread)
+  set(_greenfed_blas_pkg libopenblas0-pthread)
 elseif(GREENFED_BLAS STREQUAL "reference")
   set(_greenfed_blas_dir ${_greenfed_libdir}/blas)
   set(_greenfed_lapack_dir ${_greenfed_libdir}/lapack)
   set(_greenfed_blas_pkg "libblas3 and liblapack3")
 elseif(NOT GREENFED_BLAS STREQUAL "system")
-  message(FATAL_ERROR "GREENFED_BLAS='${GREENFED_BLAS}': expected openblas-serial, reference or system")
+  message(FATAL_ERROR "GREENFED_BLAS='${GREENFED_BLAS}': expected openblas, reference or system")
 endif()
 
 # Directories the executables' RUNPATH must hold (apps/ and cmake/Install.cmake add them to the

@@ -27,9 +27,9 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME greenfed)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SHLIBDEPS ON)
 # dpkg-shlibdeps maps libblas.so.3 to "libblas3 | libblas.so.3", which any BLAS satisfies; the
-# binary's RUNPATH wants OpenBLAS serial's directory (cmake/Blas.cmake), so name the package.
-if(GREENFED_BLAS STREQUAL "openblas-serial")
-  set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "libopenblas0-serial")
+# binary's RUNPATH wants OpenBLAS (pthread build)'s directory (cmake/Blas.cmake), so name the package.
+if(GREENFED_BLAS STREQUAL "openblas")
+  set(CPACK_DEBIAN_RUNTIME_PACKAGE_DEPENDS "libopenblas0-pthread")
 endif()
 # The data set of the built-in task; greenfed runs without it (--data-dir, other tasks).
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "dataset-fashion-mnist")

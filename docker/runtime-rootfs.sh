@@ -86,7 +86,7 @@ install -m 0755 "$binary" "$out/usr/local/bin/greenfed"
 install -m 0755 "$tools_dir/entrypoint.sh" "$out/usr/local/bin/greenfed-entrypoint"
 install -m 0755 "$tools_dir/keys.sh" "$out/usr/local/bin/greenfed-keys"
 copy_closure "$binary"
-# The binary names its BLAS by RUNPATH (cmake/Blas.cmake: OpenBLAS serial by default); in the tree
+# The binary names its BLAS by RUNPATH (cmake/Blas.cmake: OpenBLAS (pthread build, one thread) by default); in the tree
 # that directory does not exist and the copy, under its soname, is found in $LIBDIR instead.
 echo "$PROG: libtorch's BLAS: $(ldd "$binary" | awk '$1 == "libblas.so.3" {print $3}') -> /$LIBDIR/libblas.so.3"
 for tool in "${TOOLS[@]}"; do

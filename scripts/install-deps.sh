@@ -16,7 +16,7 @@ set -euo pipefail
 readonly BUILD_PKGS=(
   build-essential cmake
   libtorch-dev          # CPU libtorch 1.13 (examples/fashion_mnist)
-  libopenblas0-serial   # libtorch's BLAS in greenfed's binaries (cmake/Blas.cmake); never -pthread
+  libopenblas0-pthread  # libtorch's BLAS in greenfed's binaries (cmake/Blas.cmake), run at 1 thread
   libzmq3-dev cppzmq-dev
   libmsgpack-cxx-dev    # header-only, CMake target msgpackc-cxx
   libssl-dev zlib1g-dev
@@ -36,8 +36,8 @@ readonly DIGITS_PKGS=(python3-sklearn)
 # Runtime: the packages owning the libraries in `readelf -d build/apps/greenfed | grep NEEDED`
 # (libtorch_cpu/libtorch/libc10, libzmq, libz, libstdc++, libgcc_s, libc). libtorch1.13 then pulls
 # its own large dependency closure (OpenBLAS, oneDNN, protobuf, OpenCV, FFmpeg, GDAL, Qt).
-# libopenblas0-serial: the binary NEEDs its libblas.so.3 through RUNPATH (cmake/Blas.cmake).
-readonly RUNTIME_PKGS=(libtorch1.13 libopenblas0-serial libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
+# libopenblas0-pthread: the binary NEEDs its libblas.so.3 through RUNPATH (cmake/Blas.cmake).
+readonly RUNTIME_PKGS=(libtorch1.13 libopenblas0-pthread libzmq5 libssl3 zlib1g libtomlplusplus3 libstdc++6 libgcc-s1)
 
 mode=all
 dry_run=0
@@ -83,16 +83,16 @@ else
   exit 1
 fi
 
-# libopenblas0-serial registers itself for libblas.so.3/liblapack.so.3 at priority 90, above the
+# libopenblas0-pthread registers itself for libblas.so.3/liblapack.so.3 at priority 100, above the
 # reference BLAS (10): installed in auto mode it would switch every program on the machine to
 # OpenBLAS. greenfed does not need that (its binaries name OpenBLAS's directory in their RUNPATH),
 # so an existing selection is kept: set to itself, which makes it manual.
-if [[ " ${missing[*]} " == *" libopenblas0-serial "* ]]; then
+if [[ " ${missing[*]} " == *" libopenblas0-pthread "* ]]; then
   for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
     current=$(update-alternatives --query "$alt" 2>/dev/null | sed -n 's/^Value: //p' || true)
     if [[ -n "$current" ]]; then
       "${as_root[@]}" update-alternatives --set "$alt" "$current" >/dev/null
-      echo "install-deps.sh: keeping $alt at $current (greenfed binds to OpenBLAS serial itself)"
+      echo "install-deps.sh: keeping $alt at $current (greenfed binds to OpenBLAS itself)"
     fi
   done
 fi

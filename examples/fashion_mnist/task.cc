@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "fashion_mnist/blas.h"
 #include "fashion_mnist/idx.h"
 #include "fashion_mnist/model.h"
 #include "fashion_mnist/model_torch.h"
@@ -388,6 +389,7 @@ Status FashionMnistTask::Prepare(const TaskOptions& options) {
                                      : LoadFashionMnist(fresh->options.data_dir, need_train, true));
   StatusOr<bool> done = Guarded<bool>("Prepare", [&]() -> StatusOr<bool> {
     torch::set_num_threads(options.threads);
+    PinBlasToOneThread();  // blas.h: parallelism comes from processes and workers, not the BLAS
     GREENFED_RETURN_IF_ERROR(fresh->PrepareData(data));
     GREENFED_ASSIGN_OR_RETURN(fresh->net, fresh->models.Create(options.model, options.init_seed));
     return true;
