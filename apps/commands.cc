@@ -159,7 +159,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   auto initial = (*task)->InitialParameters();
   if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
 
-  auto env = NewSystemEnv();
+  std::unique_ptr<Env> env = ctx.env ? ctx.env() : NewSystemEnv();
   auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
   if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
 

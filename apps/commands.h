@@ -22,6 +22,9 @@ struct AppContext {
   // `simulate` to the in-process transport, so both engines run one coordinator.
   std::function<std::unique_ptr<ServerTransport>(Env* env, Logger* log)> transport;
   std::string engine = "run";  // recorded in config.json: "run" or "simulate"
+  // The coordinator command's Env (clock, CPU, RSS for its meter); empty = NewSystemEnv().
+  // `simulate` sets one that leaves out the virtual clients' CPU, which they book themselves.
+  std::function<std::unique_ptr<Env>()> env;
 };
 
 int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext& ctx);

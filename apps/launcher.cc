@@ -551,7 +551,7 @@ int RunCompareCommand(const std::vector<std::string>& args, const AppContext& ct
     std::vector<std::vector<std::string>> steps;
     std::vector<std::string> dirs;
     auto fl_run = [&](const std::string& scheme, const std::string& dir, std::vector<std::string> extra) {
-      std::vector<std::string> fl = {ctx.self_exe, "run", "--clients=" + std::to_string(clients),
+      std::vector<std::string> fl = {ctx.self_exe, engine, "--clients=" + std::to_string(clients),
                                      "--partition=" + scheme, "--alpha=" + Str(alpha),
                                      "--target-accuracy=" + Str(target), "--max-rounds=" + std::to_string(max_rounds),
                                      "--lr=" + Str(fl_lr), "--run-dir=" + dir, "--country=" + country,

@@ -82,8 +82,12 @@ int RunSimulateCommand(const std::vector<std::string>& args, const AppContext& c
   so.client.expected_num_clients = static_cast<uint32_t>(run.fed.num_clients);
   so.power = meter_options->model;
   so.stop_fd = ctx.stop_fd;
+  so.job_cpu_ns = std::make_shared<std::atomic<int64_t>>(0);
   AppContext coord_ctx = ctx;
   coord_ctx.engine = "simulate";
+  // The coordinator's meter reads the process's CPU time, which here includes every virtual
+  // client's fits; those are booked by the clients, so the coordinator's Env leaves them out.
+  coord_ctx.env = [counter = so.job_cpu_ns] { return NewEnvExcludingJobs(NewSystemEnv(), counter); };
   const TaskRegistry* tasks = &*registry;
   coord_ctx.transport = [so, tasks](Env* env, Logger* log) { return NewSimTransport(so, tasks, env, log); };
   return RunCoordinatorCommand(coord_args, coord_ctx);

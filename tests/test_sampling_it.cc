@@ -187,3 +187,29 @@ TEST_CASE("greenfed compare --tradeoff (codecs none and int8) runs the sampling 
   CHECK(md.find("](tradeoff.svg)") != std::string::npos);
   CHECK(ReadText(report_dir + "/tradeoff.svg").rfind("<svg ", 0) == 0);
 }
+
+// The trade-off's FL runs take --engine like the plain comparison's (they ran as `run` whatever
+// --engine said, until this test).
+TEST_CASE("greenfed compare --tradeoff --engine simulate runs every FL run as simulate") {
+  const std::string dir = MakeTempDir(), data = dir + "/data", out = dir + "/results";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const int rc = RunGreenfed({"compare", "--tradeoff", "--engine=simulate", "--tradeoff-codecs=none", "--clients=4",
+                              "--max-rounds=1", "--target-accuracy=1.0", "--fl-lr=0.0005", "--meter=model",
+                              "--data-dir=" + data, "--out=" + out},
+                             dir + "/compare.log", 290);
+  const std::string log = ReadText(dir + "/compare.log");
+  INFO(log);
+  REQUIRE(rc == 0);
+  CHECK(log.find("==> greenfed run ") == std::string::npos);
+  int runs = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(out)) {
+    const std::string config = entry.path().string() + "/config.json";
+    if (!std::filesystem::exists(config)) continue;
+    ++runs;
+    const std::string text = ReadText(config);
+    INFO(entry.path().string());
+    CHECK(text.find("\"engine\": \"simulate\"") != std::string::npos);
+  }
+  CHECK(runs == 5);  // codec none, then uniform and carbon-aware on IID and Dirichlet
+}

@@ -5,7 +5,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -215,7 +217,8 @@ class SimTransport : public ServerTransport {
     const PowerModel power = options_.power;
     Env* env = env_;
     const double workers = std::max<uint32_t>(options_.workers, 1);
-    return [power, env, workers](Phase phase, int64_t round, const std::function<void()>& fn) {
+    std::shared_ptr<std::atomic<int64_t>> job_cpu_ns = options_.job_cpu_ns;
+    return [power, env, workers, job_cpu_ns](Phase phase, int64_t round, const std::function<void()>& fn) {
       const double wall0 = env->NowSeconds();
       const double cpu0 = ThreadCpuSeconds();
       fn();
@@ -224,6 +227,7 @@ class SimTransport : public ServerTransport {
       e.round = round;
       e.wall_s = env->NowSeconds() - wall0;
       e.cpu_s = ThreadCpuSeconds() - cpu0;
+      if (job_cpu_ns) job_cpu_ns->fetch_add(static_cast<int64_t>(std::llround(e.cpu_s * 1e9)));
       const double share_gb = static_cast<double>(env->ResidentBytes()) / 1e9 / workers;
       e.energy_j = e.cpu_s * power.watts_per_core + share_gb * power.watts_per_gb * e.wall_s;
       e.source = EnergySource::kModel;
@@ -366,6 +370,35 @@ class SimTransport : public ServerTransport {
 
 std::unique_ptr<ServerTransport> NewSimTransport(SimOptions options, const TaskRegistry* tasks, Env* env, Logger* log) {
   return std::make_unique<SimTransport>(std::move(options), tasks, env, log);
+}
+
+namespace {
+
+class EnvExcludingJobs : public Env {
+ public:
+  EnvExcludingJobs(std::unique_ptr<Env> base, std::shared_ptr<std::atomic<int64_t>> job_cpu_ns)
+      : base_(std::move(base)), job_cpu_ns_(std::move(job_cpu_ns)) {}
+  double NowSeconds() override { return base_->NowSeconds(); }
+  uint64_t ResidentBytes() override { return base_->ResidentBytes(); }
+  double ProcessCpuSeconds() override {
+    const double jobs_s = job_cpu_ns_ ? static_cast<double>(job_cpu_ns_->load()) / 1e9 : 0.0;
+    const double own_s = base_->ProcessCpuSeconds() - jobs_s;
+    std::lock_guard<std::mutex> lock(mu_);
+    last_s_ = std::max(last_s_, own_s);
+    return last_s_;
+  }
+
+ private:
+  std::unique_ptr<Env> base_;
+  std::shared_ptr<std::atomic<int64_t>> job_cpu_ns_;
+  std::mutex mu_;
+  double last_s_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Env> NewEnvExcludingJobs(std::unique_ptr<Env> base, std::shared_ptr<std::atomic<int64_t>> job_cpu_ns) {
+  return std::make_unique<EnvExcludingJobs>(std::move(base), std::move(job_cpu_ns));
 }
 
 }  // namespace greenfed

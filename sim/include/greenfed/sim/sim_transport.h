@@ -23,6 +23,10 @@
 #include <memory>
 #include <string>
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
 #include "greenfed/client/client_machine.h"
 #include "greenfed/coordinator/server_transport.h"
 #include "greenfed/env.h"
@@ -42,6 +46,11 @@ struct SimOptions {
   PowerModel power;                // CPU model for the virtual clients' compute energy
   int stop_fd = -1;                // readable fd that requests a stop; -1 = none
   bool log_clients = false;        // virtual clients' info lines to the log (warnings always)
+  // When set, every metered job (a virtual client's fit or evaluation) adds its thread CPU
+  // time here, in nanoseconds, when it ends. NewEnvExcludingJobs reads it, so that the
+  // coordinator's own meter, which reads the process's CPU time, does not count the virtual
+  // clients' CPU a second time.
+  std::shared_ptr<std::atomic<int64_t>> job_cpu_ns;
 };
 
 // `tasks`, `env` and `log` must outlive the transport.
@@ -49,5 +58,14 @@ std::unique_ptr<ServerTransport> NewSimTransport(SimOptions options, const TaskR
 
 // Per-thread CPU seconds of the calling thread (CLOCK_THREAD_CPUTIME_ID).
 double ThreadCpuSeconds();
+
+// An Env whose ProcessCpuSeconds() is `base`'s minus the CPU seconds in `job_cpu_ns` (the
+// virtual clients' metered jobs), for the coordinator of a simulation: in one process, the
+// process's CPU time is the coordinator's plus every virtual client's, and the clients
+// already book theirs. The CPU of a job still running is in the process figure but not yet
+// in the counter; the result is kept monotonic (never below a value it returned), and it is
+// exact at the points where no job runs, e.g. when a round's results are all in.
+// Other calls pass through. Thread-safe.
+std::unique_ptr<Env> NewEnvExcludingJobs(std::unique_ptr<Env> base, std::shared_ptr<std::atomic<int64_t>> job_cpu_ns);
 
 }  // namespace greenfed
