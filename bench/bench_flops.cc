@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "greenfed/malloc_tuning.h"
 #include "fashion_mnist/idx.h"
 #include "greenfed/partition.h"
 #include "fashion_mnist/task.h"
@@ -624,6 +625,8 @@ void PrintEvalThreads(const std::string& data_dir, int threads, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As greenfed's main does, so that the figures here are those of the framework's processes.
+  if (!greenfed::TuneMallocForTensors()) Die("mallopt refused the thresholds");
   std::set<std::string> sections;
   int reps = 5;
   int64_t examples = 6000;
