@@ -67,13 +67,13 @@ int64_t CurrentThreadClock() {
   return static_cast<int64_t>(clock);
 }
 
-SplitLedger::SplitLedger(SplitClocks clocks) : clocks_(std::move(clocks)) {}
+SplitLedger::SplitLedger(Key, SplitClocks clocks) : clocks_(std::move(clocks)) {}
 
 StatusOr<std::unique_ptr<SplitLedger>> SplitLedger::Open(SplitClocks clocks) {
   if (!clocks.package_uj || !clocks.process_cpu_ns || !clocks.thread_cpu_ns) {
     return InvalidArgument("SplitLedger needs all three clocks");
   }
-  std::unique_ptr<SplitLedger> ledger(new SplitLedger(std::move(clocks)));
+  auto ledger = std::make_unique<SplitLedger>(Key{}, std::move(clocks));
   GREENFED_ASSIGN_OR_RETURN(ledger->last_package_uj_, ledger->clocks_.package_uj());
   ledger->last_process_cpu_ns_ = ledger->clocks_.process_cpu_ns();
   return ledger;

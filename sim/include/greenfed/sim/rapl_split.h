@@ -74,9 +74,14 @@ SplitClocks SystemSplitClocks(std::shared_ptr<EnergyMeter> package);
 int64_t CurrentThreadClock();
 
 class SplitLedger {
+  struct Key {  // only Open() constructs a ledger
+    explicit Key() = default;
+  };
+
  public:
   // Takes the first readings; fails (with the package's error) when the package is unreadable.
   static StatusOr<std::unique_ptr<SplitLedger>> Open(SplitClocks clocks);
+  SplitLedger(Key, SplitClocks clocks);
 
   using ItemId = uint64_t;
   // A work item begins on the thread whose clock key is `clock`; closes a window first.
@@ -105,7 +110,6 @@ class SplitLedger {
   std::optional<std::string> Failure();
 
  private:
-  explicit SplitLedger(SplitClocks clocks);
   void CloseWindowLocked();
   struct Item {
     int64_t clock = 0;
