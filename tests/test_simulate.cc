@@ -238,6 +238,61 @@ TEST_CASE("simulate: with RAPL readable, the package energy is split over the vi
   CHECK(md.find("Measured, then apportioned (rapl-split)") != std::string::npos);
 }
 
+// The counter goes backwards mid-run (after round 1 is in rounds.csv): the split stops with one
+// named warning, later records are modelled, the run completes and nothing is negative.
+TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to the model, named, and the run completes") {
+  const std::string dir = TempDirectory();
+  const std::string data = dir + "/data";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string zone = dir + "/powercap/intel-rapl:0";
+  std::filesystem::create_directories(zone);
+  const uint64_t range_uj = 10000000;
+  WriteAtomically(zone + "/name", "package-0");
+  WriteAtomically(zone + "/max_energy_range_uj", std::to_string(range_uj));
+  uint64_t counter_uj = 5000000;
+  WriteAtomically(zone + "/energy_uj", std::to_string(counter_uj));
+  std::atomic<bool> stop{false};
+  bool stepped_back = false;
+  std::thread package([&] {
+    while (!stop.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      counter_uj += 10000;
+      if (!stepped_back && ReadFile(dir + "/sim/rounds.csv").find("\n1,") != std::string::npos) {
+        counter_uj -= range_uj * 4 / 10;  // as a wrap, 6 J since the last poll: over half the range
+        stepped_back = true;
+      }
+      WriteAtomically(zone + "/energy_uj", std::to_string(counter_uj));
+    }
+  });
+  const int rc = Greenfed("simulate --clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=5 "
+                          "--client-threads=1 --workers=2 --powercap-root=" + dir +
+                              "/powercap --data-dir=" + data + " --run-dir=" + dir + "/sim",
+                          dir + "/sim.log");
+  stop.store(true);
+  package.join();
+  const std::string log = ReadFile(dir + "/sim.log");
+  INFO(log);
+  REQUIRE(rc == 0);
+  REQUIRE(stepped_back);
+  CHECK(log.find("rapl-split stopped at window ") != std::string::npos);
+  CHECK(log.find("went backwards") != std::string::npos);
+  CHECK(log.find("the virtual clients' energy is modelled from here on (source model)") != std::string::npos);
+  CHECK(log.find("round 3/3 | acc") != std::string::npos);
+  const auto rows = Columns(ReadFile(dir + "/sim/nodes.csv"), {"round", "role", "compute_j", "source", "measured"});
+  bool split_rows = false, modelled_round3_client = false;
+  for (const auto& r : rows) {
+    CHECK(std::stod(r[2]) >= 0);
+    const bool split = r[3] == "rapl-split" && r[4] == "apportioned";
+    const bool modelled = r[3] == "model" && r[4] == "modelled";
+    CHECK((split || modelled));
+    split_rows = split_rows || (split && r[0] == "1");
+    modelled_round3_client = modelled_round3_client || (modelled && r[0] == "3" && r[1] == "client");
+  }
+  CHECK(split_rows);              // round 1 was split
+  CHECK(modelled_round3_client);  // round 3, after the step, is modelled
+}
+
 TEST_CASE("simulate: --powercap-root must be a directory, and --meter rapl needs a package there") {
   const std::string dir = TempDirectory();
   CHECK(Greenfed("simulate --powercap-root=" + dir + "/none --run-dir=" + dir + "/a", dir + "/a.log") == 2);

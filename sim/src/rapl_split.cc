@@ -190,7 +190,7 @@ StatusOr<double> SplitCoordinatorMeter::EnergyJ() {
 }
 
 std::string SplitCoordinatorMeter::Describe() const {
-  if (modelled_.load()) return model_->Describe() + " (after rapl-split stopped)";
+  if (modelled_.load()) return "rapl-split (stopped; now " + model_->Describe() + ")";
   return "rapl-split: " + package_ + ", split by thread CPU-time share (this process's work)";
 }
 
