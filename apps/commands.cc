@@ -46,8 +46,10 @@ json MeterJson(const NodeFlags& node, const MeterOptions& m, const PhaseMeter& m
 }
 
 // Opens this node's meters and logs why each source was or was not used.
-StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* env, Logger* log) {
-  GREENFED_ASSIGN_OR_RETURN(MeterSet set, OpenMeters(m, env));
+// `open` replaces OpenMeters when set (AppContext::meters).
+StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* env, Logger* log,
+                                                    const std::function<StatusOr<MeterSet>(const MeterOptions&, Env*)>& open = {}) {
+  GREENFED_ASSIGN_OR_RETURN(MeterSet set, open ? open(m, env) : OpenMeters(m, env));
   for (const auto& note : set.notes) log->Info("meter: " + note);
   auto meter = std::make_unique<PhaseMeter>(std::move(set), env);
   for (const auto& d : meter->Describe()) log->Info("energy source: " + d);
@@ -160,7 +162,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
 
   std::unique_ptr<Env> env = ctx.env ? ctx.env() : NewSystemEnv();
-  auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
+  auto meter = OpenNodeMeter(*meter_options, env.get(), &log, ctx.meters);
   if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
 
   json config;

@@ -202,7 +202,7 @@ TEST_CASE("schema reader names file, line and column of a bad cell") {
   CHECK(bad_role.status().message() ==
         "nodes.csv line 2, column role: 'server', expected coordinator, client or centralized");
   auto comm = ParseNodesCsv(NodesCsvHeader() + "1,client-0,client,FRA,1,1,1,0,0,0,0,0,0,0,0,comm,modelled\n");
-  CHECK(comm.status().message() == "nodes.csv line 2, column source: 'comm', expected rapl, nvml or model");
+  CHECK(comm.status().message() == "nodes.csv line 2, column source: 'comm', expected rapl, nvml, model or rapl-split");
   auto acc = ParseRoundsCsv(RoundsCsvHeader() + "1,1,1,0,1.5,0,0,0,0,0,0,0,0,0,\n");
   CHECK(acc.status().message() == "rounds.csv line 2, column test_accuracy: 1.5 is outside [0, 1]");
   auto neg = ParseRoundsCsv(RoundsCsvHeader() + "\n1,-1,1,0,0.5,0,0,0,0,0,0,0,0,0,\n");
