@@ -495,7 +495,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
     log.Progress("epoch " + std::to_string(epoch) + "/" + std::to_string(max_epochs) + " | acc " +
                  Fixed(eval->accuracy, 4) + " loss " + Fixed(eval->loss, 4) + " | lr " + Fixed(epoch_lr, 5) + " | " +
                  Fixed(row.round_s, 1) + " s | " + Fixed(t.compute_j, 1) + " J " +
-                 (t.measured() ? "measured" : "modelled") + ", " + Fixed(t.co2e_g, 3) + " g CO2e");
+                 t.label() + ", " + Fixed(t.co2e_g, 3) + " g CO2e");
     info.rounds = row.round;
     info.final_accuracy = eval->accuracy;
     info.best_accuracy = std::max(info.best_accuracy, eval->accuracy);
@@ -527,7 +527,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   const EnergyTotals t = (*run_dir)->Totals();
   log.Progress("done: " + info.stop_reason + " | " + std::to_string(info.rounds) + " epochs, best acc " +
                Fixed(info.best_accuracy, 4) + " | " + Fixed(info.wall_s, 1) + " s | " +
-               Fixed(t.compute_pue_j / 3600.0, 3) + " Wh " + (t.measured() ? "measured" : "modelled") + ", " +
+               Fixed(t.compute_pue_j / 3600.0, 3) + " Wh " + t.label() + ", " +
                Fixed(t.co2e_g, 3) + " g CO2e");
   return interrupted ? 1 : 0;
 }

@@ -109,9 +109,21 @@ TEST_CASE("measured sources are reported as measured") {
   (*rd)->AddEnergy(NodeInfo{"centralized", "centralized", "FRA", 1.1, 50},
                    {Rec(Phase::kTrain, 1, 10, EnergySource::kRapl)});
   CHECK((*rd)->Totals().measured());
+  CHECK(std::string((*rd)->Totals().label()) == "measured");
   REQUIRE((*rd)->Flush().ok());
   (*rd)->AddEnergy(NodeInfo{"centralized", "centralized", "FRA", 1.1, 50}, {Rec(Phase::kTrain, 1, 10)});
   CHECK_FALSE((*rd)->Totals().measured());  // mixed
+  CHECK(std::string((*rd)->Totals().label()) == "modelled");
+}
+
+TEST_CASE("RAPL energy apportioned over virtual clients is labelled measured, apportioned") {
+  auto rd = RunDir::Create(TempDir() + "/split");
+  REQUIRE(rd.ok());
+  (*rd)->AddEnergy(NodeInfo{"client-0", "client", "FRA", 1.0, 50}, {Rec(Phase::kTrain, 1, 10, EnergySource::kRaplSplit)});
+  (*rd)->AddEnergy(NodeInfo{"coordinator", "coordinator", "FRA", 1.0, 50},
+                   {Rec(Phase::kAggregate, 1, 2, EnergySource::kRapl)});
+  CHECK((*rd)->Totals().measured());
+  CHECK(std::string((*rd)->Totals().label()) == "measured, apportioned");
 }
 
 TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema reader gives the rows back") {
