@@ -116,6 +116,10 @@ void AddFederationFlags(FlagSet* f, FederationFlags* d, bool with_num_clients) {
   f->AddUint("num-malicious-clients", &d->num_malicious_clients, "krum: clients assumed malicious (f)");
   f->AddUint("num-clients-to-keep", &d->num_clients_to_keep, "krum: 0 = Krum, m > 0 = Multi-Krum over the m best");
   f->AddUint("fed-eval-every", &d->fed_eval_every, "federated evaluation on the clients every N rounds (0 = off)");
+  f->AddBool("overlap-eval", &d->overlap_eval,
+             "evaluate round r centrally while round r+1's fits run: less wall time, but the round begun when "
+             "round r reaches the target is abandoned (its energy spent); in sequence with --fed-eval-every or a "
+             "budget");
   f->AddBool("send-delta", &d->send_delta, "clients send w_local - w_global instead of w_local");
   f->AddString("uplink-codec", &d->uplink_codec,
                "how clients encode their updates: " + CodecNames() +
@@ -193,6 +197,7 @@ StatusOr<RoundOptions> RoundOptionsFor(const FederationFlags& d, const std::stri
   // A lossy codec carries deltas (docs/codecs.md); RoundMachine forces it too.
   if (d.uplink_codec != kCodecNone || d.downlink_codec != kCodecNone) o.train.send_delta = true;
   o.fed_eval_every = static_cast<uint32_t>(d.fed_eval_every);
+  o.overlap_eval = d.overlap_eval;
   o.partition.scheme = d.partition;
   o.partition.alpha = d.alpha;
   o.partition.shards_per_client = static_cast<uint32_t>(d.shards_per_client);

@@ -65,6 +65,7 @@ struct FederationFlags {
   uint64_t num_malicious_clients = 0;   // StrategyOptions::num_malicious_clients
   uint64_t num_clients_to_keep = 0;     // StrategyOptions::num_clients_to_keep
   uint64_t fed_eval_every = 0;
+  bool overlap_eval = false;            // RoundOptions::overlap_eval (--overlap-eval)
   bool send_delta = false;
   std::string uplink_codec = "none";    // RoundOptions::uplink_codec (codec.h names)
   std::string downlink_codec = "none";  // RoundOptions::downlink_codec (dense codecs)

@@ -673,3 +673,167 @@ TEST_CASE("own data: a join must declare num_examples in [1, max_examples_per_cl
   a = m.Handle(Result("A", 1, 1.0f, 401), 1);
   CHECK(Logged(a, "num_examples 401 exceeds this client's shard size (400)"));
 }
+
+// ---- Overlapped central evaluation (RoundOptions::overlap_eval) ----------------------------
+
+namespace {
+RoundOptions OverlapOpts(uint32_t n, uint32_t min_fit) {
+  RoundOptions o = Opts(n, min_fit);
+  o.overlap_eval = true;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("overlap: round r's evaluation is asked for as round r+1's fits go out, and completes round r") {
+  RoundMachine m(OverlapOpts(2, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 1.0f, 10), 1);
+  a = m.Handle(Result("B", 1, 4.0f, 20), 2);
+  auto eval = All<EvaluateGlobalAction>(a);
+  REQUIRE(eval.size() == 1);
+  CHECK(eval[0].round == 1);
+  CHECK(eval[0].overlapped);
+  CHECK(FitTargets(a).size() == 2);  // round 2 at once, not after the evaluation
+  CHECK(m.round() == 2);
+  CHECK(m.state() == MachineState::kFitting);
+  CHECK(m.overlapped_eval_round() == std::optional<uint64_t>(1));
+  CHECK(All<RoundDoneAction>(a).empty());
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{3.0f, 3.0f});
+  CHECK(m.Snapshot().completed_rounds == 0);  // round 1 is not complete before its evaluation
+
+  a = m.Handle(CentralEvalEvent{1, 0.5, 1.2}, 3);
+  auto done = All<RoundDoneAction>(a);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].round == 1);
+  CHECK(done[0].succeeded == 2);
+  CHECK(done[0].accuracy == 0.5);
+  CHECK(done[0].loss == 1.2);
+  CHECK(done[0].round_s == 2.0);  // start to aggregation; the evaluation overlapped round 2
+  CHECK(done[0].train_loss == 0.5);
+  CHECK_FALSE(m.overlapped_eval_round().has_value());
+  CHECK(m.state() == MachineState::kFitting);
+  CHECK(m.Snapshot().completed_rounds == 1);
+}
+
+TEST_CASE("overlap: round r+1's results wait for round r's evaluation; the checkpoint after r holds model r") {
+  RoundMachine m(OverlapOpts(2, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 2.0f), 1);
+  (void)m.Handle(Result("B", 1, 2.0f), 2);  // round 1: model 2, evaluation outstanding
+  (void)m.Handle(Result("A", 2, 6.0f), 3);
+  a = m.Handle(Result("B", 2, 6.0f), 4);  // round 2's fit phase ends before round 1's evaluation
+  CHECK(All<EvaluateGlobalAction>(a).empty());
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{2.0f, 2.0f});  // not aggregated: being evaluated
+  a = m.Handle(TickEvent{}, 5);
+  CHECK(All<EvaluateGlobalAction>(a).empty());
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{2.0f, 2.0f});
+
+  a = m.Handle(CentralEvalEvent{1, 0.4, 1.0}, 6);
+  auto done = All<RoundDoneAction>(a);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].round == 1);
+  // Round 2 is aggregated in the same call, after RoundDone(1): its evaluation follows it.
+  auto eval = All<EvaluateGlobalAction>(a);
+  REQUIRE(eval.size() == 1);
+  CHECK(eval[0].round == 2);
+  size_t done_at = 0, eval_at = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::holds_alternative<RoundDoneAction>(a[i])) done_at = i;
+    if (std::holds_alternative<EvaluateGlobalAction>(a[i])) eval_at = i;
+  }
+  CHECK(done_at < eval_at);
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{6.0f, 6.0f});
+  // What the driver checkpoints on RoundDone(1) is round 1's state, not round 2's.
+  const MachineSnapshot s = m.Snapshot();
+  CHECK(s.completed_rounds == 1);
+  CHECK(FloatValues(s.global[0]) == std::vector<float>{2.0f, 2.0f});
+  // The next event ends that hold.
+  (void)m.Handle(TickEvent{}, 6.5);
+  CHECK(FloatValues(m.Snapshot().global[0]) == std::vector<float>{6.0f, 6.0f});
+}
+
+TEST_CASE("overlap: the target reached in round r abandons round r+1 and shuts every client down") {
+  RoundMachine m(OverlapOpts(2, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 1.0f), 1);
+  (void)m.Handle(Result("B", 1, 1.0f), 2);
+  (void)m.Handle(Result("A", 2, 9.0f), 3);  // one of round 2's results is in
+  a = m.Handle(CentralEvalEvent{1, 0.95, 0.1}, 4);
+  REQUIRE(All<RoundDoneAction>(a).size() == 1);
+  auto stop = All<StopAction>(a);
+  REQUIRE(stop.size() == 1);
+  CHECK(stop[0].reached);
+  CHECK(stop[0].reason.find("reached in round 1") != std::string::npos);
+  CHECK(stop[0].reason.find("round 2, begun meanwhile, abandoned") != std::string::npos);
+  size_t shutdowns = 0;
+  for (const auto& s : All<SendAction>(a)) shutdowns += std::holds_alternative<ShutdownMsg>(s.message) ? 1 : 0;
+  CHECK(shutdowns == 2);
+  CHECK(m.state() == MachineState::kDone);
+  CHECK(FloatValues(m.global()[0]) == std::vector<float>{1.0f, 1.0f});  // the model that reached it
+  CHECK(m.Snapshot().completed_rounds == 1);
+}
+
+TEST_CASE("overlap: the last round, federated evaluation and a budget evaluate in sequence") {
+  SUBCASE("max_rounds: the last round waits for its evaluation") {
+    RoundOptions o = OverlapOpts(2, 2);
+    o.max_rounds = 2;
+    RoundMachine m(o);
+    (void)m.Start(0, Model(0));
+    std::vector<Action> a;
+    JoinAll(&m, {"A", "B"}, 0, &a);
+    (void)m.Handle(Result("A", 1, 1.0f), 1);
+    a = m.Handle(Result("B", 1, 1.0f), 2);
+    REQUIRE(All<EvaluateGlobalAction>(a).size() == 1);
+    CHECK(All<EvaluateGlobalAction>(a)[0].overlapped);
+    (void)m.Handle(CentralEvalEvent{1, 0.1, 2}, 3);
+    (void)m.Handle(Result("A", 2, 1.0f), 4);
+    a = m.Handle(Result("B", 2, 1.0f), 5);
+    REQUIRE(All<EvaluateGlobalAction>(a).size() == 1);
+    CHECK_FALSE(All<EvaluateGlobalAction>(a)[0].overlapped);
+    CHECK(m.state() == MachineState::kEvaluating);
+    CHECK(FitTargets(a).empty());
+    a = m.Handle(CentralEvalEvent{2, 0.2, 2}, 6);
+    REQUIRE(All<StopAction>(a).size() == 1);
+    CHECK(All<StopAction>(a)[0].reason.find("max rounds (2)") != std::string::npos);
+  }
+  for (int which = 0; which < 2; ++which) {
+    CAPTURE(which);
+    RoundOptions o = OverlapOpts(2, 2);
+    if (which == 0) o.fed_eval_every = 1;
+    if (which == 1) o.budget.max_wh = 1000;
+    RoundMachine m(o);
+    (void)m.Start(0, Model(0));
+    std::vector<Action> a;
+    JoinAll(&m, {"A", "B"}, 0, &a);
+    (void)m.Handle(Result("A", 1, 1.0f), 1);
+    a = m.Handle(Result("B", 1, 1.0f), 2);
+    REQUIRE(All<EvaluateGlobalAction>(a).size() == 1);
+    CHECK_FALSE(All<EvaluateGlobalAction>(a)[0].overlapped);
+    CHECK(m.state() == MachineState::kEvaluating);
+    CHECK(FitTargets(a).empty());
+  }
+}
+
+TEST_CASE("overlap: a failed evaluation of round r stops the run while round r+1 is fitting") {
+  RoundMachine m(OverlapOpts(2, 2));
+  (void)m.Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(&m, {"A", "B"}, 0, &a);
+  (void)m.Handle(Result("A", 1, 1.0f), 1);
+  (void)m.Handle(Result("B", 1, 1.0f), 2);
+  a = m.Handle(CentralEvalFailedEvent{1, "out of memory"}, 3);
+  auto stop = All<StopAction>(a);
+  REQUIRE(stop.size() == 1);
+  CHECK(stop[0].failed);
+  CHECK(stop[0].reason.find("central evaluation of round 1 failed") != std::string::npos);
+  CHECK_FALSE(m.overlapped_eval_round().has_value());
+  // Round 2's late results are refused as the run is over.
+  a = m.Handle(Result("A", 2, 1.0f), 4);
+  CHECK(All<RoundDoneAction>(a).empty());
+}

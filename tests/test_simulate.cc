@@ -117,6 +117,76 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
   CHECK(ReadFile(dir + "/report/report.md").find("client") != std::string::npos);
 }
 
+// --overlap-eval (round_machine.h): round r's central evaluation runs beside round r+1's fits.
+// The model sequence does not depend on it, so every round and the final model are the same
+// bit for bit, in both engines; each round keeps its own bytes (its 3 Fit messages carry a model each).
+TEST_CASE("overlap-eval: the same rounds and final model as evaluating in sequence, in run and in simulate") {
+  const std::string dir = TempDirectory();
+  const std::string data = dir + "/data";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string common = "--clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=11 "
+                             "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
+  const std::vector<std::string> cols = {"round", "clients_succeeded", "test_accuracy", "test_loss", "train_loss"};
+  std::vector<std::vector<std::string>> reference;
+  std::string reference_sha;
+  for (const std::string engine : {"run", "simulate"}) {
+    for (const bool overlap : {false, true}) {
+      const std::string name = engine + (overlap ? "-overlap" : "-sequence");
+      CAPTURE(name);
+      const std::string extra = std::string(overlap ? " --overlap-eval=true" : "") +
+                                (engine == "simulate" ? " --workers=2" : "");
+      const int rc = Greenfed(engine + " " + common + extra + " --run-dir=" + dir + "/" + name, dir + "/" + name + ".log");
+      INFO(ReadFile(dir + "/" + name + ".log"));
+      REQUIRE(rc == 0);
+      const std::string rounds = ReadFile(dir + "/" + name + "/rounds.csv");
+      const auto rows = Columns(rounds, cols);
+      REQUIRE(rows.size() == 3);
+      const auto summary = nlohmann::json::parse(ReadFile(dir + "/" + name + "/summary.json"));
+      if (reference.empty()) {
+        reference = rows;
+        reference_sha = summary["model_sha256"];
+      }
+      CHECK(rows == reference);
+      CHECK(summary["model_sha256"] == reference_sha);
+      // Bytes sent in each round: its 3 Fit messages and the answers, not the next round's Fits.
+      for (const auto& row : Columns(rounds, {"round", "bytes_sent"})) {
+        const double sent = std::stod(row[1]);
+        CHECK(sent > 2.5 * 423464);  // > 2.5 CNN models (105,866 float32 parameters)
+        CHECK(sent < 4.5 * 423464);  // < 4.5: one round's Fits, not two rounds'
+        
+      }
+    }
+  }
+}
+
+// On the target, the round begun meanwhile is abandoned: the clients are shut down, the run
+// says so, and the energy they spent on it is booked (it was spent), under that round.
+TEST_CASE("overlap-eval: reaching the target abandons the round begun meanwhile, and books its energy") {
+  const std::string dir = TempDirectory();
+  const std::string data = dir + "/data";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string common = "--clients=3 --max-rounds=10 --target-accuracy=0.3 --lr=0.05 --seed=11 --overlap-eval=true "
+                             "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
+  for (const std::string engine : {"run", "simulate"}) {
+    CAPTURE(engine);
+    const int rc = Greenfed(engine + " " + common + " --run-dir=" + dir + "/" + engine, dir + "/" + engine + ".log");
+    const std::string log = ReadFile(dir + "/" + engine + ".log");
+    INFO(log);
+    REQUIRE(rc == 0);
+    const auto summary = nlohmann::json::parse(ReadFile(dir + "/" + engine + "/summary.json"));
+    REQUIRE(summary["reached"].get<bool>());
+    const int64_t reached = summary["round_reached"].get<int64_t>();
+    CHECK(log.find("reached in round " + std::to_string(reached) + " (round " + std::to_string(reached + 1) +
+                   ", begun meanwhile, abandoned)") != std::string::npos);
+    CHECK(Columns(ReadFile(dir + "/" + engine + "/rounds.csv"), {"round"}).size() == static_cast<size_t>(reached));
+    // Energy of the abandoned round: rows for round reached + 1 in nodes.csv.
+    const std::string nodes = ReadFile(dir + "/" + engine + "/nodes.csv");
+    CHECK(nodes.find("\n" + std::to_string(reached + 1) + ",client-") != std::string::npos);
+  }
+}
+
 TEST_CASE("simulate: bad flags exit 2 naming the flag") {
   const std::string dir = TempDirectory();
   CHECK(Greenfed("simulate --workers=-1 --run-dir=" + dir + "/a", dir + "/a.log") == 2);

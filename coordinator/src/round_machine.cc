@@ -142,6 +142,7 @@ void RoundMachine::EnterWaiting(double now) {
 }
 
 MachineSnapshot RoundMachine::Snapshot() const {
+  if (held_snapshot_) return *held_snapshot_;
   MachineSnapshot s;
   s.completed_rounds = completed_rounds_;
   s.global = global_;
@@ -211,6 +212,7 @@ std::vector<Action> RoundMachine::Start(double now_s, Parameters initial) {
 
 std::vector<Action> RoundMachine::Handle(const Event& event, double now_s) {
   std::vector<Action> out;
+  held_snapshot_.reset();  // it described the RoundDoneAction of the previous call
   if (state_ == MachineState::kDone || state_ == MachineState::kIdle) {
     if (const auto* j = std::get_if<JoinEvent>(&event)) {
       out.push_back(SendAction{j->peer, ErrorMsg{ErrorCode::kRunOver, round_, "the run is over"}});
@@ -544,7 +546,7 @@ void RoundMachine::OnFitRes(const FitResEvent& e, double now, std::vector<Action
     train_loss_sum_ += static_cast<double>(r.num_examples) * r.train_loss;
     NoteSuccess(e.peer);
   }
-  if (pending_.empty()) FinishFit(now, out);
+  if (pending_.empty()) CompleteFitPhase(now, out);
 }
 
 void RoundMachine::OnFitFailed(const FitFailedEvent& e, double now, std::vector<Action>* out) {
@@ -562,7 +564,7 @@ void RoundMachine::OnFitFailed(const FitFailedEvent& e, double now, std::vector<
   ++failed_;
   out->push_back(LogAction{true, Name(e.peer) + " failed round " + std::to_string(round_) + ": " + e.reason});
   NoteFailure(e.peer, out);
-  if (state_ == MachineState::kFitting && pending_.empty()) FinishFit(now, out);
+  if (state_ == MachineState::kFitting && pending_.empty()) CompleteFitPhase(now, out);
 }
 
 void RoundMachine::NoteSuccess(const std::string& peer) {
@@ -611,7 +613,7 @@ void RoundMachine::OnTick(double now, std::vector<Action>* out) {
         NoteFailure(peer, out);
       }
     }
-    if (state_ == MachineState::kFitting && pending_.empty()) FinishFit(now, out);
+    if (state_ == MachineState::kFitting && pending_.empty()) CompleteFitPhase(now, out);
   } else if (state_ == MachineState::kEvaluating) {
     if (!eval_pending_.empty() && now >= eval_deadline_s_) {
       out->push_back(LogAction{true, std::to_string(eval_pending_.size()) +
@@ -644,6 +646,26 @@ void RoundMachine::FinishFit(double now, std::vector<Action>* out) {
     return;
   }
   global_ = std::move(result).value();
+  if (OverlapAllowed()) {
+    // Round round_ is aggregated; its evaluation runs beside round round_ + 1 (header).
+    OverlappedEval o;
+    o.done.round = round_;
+    o.done.sampled = sampled_;
+    o.done.succeeded = succeeded_;
+    o.done.failed = failed_;
+    const uint64_t examples = aggregator_ ? aggregator_->total_examples() : 0;
+    o.done.train_loss = examples ? train_loss_sum_ / static_cast<double>(examples) : 0;
+    o.done.round_s = now - round_start_s_;  // fits and aggregation; the evaluation overlaps the next round
+    o.sampling_state = sampling_->SaveState();
+    overlapped_ = std::move(o);
+    fit_phase_waiting_ = false;
+    out->push_back(EvaluateGlobalAction{round_, /*overlapped=*/true});
+    ++round_;
+    attempt_ = 0;
+    EnterWaiting(now);
+    MaybeStartRound(now, out);
+    return;
+  }
   state_ = MachineState::kEvaluating;
   central_.reset();
   eval_pending_.clear();
@@ -679,7 +701,48 @@ void RoundMachine::OnEvaluateRes(const EvaluateResEvent& e, double now, std::vec
   MaybeCompleteRound(now, out);
 }
 
+bool RoundMachine::OverlapAllowed() const {
+  return options_.overlap_eval && options_.fed_eval_every == 0 && !options_.budget.enabled() &&
+         round_ < options_.max_rounds;
+}
+
+void RoundMachine::CompleteFitPhase(double now, std::vector<Action>* out) {
+  if (overlapped_) {
+    fit_phase_waiting_ = true;  // aggregated once the outstanding evaluation is in
+    return;
+  }
+  FinishFit(now, out);
+}
+
+void RoundMachine::OnOverlappedEval(const CentralEvalEvent& e, double now, std::vector<Action>* out) {
+  OverlappedEval o = std::move(*overlapped_);
+  overlapped_.reset();
+  o.done.accuracy = e.accuracy;
+  o.done.loss = e.loss;
+  out->push_back(o.done);
+  completed_rounds_ = o.done.round;
+  sampling_state_ = std::move(o.sampling_state);
+  // Round round_'s results may be aggregated below, in this same call, before the driver
+  // handles the RoundDoneAction and checkpoints: hold the state as of o.done.round for it.
+  if (fit_phase_waiting_) held_snapshot_ = Snapshot();
+  if (e.accuracy >= options_.target_accuracy) {
+    Stop("target accuracy " + Fmt(options_.target_accuracy) + " reached in round " + std::to_string(o.done.round) +
+             (state_ == MachineState::kFitting ? " (round " + std::to_string(round_) + ", begun meanwhile, abandoned)"
+                                               : std::string()),
+         true, false, out);
+    return;
+  }
+  if (fit_phase_waiting_) {
+    fit_phase_waiting_ = false;
+    FinishFit(now, out);
+  }
+}
+
 void RoundMachine::OnCentralEval(const CentralEvalEvent& e, double now, std::vector<Action>* out) {
+  if (overlapped_ && e.round == overlapped_->done.round) {
+    OnOverlappedEval(e, now, out);
+    return;
+  }
   if (state_ != MachineState::kEvaluating || e.round != round_) {
     out->push_back(LogAction{true, "ignored central evaluation for round " + std::to_string(e.round)});
     return;
@@ -731,6 +794,8 @@ void RoundMachine::MaybeCompleteRound(double now, std::vector<Action>* out) {
 
 void RoundMachine::Stop(const std::string& reason, bool reached, bool failed, std::vector<Action>* out) {
   state_ = MachineState::kDone;
+  overlapped_.reset();
+  fit_phase_waiting_ = false;
   pending_.clear();
   eval_pending_.clear();
   for (const auto& [peer, c] : clients_) out->push_back(SendAction{peer, ShutdownMsg{reason}});

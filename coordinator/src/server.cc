@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <chrono>
 #include <deque>
+#include <future>
 #include <new>
 #include <iomanip>
 #include <sstream>
@@ -83,6 +85,10 @@ struct Server::Impl {
   int64_t rounds_done = 0;
   std::optional<int64_t> round_reached;
   std::optional<StopAction> stopped;
+  // The overlapped central evaluation in flight (StartEvaluation), and its round's bytes.
+  std::future<StatusOr<EvalResult>> evaluation;
+  uint64_t evaluation_round = 0;
+  std::optional<std::pair<uint64_t, uint64_t>> closed_round_bytes;
   std::map<std::string, NodeInfo> client_nodes;  // by peer; kept after a client leaves
   std::set<std::string> awaiting_final;          // peers sent Shutdown, final report not yet in
   // What each peer has moved with us and claimed in its energy reports, for the
@@ -276,16 +282,8 @@ struct Server::Impl {
         SendFrames(send->peer, EncodeWithParameters(send->message, carries_global ? &machine.global() : nullptr));
       } else if (auto* eval = std::get_if<EvaluateGlobalAction>(&a)) {
         BookSelf(Phase::kAggregate, static_cast<int64_t>(eval->round));
-        auto result = task->Evaluate(machine.global());
-        BookSelf(Phase::kEvaluate, static_cast<int64_t>(eval->round));
-        if (result.ok()) {
-          // The ledger as it stands after this round's evaluation, for the budget (budget.h).
-          machine.NoteSpend(eval->round, SpendOf(run_dir->Totals()),
-                            SpendOf(run_dir->RoundTotals(static_cast<int64_t>(eval->round))));
-          more = machine.Handle(CentralEvalEvent{eval->round, result->accuracy, result->loss}, env->NowSeconds());
-        } else {
-          more = machine.Handle(CentralEvalFailedEvent{eval->round, result.status().ToString()}, env->NowSeconds());
-        }
+        if (eval->overlapped && StartEvaluation(eval->round)) continue;  // answered by CollectEvaluation
+        more = EvaluationDone(eval->round, task->Evaluate(machine.global()));
       } else if (auto* done = std::get_if<RoundDoneAction>(&a)) {
         OnRoundDone(*done);
       } else if (auto* l = std::get_if<LogAction>(&a)) {
@@ -301,15 +299,53 @@ struct Server::Impl {
     }
   }
 
+  // Overlapped central evaluation (round_machine.h): Evaluate runs on its own thread while the
+  // loop serves the next round; the machine keeps global() unchanged until the answer is handed
+  // over. False when the thread could not start (then the caller evaluates in line).
+  bool StartEvaluation(uint64_t round) {
+    // The round's own bytes end here: the next round's Fit messages follow at once.
+    closed_round_bytes = std::make_pair(round_bytes_sent, round_bytes_received);
+    round_bytes_sent = round_bytes_received = 0;
+    try {
+      evaluation = std::async(std::launch::async, [this] { return task->Evaluate(machine.global()); });
+    } catch (const std::exception& e) {  // std::system_error: no thread
+      log->Warn(std::string("central evaluation in line: no thread for it (") + e.what() + ")");
+      return false;
+    }
+    evaluation_round = round;
+    return true;
+  }
+
+  // Hands a finished overlapped evaluation to the machine. `wait`: block until it finishes.
+  void CollectEvaluation(bool wait) {
+    if (!evaluation.valid()) return;
+    if (!wait && evaluation.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    StatusOr<EvalResult> result = evaluation.get();
+    Execute(EvaluationDone(evaluation_round, std::move(result)));
+  }
+
+  std::vector<Action> EvaluationDone(uint64_t round, StatusOr<EvalResult> result) {
+    BookSelf(Phase::kEvaluate, static_cast<int64_t>(round));
+    if (!result.ok()) return machine.Handle(CentralEvalFailedEvent{round, result.status().ToString()}, env->NowSeconds());
+    // The ledger as it stands after this round's evaluation, for the budget (budget.h).
+    machine.NoteSpend(round, SpendOf(run_dir->Totals()), SpendOf(run_dir->RoundTotals(static_cast<int64_t>(round))));
+    return machine.Handle(CentralEvalEvent{round, result->accuracy, result->loss}, env->NowSeconds());
+  }
+
   void OnRoundDone(const RoundDoneAction& d) {
     const auto round = static_cast<int64_t>(d.round);
     // The coordinator's own transfers this round.
     EnergyRecord comm;
     comm.phase = Phase::kComm;
     comm.round = round;
-    comm.bytes_sent = round_bytes_sent;
-    comm.bytes_received = round_bytes_received;
-    comm.energy_j = CommEnergyJ(options.comm, round_bytes_sent, round_bytes_received);
+    // An overlapped round's bytes were closed when its evaluation started (StartEvaluation).
+    const bool closed = closed_round_bytes.has_value();
+    const uint64_t sent = closed ? closed_round_bytes->first : round_bytes_sent;
+    const uint64_t received = closed ? closed_round_bytes->second : round_bytes_received;
+    closed_round_bytes.reset();
+    comm.bytes_sent = sent;
+    comm.bytes_received = received;
+    comm.energy_j = CommEnergyJ(options.comm, sent, received);
     comm.source = EnergySource::kComm;
     run_dir->AddEnergy(self, {comm});
 
@@ -323,8 +359,8 @@ struct Server::Impl {
     row.train_loss = d.train_loss;
     row.round_s = d.round_s;
     row.elapsed_s = env->NowSeconds() - start_s;
-    row.bytes_sent = round_bytes_sent;
-    row.bytes_received = round_bytes_received;
+    row.bytes_sent = sent;
+    row.bytes_received = received;
     row.fed_accuracy = d.fed_accuracy;
     run_dir->AddRound(row);
     Status s = run_dir->Flush();
@@ -344,10 +380,10 @@ struct Server::Impl {
     if (d.failed) line += ", " + std::to_string(d.failed) + " failed";
     line += " | " + Fixed(d.round_s, 1) + " s | " + EnergyText(t.compute_j + t.comm_j) + " " +
             t.label() + ", " + Fixed(t.co2e_g, 3) + " g CO2e | " +
-            Human(static_cast<double>(round_bytes_sent + round_bytes_received));
+            Human(static_cast<double>(sent + received));
     if (d.fed_accuracy) line += " | fed-acc " + Fixed(*d.fed_accuracy, 4);
     log->Progress(line);
-    round_bytes_sent = round_bytes_received = 0;
+    if (!closed) round_bytes_sent = round_bytes_received = 0;
     // Tell every client at once that what it reported is now in a checkpoint: a
     // client re-reports energy sent since the coordinator last spoke to it when a
     // restarted coordinator does not know it (docs/run-directory.md, --resume).
@@ -600,15 +636,22 @@ StatusOr<ServerResult> Server::Run() {
     s.Execute(s.machine.Start(s.start_s, s.initial));
   }
 
+  // While an overlapped evaluation runs the loop looks for its answer every 5 ms.
+  constexpr double kEvaluationPollS = 0.005;
   while (!s.stopped) {
     s.machine.NoteUtcHour(UtcHourNow());  // rounds start inside the events handled below
-    if (!s.Poll(s.options.tick_s)) {
+    if (!s.Poll(s.evaluation.valid() ? std::min(kEvaluationPollS, s.options.tick_s) : s.options.tick_s)) {
       s.log->Warn("stop requested; shutting the federation down");
       s.Execute(s.machine.RequestStop("interrupted by signal"));
       break;
     }
+    s.CollectEvaluation(/*wait=*/false);
+    if (s.stopped) break;
     s.Execute(s.machine.Handle(TickEvent{}, s.env->NowSeconds()));
   }
+  // An evaluation still running (a signal or a stop arrived meanwhile) reads the machine's
+  // model: wait for it, without handing its answer over.
+  if (s.evaluation.valid()) s.evaluation.wait();
   // Collect the clients' last energy reports, then close the books.
   const double grace_end = s.env->NowSeconds() + s.options.shutdown_grace_s;
   while (!s.awaiting_final.empty() && s.env->NowSeconds() < grace_end) {

@@ -14,6 +14,15 @@
 //   kEvaluating --(central result [+ federated results or deadline])--> next round
 //       or kDone at the target accuracy, max_rounds, or when the next round would
 //       go past options.budget (estimated from this round's cost; budget.h).
+// Overlapped central evaluation (options.overlap_eval): the evaluation of round r does not
+// feed round r+1's model, so when round r's fits are aggregated the machine asks for the
+// evaluation (EvaluateGlobalAction{r, overlapped = true}) and starts round r+1 at once. The
+// evaluation's answer for r then completes round r (RoundDoneAction, the target check; on
+// the target, round r+1 is abandoned and its clients shut down). Round r+1's fits may finish
+// first: they are not aggregated until r's evaluation is in, so global() does not change
+// while the driver evaluates it, and the driver may read global() from another thread for
+// that long. The last round (max_rounds), runs with federated evaluation and runs with a
+// budget evaluate in sequence (kEvaluating).
 // Late results (wrong round, after the deadline, from a client not sampled) are
 // discarded with a logged reason. Energy accounting is not done here: the server
 // records every report it receives, late or not, because that energy was spent.
@@ -68,6 +77,11 @@ struct RoundOptions {
   uint64_t seed = 1;                    // sampling and per-client training seeds
   TrainConfig train;                    // sent to clients; its seed is derived per round and client
   uint32_t fed_eval_every = 0;          // federated evaluation every N rounds; 0 = off
+  // Central evaluation of round r runs while round r+1's fits do (see "Overlapped central
+  // evaluation" above). Off by default: when round r reaches the target, round r+1's fits
+  // have begun and are abandoned, energy spent for nothing. Off in effect when
+  // fed_eval_every > 0 or a budget is set: both need round r's result before round r+1.
+  bool overlap_eval = false;
   double eval_timeout_s = 120;          // deadline for federated evaluation results
   PartitionSpec partition;              // sent in Welcome; num_clients is overwritten
   std::string task = "fashion_mnist";   // sent in Welcome
@@ -126,7 +140,9 @@ using Event = std::variant<JoinEvent, HeartbeatEvent, FitResEvent, FitFailedEven
 // the server fills them in from global() to avoid a copy per client.
 struct SendAction { std::string peer; Message message; };
 // Evaluate global() centrally and answer with CentralEvalEvent or CentralEvalFailedEvent.
-struct EvaluateGlobalAction { uint64_t round = 0; };
+// overlapped: the machine goes on with the next round meanwhile; global() stays unchanged
+// until the answer is handed over, so the driver may evaluate it on another thread.
+struct EvaluateGlobalAction { uint64_t round = 0; bool overlapped = false; };
 struct RoundDoneAction {
   uint64_t round = 0;
   uint32_t sampled = 0, succeeded = 0, failed = 0;
@@ -204,6 +220,10 @@ class RoundMachine {
   const EncodedParams* downlink() const { return downlink_.plain() ? nullptr : &downlink_; }
   const std::map<std::string, ClientEntry>& clients() const { return clients_; }
   std::optional<ClientEntry> ClientByPeer(const std::string& peer) const;
+  // The round whose central evaluation is outstanding while a later round runs (overlap_eval).
+  std::optional<uint64_t> overlapped_eval_round() const {
+    return overlapped_ ? std::optional<uint64_t>(overlapped_->done.round) : std::nullopt;
+  }
   // Peers sampled in the current attempt that have not answered yet.
   const std::set<std::string>& pending() const { return pending_; }
   // Round deadline, if a round is in flight.
@@ -219,6 +239,10 @@ class RoundMachine {
   void MaybeStartRound(double now, std::vector<Action>* out);
   void StartRound(double now, std::vector<Action>* out);
   void FinishFit(double now, std::vector<Action>* out);
+  // Every call site of FinishFit: defers it while an overlapped evaluation is outstanding.
+  void CompleteFitPhase(double now, std::vector<Action>* out);
+  bool OverlapAllowed() const;
+  void OnOverlappedEval(const CentralEvalEvent& e, double now, std::vector<Action>* out);
   void MaybeCompleteRound(double now, std::vector<Action>* out);
   void Stop(const std::string& reason, bool reached, bool failed, std::vector<Action>* out);
   // `peer` by value: callers pass keys of clients_, which this erases.
@@ -272,6 +296,19 @@ class RoundMachine {
   Status codec_error_;
   EncodedParams downlink_;                       // global_ encoded for downlink_round_
   uint64_t downlink_round_ = 0;
+
+  // An overlapped evaluation: round `done.round` is aggregated and being evaluated while
+  // round_ (a later round) runs. `done` holds its counts (accuracy filled in on arrival) and
+  // `sampling_state` the policy's state before round_ sampled, for Snapshot().
+  struct OverlappedEval {
+    RoundDoneAction done;
+    std::vector<uint8_t> sampling_state;
+  };
+  std::optional<OverlappedEval> overlapped_;
+  bool fit_phase_waiting_ = false;  // round_'s fit phase ended while overlapped_ was outstanding
+  // Snapshot() as of the RoundDoneAction that OnOverlappedEval emitted when the same call
+  // went on to aggregate the next round; reset by the next Handle().
+  std::optional<MachineSnapshot> held_snapshot_;
 
   // Evaluation phase of the current round.
   std::optional<CentralEvalEvent> central_;
