@@ -6,24 +6,20 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "run_helpers.h"
 #include "synthetic_data.h"
 
 namespace {
 
-const std::string kBin = GREENFED_BINARY;
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+const std::string kBin = GREENFED_BINARY;
 
 int Greenfed(const std::string& args, const std::string& log) {
   const int status = std::system((kBin + " " + args + " > " + log + " 2>&1").c_str());
@@ -63,16 +59,10 @@ std::vector<std::vector<std::string>> Columns(const std::string& csv, const std:
   return rows;
 }
 
-std::string TempDirectory() {
-  char tmpl[] = "/tmp/greenfed-sim-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
 }  // namespace
 
 TEST_CASE("simulate and run, same seed and settings, one thread per fit: the same rounds and final model bit for bit") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
@@ -80,22 +70,22 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
                              "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
   REQUIRE(Greenfed("run " + common + " --run-dir=" + dir + "/run", dir + "/run.log") == 0);
   const int rc = Greenfed("simulate " + common + " --workers=2 --run-dir=" + dir + "/sim", dir + "/sim.log");
-  INFO(ReadFile(dir + "/sim.log"));
+  INFO(ReadText(dir + "/sim.log"));
   REQUIRE(rc == 0);
 
   // Not the byte columns: heartbeats (and the server's answers) follow the clock.
   const std::vector<std::string> cols = {"round", "clients_succeeded", "test_accuracy", "test_loss", "train_loss"};
-  const auto run_rows = Columns(ReadFile(dir + "/run/rounds.csv"), cols);
-  const auto sim_rows = Columns(ReadFile(dir + "/sim/rounds.csv"), cols);
+  const auto run_rows = Columns(ReadText(dir + "/run/rounds.csv"), cols);
+  const auto sim_rows = Columns(ReadText(dir + "/sim/rounds.csv"), cols);
   REQUIRE(run_rows.size() == 3);
   CHECK(sim_rows == run_rows);
-  const auto run_summary = nlohmann::json::parse(ReadFile(dir + "/run/summary.json"));
-  const auto sim_summary = nlohmann::json::parse(ReadFile(dir + "/sim/summary.json"));
+  const auto run_summary = nlohmann::json::parse(ReadText(dir + "/run/summary.json"));
+  const auto sim_summary = nlohmann::json::parse(ReadText(dir + "/sim/summary.json"));
   CHECK(sim_summary["model_sha256"] == run_summary["model_sha256"]);
   CHECK(sim_summary["final_accuracy"].get<double>() == run_summary["final_accuracy"].get<double>());
 
   // The same outputs as a real run: virtual clients are clients in nodes.csv, modelled.
-  const std::string nodes = ReadFile(dir + "/sim/nodes.csv");
+  const std::string nodes = ReadText(dir + "/sim/nodes.csv");
   for (const char* who : {"1,client-0,client,DEU", "3,client-2,client,DEU", "3,coordinator,coordinator,FRA"}) {
     CHECK(nodes.find(who) != std::string::npos);
   }
@@ -103,18 +93,18 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
   std::string line;
   std::getline(lines, line);  // header
   while (std::getline(lines, line)) CHECK(line.substr(line.size() - 9) == ",modelled");
-  CHECK(nlohmann::json::parse(ReadFile(dir + "/sim/config.json"))["engine"] == "simulate");
-  CHECK(nlohmann::json::parse(ReadFile(dir + "/run/config.json"))["engine"] == "run");
-  CHECK(ReadFile(dir + "/sim.log").find("round 3/3 | acc") != std::string::npos);
+  CHECK(nlohmann::json::parse(ReadText(dir + "/sim/config.json"))["engine"] == "simulate");
+  CHECK(nlohmann::json::parse(ReadText(dir + "/run/config.json"))["engine"] == "run");
+  CHECK(ReadText(dir + "/sim.log").find("round 3/3 | acc") != std::string::npos);
   // The report reads a simulate run directory like any other.
   REQUIRE(Greenfed("report " + dir + "/sim " + dir + "/run --out " + dir + "/report", dir + "/report.log") == 0);
-  CHECK(ReadFile(dir + "/report/report.md").find("client") != std::string::npos);
+  CHECK(ReadText(dir + "/report/report.md").find("client") != std::string::npos);
 }
 
 TEST_CASE("simulate: bad flags exit 2 naming the flag") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   CHECK(Greenfed("simulate --workers=-1 --run-dir=" + dir + "/a", dir + "/a.log") == 2);
-  CHECK(ReadFile(dir + "/a.log").find("--workers") != std::string::npos);
+  CHECK(ReadText(dir + "/a.log").find("--workers") != std::string::npos);
   CHECK(Greenfed("simulate --partition=none --run-dir=" + dir + "/b", dir + "/b.log") == 2);
   CHECK(Greenfed("simulate --clients=0 --run-dir=" + dir + "/c", dir + "/c.log") == 2);
   CHECK(Greenfed("simulate --no-such-flag", dir + "/d.log") == 2);
@@ -126,7 +116,7 @@ TEST_CASE("simulate: bad flags exit 2 naming the flag") {
 // (NewEnvExcludingJobs). Until that, the coordinator's cpu_s in nodes.csv held every fit too
 // (13.2 of a 10-client round's 25.2 CPU-s on Fashion-MNIST, against 1.06 in `run`).
 TEST_CASE("simulate: the coordinator does not book the virtual clients' CPU time a second time") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 3000, 300, 5).ok());
@@ -134,9 +124,9 @@ TEST_CASE("simulate: the coordinator does not book the virtual clients' CPU time
                           "--local-epochs=2 --client-threads=1 --workers=2 --meter=model --data-dir=" +
                               data + " --run-dir=" + dir + "/sim",
                           dir + "/sim.log");
-  INFO(ReadFile(dir + "/sim.log"));
+  INFO(ReadText(dir + "/sim.log"));
   REQUIRE(rc == 0);
-  const auto rows = Columns(ReadFile(dir + "/sim/nodes.csv"), {"role", "cpu_s"});
+  const auto rows = Columns(ReadText(dir + "/sim/nodes.csv"), {"role", "cpu_s"});
   double coordinator_s = 0, clients_s = 0;
   for (const auto& r : rows) (r[0] == "client" ? clients_s : coordinator_s) += std::stod(r[1]);
   INFO("coordinator cpu_s ", coordinator_s, ", virtual clients' cpu_s ", clients_s);
