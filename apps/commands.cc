@@ -46,8 +46,10 @@ json MeterJson(const NodeFlags& node, const MeterOptions& m, const PhaseMeter& m
 }
 
 // Opens this node's meters and logs why each source was or was not used.
-StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* env, Logger* log) {
-  GREENFED_ASSIGN_OR_RETURN(MeterSet set, OpenMeters(m, env));
+// `open` replaces OpenMeters when set (AppContext::meters).
+StatusOr<std::unique_ptr<PhaseMeter>> OpenNodeMeter(const MeterOptions& m, Env* env, Logger* log,
+                                                    const std::function<StatusOr<MeterSet>(const MeterOptions&, Env*)>& open = {}) {
+  GREENFED_ASSIGN_OR_RETURN(MeterSet set, open ? open(m, env) : OpenMeters(m, env));
   for (const auto& note : set.notes) log->Info("meter: " + note);
   auto meter = std::make_unique<PhaseMeter>(std::move(set), env);
   for (const auto& d : meter->Describe()) log->Info("energy source: " + d);
@@ -160,7 +162,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   if (!initial.ok()) return Fail("coordinator", initial.status(), 1);
 
   std::unique_ptr<Env> env = ctx.env ? ctx.env() : NewSystemEnv();
-  auto meter = OpenNodeMeter(*meter_options, env.get(), &log);
+  auto meter = OpenNodeMeter(*meter_options, env.get(), &log, ctx.meters);
   if (!meter.ok()) return Fail("coordinator", meter.status(), 2);
 
   json config;
@@ -493,7 +495,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
     log.Progress("epoch " + std::to_string(epoch) + "/" + std::to_string(max_epochs) + " | acc " +
                  Fixed(eval->accuracy, 4) + " loss " + Fixed(eval->loss, 4) + " | lr " + Fixed(epoch_lr, 5) + " | " +
                  Fixed(row.round_s, 1) + " s | " + Fixed(t.compute_j, 1) + " J " +
-                 (t.measured() ? "measured" : "modelled") + ", " + Fixed(t.co2e_g, 3) + " g CO2e");
+                 t.label() + ", " + Fixed(t.co2e_g, 3) + " g CO2e");
     info.rounds = row.round;
     info.final_accuracy = eval->accuracy;
     info.best_accuracy = std::max(info.best_accuracy, eval->accuracy);
@@ -525,7 +527,7 @@ int RunCentralizedCommand(const std::vector<std::string>& args, const AppContext
   const EnergyTotals t = (*run_dir)->Totals();
   log.Progress("done: " + info.stop_reason + " | " + std::to_string(info.rounds) + " epochs, best acc " +
                Fixed(info.best_accuracy, 4) + " | " + Fixed(info.wall_s, 1) + " s | " +
-               Fixed(t.compute_pue_j / 3600.0, 3) + " Wh " + (t.measured() ? "measured" : "modelled") + ", " +
+               Fixed(t.compute_pue_j / 3600.0, 3) + " Wh " + t.label() + ", " +
                Fixed(t.co2e_g, 3) + " g CO2e");
   return interrupted ? 1 : 0;
 }

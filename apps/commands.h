@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "greenfed/meter.h"
+
 namespace greenfed {
 
 class Env;
@@ -25,6 +27,9 @@ struct AppContext {
   // The coordinator command's Env (clock, CPU, RSS for its meter); empty = NewSystemEnv().
   // `simulate` sets one that leaves out the virtual clients' CPU, which they book themselves.
   std::function<std::unique_ptr<Env>()> env;
+  // The coordinator command's meters; empty = OpenMeters(its --meter options). `simulate`
+  // sets one that books the coordinator's share of the split RAPL energy (sim/rapl_split.h).
+  std::function<StatusOr<MeterSet>(const MeterOptions& options, Env* env)> meters;
 };
 
 int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext& ctx);

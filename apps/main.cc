@@ -1,5 +1,5 @@
 // greenfed: one binary, one subcommand per role. See `greenfed --help`.
-#include <malloc.h>
+#include <cstdio>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "fashion_mnist/blas.h"
+#include "greenfed/malloc_tuning.h"
 
 namespace {
 
@@ -47,12 +48,9 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
-  // Parameter messages are ~0.4 MB per tensor set. glibc's defaults hand such
-  // buffers back to the kernel after every message and fault them in again; on
-  // this VM that made encode+decode 140x a memcpy (bench/bench_codec), against
-  // ~4x with these thresholds. Memory stays bounded by the largest message.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // Tensors and parameter messages are freed and reallocated many times a second; glibc's
+  // defaults fault their pages in again each time (malloc_tuning.h has the figures).
+  if (!greenfed::TuneMallocForTensors()) std::fprintf(stderr, "greenfed: warning: mallopt refused the thresholds\n");
   // One BLAS thread (fashion_mnist/blas.h): here for this process, whose OpenBLAS has already
   // started its pool, and in the environment for the processes it spawns (run, compare),
   // whose OpenBLAS then starts no pool thread at all. A user's own setting is kept.

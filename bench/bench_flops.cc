@@ -20,6 +20,9 @@
 //          bench/bench_blas.sh, which calls this with --section linear.
 //  linear  fc1 and fc2 forward+backward at batch 32 only, with getrusage user and
 //          system CPU-s, for bench_blas.sh.
+//  pool    relu(max_pool2d(x, 2)) through libtorch against model.cc's PoolRelu2x2 on the
+//          CNN's real conv1 and conv2 activations at batch 32, forward and forward+backward,
+//          interleaved, and whether the results are bit-identical; not in the default sections.
 //  eval-threads  the coordinator's central evaluation (FashionMnistTask::Evaluate on the
 //          10,000 test images, coordinator role) with 1 and with --eval-threads intra-op
 //          threads, interleaved, --reps times: wall and process CPU-s, and the ratios.
@@ -43,7 +46,9 @@
 #include <string>
 #include <vector>
 
+#include "greenfed/malloc_tuning.h"
 #include "fashion_mnist/idx.h"
+#include "fashion_mnist/model_torch.h"
 #include "greenfed/partition.h"
 #include "fashion_mnist/task.h"
 
@@ -215,8 +220,9 @@ struct CnnImpl : torch::nn::Module {
         fc1(register_module("fc1", torch::nn::Linear(1568, 64))),
         fc2(register_module("fc2", torch::nn::Linear(64, 10))) {}
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor h = torch::relu(torch::max_pool2d(conv1->forward(x), 2));
-    h = torch::relu(torch::max_pool2d(conv2->forward(h), 2));
+    // Pooling as model.cc does it (PoolRelu2x2); section "pool" compares it with libtorch's.
+    torch::Tensor h = greenfed::fmnist::PoolRelu2x2(conv1->forward(x));
+    h = greenfed::fmnist::PoolRelu2x2(conv2->forward(h));
     // reshape, not flatten: with channels-last activations flatten would fail.
     return fc2->forward(torch::relu(fc1->forward(h.reshape({h.size(0), -1}))));
   }
@@ -578,6 +584,64 @@ void PrintLinear(int reps) {
               s2 / reps * 1e6, r1.user_s - r0.user_s, r1.sys_s - r0.sys_s, reps);
 }
 
+// relu(max_pool2d(x, 2)) through libtorch (A) and through PoolRelu2x2 (B, model.cc), on the
+// CNN's two real activations: conv1 and conv2 outputs (seed-0 weights) of 32 real training
+// images; forward alone (inference) and forward + backward, A and B alternating in one
+// process, thread CPU-s per call (best of --reps windows); and the bits compared.
+void PrintPool(const std::string& data_dir, int reps) {
+  const Data d = LoadData(data_dir, 32);
+  torch::manual_seed(0);
+  Cnn net;
+  torch::Tensor h1, h2;
+  {
+    torch::NoGradGuard no_grad;
+    h1 = net->conv1->forward(d.train_x);
+    h2 = net->conv2->forward(greenfed::fmnist::PoolRelu2x2(h1));
+  }
+  std::printf("== pool: relu(max_pool2d(x, 2)), libtorch (A) against PoolRelu2x2 (B), batch 32, 1 thread, "
+              "thread CPU-s per call, best of %d\n", reps);
+  std::printf("%-7s %-16s %10s %10s %8s %s\n", "input", "pass", "A_us", "B_us", "B/A", "bit-identical");
+  for (const auto& [name, x] : std::vector<std::pair<const char*, torch::Tensor>>{{"conv1", h1}, {"conv2", h2}}) {
+    torch::Tensor grad_out;
+    {
+      torch::NoGradGuard no_grad;
+      grad_out = torch::randn_like(greenfed::fmnist::PoolRelu2x2(x));
+    }
+    auto libtorch_op = [](const torch::Tensor& t) { return torch::relu(torch::max_pool2d(t, 2)); };
+    auto ours = [](const torch::Tensor& t) { return greenfed::fmnist::PoolRelu2x2(t); };
+    bool same_fwd = false, same_bwd = false;
+    {
+      torch::NoGradGuard no_grad;
+      same_fwd = torch::equal(libtorch_op(x), ours(x));
+    }
+    auto fwd_bwd = [&](const auto& op, torch::Tensor* grad) {
+      torch::Tensor xi = x.detach().clone().requires_grad_(true);
+      op(xi).backward(grad_out);
+      if (grad != nullptr) *grad = xi.grad();
+    };
+    {
+      torch::Tensor ga, gb;
+      fwd_bwd(libtorch_op, &ga);
+      fwd_bwd(ours, &gb);
+      same_bwd = torch::equal(ga, gb);
+    }
+    double a_fwd = 1e300, b_fwd = 1e300, a_fb = 1e300, b_fb = 1e300;
+    for (int r = 0; r < reps; ++r) {  // alternate A and B so that load hits both alike
+      torch::NoGradGuard no_grad;
+      a_fwd = std::min(a_fwd, TimePerCall([&] { (void)libtorch_op(x); }, 1));
+      b_fwd = std::min(b_fwd, TimePerCall([&] { (void)ours(x); }, 1));
+    }
+    for (int r = 0; r < reps; ++r) {
+      a_fb = std::min(a_fb, TimePerCall([&] { fwd_bwd(libtorch_op, nullptr); }, 1));
+      b_fb = std::min(b_fb, TimePerCall([&] { fwd_bwd(ours, nullptr); }, 1));
+    }
+    std::printf("%-7s %-16s %10.1f %10.1f %8.3f %s\n", name, "forward", a_fwd * 1e6, b_fwd * 1e6, b_fwd / a_fwd,
+                same_fwd ? "yes" : "NO");
+    std::printf("%-7s %-16s %10.1f %10.1f %8.3f %s\n", name, "forward+backward", a_fb * 1e6, b_fb * 1e6, b_fb / a_fb,
+                same_bwd ? "yes" : "NO");
+  }
+}
+
 // The central evaluation at 1 thread (A) and `threads` threads (B), interleaved A B A B.
 void PrintEvalThreads(const std::string& data_dir, int threads, int reps) {
   using greenfed::fmnist::FashionMnistTask;
@@ -624,6 +688,8 @@ void PrintEvalThreads(const std::string& data_dir, int threads, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As greenfed's main does, so that the figures here are those of the framework's processes.
+  if (!greenfed::TuneMallocForTensors()) Die("mallopt refused the thresholds");
   std::set<std::string> sections;
   int reps = 5;
   int64_t examples = 6000;
@@ -645,7 +711,7 @@ int main(int argc, char** argv) {
     } else if (a == "--data-dir" && i + 1 < argc) {
       data_dir = argv[++i];
     } else {
-      Die("usage: bench_flops [--section flops|kernels|fit|levers|linear|eval-threads]... [--reps R] "
+      Die("usage: bench_flops [--section flops|kernels|fit|levers|linear|eval-threads|pool]... [--reps R] "
           "[--examples N] [--lever-examples N] [--eval-threads T] [--data-dir DIR]");
     }
   }
@@ -658,6 +724,7 @@ int main(int argc, char** argv) {
     if (sections.count("fit")) PrintFit(data_dir, static_cast<uint64_t>(examples), reps, limit32);
     if (sections.count("levers")) PrintLevers(LoadData(data_dir, lever_examples), reps);
     if (sections.count("linear")) PrintLinear(reps);
+    if (sections.count("pool")) PrintPool(data_dir, reps);
     if (sections.count("eval-threads")) PrintEvalThreads(data_dir, eval_threads, reps);
   } catch (const c10::Error& e) {
     Die(e.what_without_backtrace());

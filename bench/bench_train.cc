@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fashion_mnist/idx.h"
+#include "greenfed/malloc_tuning.h"
 #include "greenfed/partition.h"
 #include "fashion_mnist/task.h"
 
@@ -111,6 +112,8 @@ double MaxAbsDiff(const std::vector<torch::Tensor>& a, const Parameters& b) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As greenfed's main does, so that the figures here are those of the framework's processes.
+  if (!greenfed::TuneMallocForTensors()) std::fprintf(stderr, "bench_train: mallopt refused the thresholds\n");
   bool full = false;
   uint64_t examples = 6000;
   int reps = 2;

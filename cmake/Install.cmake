@@ -1,11 +1,11 @@
 # Install and export: `cmake --install BUILD [--prefix P]` puts in place
 #   bin/greenfed                                       (component Runtime)
 #   include/greenfed/...                               (component Development)
-#   lib/<multiarch>/libgreenfed_{common,coordinator,client,report}.{a|so}
+#   lib/<multiarch>/libgreenfed_{common,coordinator,client,sim,report}.{a|so}
 #   lib/<multiarch>/cmake/greenfed/greenfed{Config,ConfigVersion,Targets*}.cmake
 # so that another project can `find_package(greenfed 0.1 REQUIRED)` and link
-# greenfed::common, greenfed::coordinator, greenfed::client, greenfed::report
-# (examples/custom_task is such a project; tests/package_test.sh builds it).
+# greenfed::common, greenfed::coordinator, greenfed::client, greenfed::sim, greenfed::report
+# (examples/custom_task and tests/package_sim are such projects; tests/package_test.sh builds both).
 #
 # Static by default: one self-contained `greenfed` binary (what the Docker image and the
 # tests use) and no ABI promise to keep. -DBUILD_SHARED_LIBS=ON builds shared libraries
@@ -17,7 +17,7 @@
 # part of the `greenfed` binary: docs/writing-a-task.md says why).
 include(CMakePackageConfigHelpers)
 
-set(GREENFED_EXPORTED_LIBRARIES greenfed_common greenfed_coordinator greenfed_client greenfed_report)
+set(GREENFED_EXPORTED_LIBRARIES greenfed_common greenfed_coordinator greenfed_client greenfed_sim greenfed_report)
 set(GREENFED_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/greenfed CACHE STRING
     "Where greenfedConfig.cmake is installed, relative to the prefix")
 if(BUILD_SHARED_LIBS)
@@ -60,7 +60,7 @@ install(TARGETS ${GREENFED_EXPORTED_LIBRARIES}
 install(TARGETS greenfed RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT Runtime)
 
 # Public headers: each library's include/ tree (greenfed/*.h, greenfed/<library>/*.h).
-foreach(dir common client coordinator report)
+foreach(dir common client coordinator sim report)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/include/
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT Development
     FILES_MATCHING PATTERN "*.h")

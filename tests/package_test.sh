@@ -5,7 +5,9 @@
 #      user and system package registries are off) and builds it with -Werror;
 #   3. runs its custom_task_demo: a coordinator and 3 clients over CURVE on loopback, 2 rounds;
 #   4. checks the run directory (config.json, rounds.csv with rounds 1 and 2, nodes.csv,
-#      summary.json) and that the installed `greenfed report` reads it.
+#      summary.json) and that the installed `greenfed report` reads it;
+#   5. configures and builds tests/package_sim against the same prefix, which links
+#      greenfed::sim and calls it (SplitEnergyByCpu), and runs it.
 #   bash tests/package_test.sh SOURCE_DIR BUILD_DIR CMAKE CXX_COMPILER [COMPILER_LAUNCHER]
 # The temporary directory is removed on success and kept (and named) on failure.
 set -euo pipefail
@@ -56,5 +58,13 @@ for i in 0 1 2; do grep -q "client-$i" "$run/nodes.csv" || fail "nodes.csv has n
   { cat "$work/report.log"; fail "the installed greenfed report could not read the run directory"; }
 [[ -s $work/report/report.md ]] || fail "greenfed report wrote no report.md"
 say "the installed greenfed report read the run: $(grep -c . "$work/report/report.md") lines of report.md"
+[[ -f $prefix/include/greenfed/sim/rapl_split.h ]] || fail "no $prefix/include/greenfed/sim/rapl_split.h"
+sim_args=(-S "$src/tests/package_sim" -B "$work/build-sim" -DCMAKE_PREFIX_PATH="$prefix"
+          -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+          -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF)
+[[ -n $launcher ]] && sim_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER="$launcher")
+"$cmake" "${sim_args[@]}" >"$work/configure-sim.log" 2>&1 || { cat "$work/configure-sim.log"; fail "configure of tests/package_sim failed"; }
+"$cmake" --build "$work/build-sim" -j 2 >"$work/build-sim.log" 2>&1 || { cat "$work/build-sim.log"; fail "build of tests/package_sim (greenfed::sim) failed"; }
+"$work/build-sim/sim_consumer" || fail "sim_consumer (greenfed::sim) exited with $?"
 say "passed in $((SECONDS - start)) s against the installed prefix $prefix"
 ok=1

@@ -64,7 +64,12 @@ Checkpoint Sample() {
   client.source = EnergySource::kRapl;
   client.train_j = 1234.5678901234;
   client.bytes_received = 77;
-  c.ledger.nodes = {coord, client};
+  NodeRow virtual_client;  // greenfed simulate with RAPL readable (sim/rapl_split.h)
+  virtual_client.round = 2;
+  virtual_client.node = NodeInfo{"client-4", "client", "DEU", 1.0, 380.5};
+  virtual_client.source = EnergySource::kRaplSplit;
+  virtual_client.train_j = 2.5;
+  c.ledger.nodes = {coord, client, virtual_client};
   return c;
 }
 

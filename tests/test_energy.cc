@@ -102,7 +102,8 @@ PowerModel TestModel() {
 
 TEST_CASE("energy_record: names round-trip and bad names list the valid ones") {
   for (EnergySource s :
-       {EnergySource::kRapl, EnergySource::kNvml, EnergySource::kModel, EnergySource::kComm}) {
+       {EnergySource::kRapl, EnergySource::kNvml, EnergySource::kModel, EnergySource::kComm,
+        EnergySource::kRaplSplit}) {
     StatusOr<EnergySource> parsed = ParseEnergySource(EnergySourceName(s));
     REQUIRE(parsed.ok());
     CHECK(*parsed == s);
@@ -120,7 +121,7 @@ TEST_CASE("energy_record: names round-trip and bad names list the valid ones") {
   StatusOr<EnergySource> bad_source = ParseEnergySource("joulemeter");
   CHECK(bad_source.status().code() == Code::kInvalidArgument);
   CHECK(bad_source.status().message() ==
-        "unknown energy source 'joulemeter' (valid: rapl, nvml, model, comm)");
+        "unknown energy source 'joulemeter' (valid: rapl, nvml, model, comm, rapl-split)");
   StatusOr<Phase> bad_phase = ParsePhase("Fit");
   CHECK(bad_phase.status().message() ==
         "unknown phase 'Fit' (valid: fit, evaluate, idle, comm, aggregate, train)");
@@ -129,6 +130,12 @@ TEST_CASE("energy_record: names round-trip and bad names list the valid ones") {
   CHECK(IsMeasured(EnergySource::kNvml));
   CHECK_FALSE(IsMeasured(EnergySource::kModel));
   CHECK_FALSE(IsMeasured(EnergySource::kComm));
+  // rapl-split: measured joules, apportioned by CPU share (sim/rapl_split.h).
+  CHECK(std::string(EnergySourceName(EnergySource::kRaplSplit)) == "rapl-split");
+  CHECK(IsMeasured(EnergySource::kRaplSplit));
+  CHECK(IsApportioned(EnergySource::kRaplSplit));
+  CHECK_FALSE(IsApportioned(EnergySource::kRapl));
+  CHECK_FALSE(IsApportioned(EnergySource::kModel));
 }
 
 TEST_CASE("rapl: counts top-level packages once, skipping sub-zones, mmio and duplicates") {

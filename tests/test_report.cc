@@ -339,6 +339,37 @@ TEST_CASE("report: Table 2 breakdown worked out by hand") {
   CHECK(Cell(settings, "Centralized", "strategy").text == "–");
 }
 
+// greenfed simulate with RAPL readable: rows of source rapl-split (measured, then apportioned
+// by CPU share) are counted like any other and named as such in the energy sources and notes.
+TEST_CASE("report: rapl-split rows count like the others and are labelled measured, then apportioned") {
+  TempDir tmp;
+  const std::string dir = WriteFlIid(tmp.path());
+  std::string nodes = ReadText(dir + "/nodes.csv");
+  for (size_t at; (at = nodes.find("rapl,measured")) != std::string::npos;) {
+    nodes.replace(at, 13, "rapl-split,apportioned");
+  }
+  WriteText(dir + "/nodes.csv", nodes);
+  std::vector<RunData> runs = LoadAll({WriteCentralized(tmp.path()), dir});
+  StatusOr<ReportTables> report = BuildReport(runs, TestTable(), TestOptions(tmp.path() + "/out"));
+  REQUIRE_MESSAGE(report.ok(), report.status().ToString());
+  const ReportTable& t2 = report->breakdown;
+  // The same joules as the rapl rows they replace: 400 Wh of clients to round 1.
+  CHECK(Cell(t2, "FL IID", "compute Wh clients").text == "400 (mixed)");
+  CHECK(Cell(t2, "FL IID", "energy sources").text == "model, rapl-split");
+  bool apportioned = false, direct = false;
+  std::string all_notes;
+  for (const std::string& note : t2.notes) all_notes += note + "\n";
+  INFO(all_notes);
+  for (const std::string& note : t2.notes) {
+    if (note.find("Measured, then apportioned (rapl-split): compute energy of FL IID (1 of 4 node records)") == 0) {
+      apportioned = true;
+    }
+    if (note.find("Measured: compute energy of FL IID") == 0) direct = true;
+  }
+  CHECK(apportioned);
+  CHECK_FALSE(direct);
+}
+
 TEST_CASE("report: a run stopped by its budget shows the accuracy it stopped at") {
   TempDir tmp;
   const std::string dir = WriteFlNonIid(tmp.path());

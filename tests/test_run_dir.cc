@@ -102,9 +102,21 @@ TEST_CASE("measured sources are reported as measured") {
   (*rd)->AddEnergy(NodeInfo{"centralized", "centralized", "FRA", 1.1, 50},
                    {Rec(Phase::kTrain, 1, 10, EnergySource::kRapl)});
   CHECK((*rd)->Totals().measured());
+  CHECK(std::string((*rd)->Totals().label()) == "measured");
   REQUIRE((*rd)->Flush().ok());
   (*rd)->AddEnergy(NodeInfo{"centralized", "centralized", "FRA", 1.1, 50}, {Rec(Phase::kTrain, 1, 10)});
   CHECK_FALSE((*rd)->Totals().measured());  // mixed
+  CHECK(std::string((*rd)->Totals().label()) == "modelled");
+}
+
+TEST_CASE("RAPL energy apportioned over virtual clients is labelled measured, apportioned") {
+  auto rd = RunDir::Create(MakeTempDir("greenfed-rundir") + "/split");
+  REQUIRE(rd.ok());
+  (*rd)->AddEnergy(NodeInfo{"client-0", "client", "FRA", 1.0, 50}, {Rec(Phase::kTrain, 1, 10, EnergySource::kRaplSplit)});
+  (*rd)->AddEnergy(NodeInfo{"coordinator", "coordinator", "FRA", 1.0, 50},
+                   {Rec(Phase::kAggregate, 1, 2, EnergySource::kRapl)});
+  CHECK((*rd)->Totals().measured());
+  CHECK(std::string((*rd)->Totals().label()) == "measured, apportioned");
 }
 
 TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema reader gives the rows back") {
@@ -195,7 +207,7 @@ TEST_CASE("schema reader names file, line and column of a bad cell") {
   CHECK(bad_role.status().message() ==
         "nodes.csv line 2, column role: 'server', expected coordinator, client or centralized");
   auto comm = ParseNodesCsv(NodesCsvHeader() + "1,client-0,client,FRA,1,1,1,0,0,0,0,0,0,0,0,comm,modelled\n");
-  CHECK(comm.status().message() == "nodes.csv line 2, column source: 'comm', expected rapl, nvml or model");
+  CHECK(comm.status().message() == "nodes.csv line 2, column source: 'comm', expected rapl, nvml, model or rapl-split");
   auto acc = ParseRoundsCsv(RoundsCsvHeader() + "1,1,1,0,1.5,0,0,0,0,0,0,0,0,0,\n");
   CHECK(acc.status().message() == "rounds.csv line 2, column test_accuracy: 1.5 is outside [0, 1]");
   auto neg = ParseRoundsCsv(RoundsCsvHeader() + "\n1,-1,1,0,0.5,0,0,0,0,0,0,0,0,0,\n");

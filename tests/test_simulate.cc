@@ -6,7 +6,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -132,4 +139,157 @@ TEST_CASE("simulate: the coordinator does not book the virtual clients' CPU time
   INFO("coordinator cpu_s ", coordinator_s, ", virtual clients' cpu_s ", clients_s);
   REQUIRE(clients_s > 0.5);  // enough training that double booking would show
   CHECK(coordinator_s < clients_s / 2);
+}
+
+namespace {
+
+// Writes `value` to `path` through a rename, so a reader never sees half a number.
+void WriteAtomically(const std::string& path, const std::string& value) {
+  {
+    std::ofstream out(path + ".tmp", std::ios::trunc);
+    REQUIRE(out);
+    out << value << "\n";
+  }
+  std::filesystem::rename(path + ".tmp", path);
+}
+
+}  // namespace
+
+// With RAPL readable (here a fake powercap tree whose counter a thread of this test advances at
+// 5 W, wrapping every 2 s, pointed at by --powercap-root), simulate measures the package energy
+// and splits it over the virtual clients' fits and evaluations and the coordinator by thread
+// CPU-time share: every row says rapl-split / apportioned, the virtual clients' rows add up to
+// what the split booked to them, and the split books exactly the counter's increment.
+TEST_CASE("simulate: with RAPL readable, the package energy is split over the virtual clients, labelled rapl-split") {
+  const std::string dir = MakeTempDir("greenfed-sim");
+  const std::string data = dir + "/data";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string zone = dir + "/powercap/intel-rapl:0";
+  std::filesystem::create_directories(zone);
+  const uint64_t range_uj = 10000000;  // 10 J
+  WriteAtomically(zone + "/name", "package-0");
+  WriteAtomically(zone + "/max_energy_range_uj", std::to_string(range_uj));
+  uint64_t counter_uj = range_uj - 100000;  // wraps after the first 0.1 J
+  WriteAtomically(zone + "/energy_uj", std::to_string(counter_uj));
+  std::atomic<bool> stop{false};
+  uint64_t written_uj = 0;
+  std::thread package([&] {
+    while (!stop.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      counter_uj = (counter_uj + 10000) % range_uj;  // 10 mJ per 2 ms
+      written_uj += 10000;
+      WriteAtomically(zone + "/energy_uj", std::to_string(counter_uj));
+    }
+  });
+  const int rc = Greenfed("simulate --clients=3 --max-rounds=2 --target-accuracy=1.0 --lr=0.002 --seed=5 "
+                          "--client-threads=1 --workers=2 --meter=rapl --powercap-root=" + dir +
+                              "/powercap --data-dir=" + data + " --run-dir=" + dir + "/sim",
+                          dir + "/sim.log");
+  stop.store(true);
+  package.join();
+  const std::string log = ReadText(dir + "/sim.log");
+  INFO(log);
+  REQUIRE(rc == 0);
+  CHECK(log.find("rapl-split stopped") == std::string::npos);
+
+  // The split's own account: the counter's increment, all of it booked.
+  const size_t at = log.find("rapl-split: the package counters advanced ");
+  REQUIRE(at != std::string::npos);
+  double package_j = 0, clients_j = 0, coordinator_j = 0;
+  unsigned long long windows = 0, items = 0;
+  REQUIRE(std::sscanf(log.c_str() + at,
+                      "rapl-split: the package counters advanced %lf J over %llu windows; booked %lf J to %llu fits "
+                      "and evaluations of the virtual clients and %lf J to the coordinator",
+                      &package_j, &windows, &clients_j, &items, &coordinator_j) == 5);
+  const long long package_uj = std::llround(package_j * 1e6), clients_uj = std::llround(clients_j * 1e6),
+                  coordinator_uj = std::llround(coordinator_j * 1e6);
+  CHECK(clients_uj + coordinator_uj == package_uj);  // exact, in microjoules
+  CHECK(package_uj > 0);
+  CHECK(static_cast<uint64_t>(package_uj) <= written_uj);  // never more than the counter moved
+  CHECK(clients_uj > 0);
+  CHECK(items >= 6);  // 3 clients x 2 rounds of fits
+
+  // nodes.csv: every row is rapl-split, apportioned; the clients' rows sum to their split.
+  const auto rows = Columns(ReadText(dir + "/sim/nodes.csv"), {"role", "compute_j", "source", "measured"});
+  REQUIRE(!rows.empty());
+  double client_rows_j = 0;
+  for (const auto& r : rows) {
+    CHECK(r[2] == "rapl-split");
+    CHECK(r[3] == "apportioned");
+    if (r[0] == "client") client_rows_j += std::stod(r[1]);
+  }
+  CHECK(client_rows_j == doctest::Approx(clients_j).epsilon(1e-6));
+  const auto summary = nlohmann::json::parse(ReadText(dir + "/sim/summary.json"));
+  CHECK(summary["energy"]["sources"] == nlohmann::json::array({"rapl-split"}));
+  // The report reads it like any run and names the label.
+  REQUIRE(Greenfed("report " + dir + "/sim --out " + dir + "/report", dir + "/report.log") == 0);
+  const std::string md = ReadText(dir + "/report/report.md");
+  CHECK(md.find("rapl-split") != std::string::npos);
+  CHECK(md.find("Measured, then apportioned (rapl-split)") != std::string::npos);
+}
+
+// The counter goes backwards mid-run (after round 1 is in rounds.csv): the split stops with one
+// named warning, later records are modelled, the run completes and nothing is negative.
+TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to the model, named, and the run completes") {
+  const std::string dir = MakeTempDir("greenfed-sim");
+  const std::string data = dir + "/data";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string zone = dir + "/powercap/intel-rapl:0";
+  std::filesystem::create_directories(zone);
+  const uint64_t range_uj = 10000000;
+  WriteAtomically(zone + "/name", "package-0");
+  WriteAtomically(zone + "/max_energy_range_uj", std::to_string(range_uj));
+  uint64_t counter_uj = 5000000;
+  WriteAtomically(zone + "/energy_uj", std::to_string(counter_uj));
+  std::atomic<bool> stop{false};
+  bool stepped_back = false;
+  std::thread package([&] {
+    while (!stop.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      counter_uj += 10000;
+      if (!stepped_back && ReadText(dir + "/sim/rounds.csv").find("\n1,") != std::string::npos) {
+        counter_uj -= range_uj * 4 / 10;  // as a wrap, 6 J since the last poll: over half the range
+        stepped_back = true;
+      }
+      WriteAtomically(zone + "/energy_uj", std::to_string(counter_uj));
+    }
+  });
+  const int rc = Greenfed("simulate --clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=5 "
+                          "--client-threads=1 --workers=2 --powercap-root=" + dir +
+                              "/powercap --data-dir=" + data + " --run-dir=" + dir + "/sim",
+                          dir + "/sim.log");
+  stop.store(true);
+  package.join();
+  const std::string log = ReadText(dir + "/sim.log");
+  INFO(log);
+  REQUIRE(rc == 0);
+  REQUIRE(stepped_back);
+  CHECK(log.find("rapl-split stopped at window ") != std::string::npos);
+  CHECK(log.find("went backwards") != std::string::npos);
+  CHECK(log.find("the virtual clients' energy is modelled from here on (source model)") != std::string::npos);
+  CHECK(log.find("round 3/3 | acc") != std::string::npos);
+  const auto rows = Columns(ReadText(dir + "/sim/nodes.csv"), {"round", "role", "compute_j", "source", "measured"});
+  bool split_rows = false, modelled_round3_client = false;
+  for (const auto& r : rows) {
+    CHECK(std::stod(r[2]) >= 0);
+    const bool split = r[3] == "rapl-split" && r[4] == "apportioned";
+    const bool modelled = r[3] == "model" && r[4] == "modelled";
+    CHECK((split || modelled));
+    split_rows = split_rows || (split && r[0] == "1");
+    modelled_round3_client = modelled_round3_client || (modelled && r[0] == "3" && r[1] == "client");
+  }
+  CHECK(split_rows);              // round 1 was split
+  CHECK(modelled_round3_client);  // round 3, after the step, is modelled
+}
+
+TEST_CASE("simulate: --powercap-root must be a directory, and --meter rapl needs a package there") {
+  const std::string dir = MakeTempDir("greenfed-sim");
+  CHECK(Greenfed("simulate --powercap-root=" + dir + "/none --run-dir=" + dir + "/a", dir + "/a.log") == 2);
+  CHECK(ReadText(dir + "/a.log").find("--powercap-root: '" + dir + "/none' is not a directory") != std::string::npos);
+  const std::string empty = dir + "/empty";
+  REQUIRE(::mkdir(empty.c_str(), 0755) == 0);
+  CHECK(Greenfed("simulate --meter=rapl --powercap-root=" + empty + " --run-dir=" + dir + "/b", dir + "/b.log") == 2);
+  CHECK(ReadText(dir + "/b.log").find("--meter rapl (--powercap-root " + empty + "): no RAPL package domains under " + empty) != std::string::npos);
 }

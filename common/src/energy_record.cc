@@ -9,11 +9,12 @@
 namespace greenfed {
 namespace {
 
-constexpr std::array<std::pair<EnergySource, const char*>, 4> kSources = {{
+constexpr std::array<std::pair<EnergySource, const char*>, 5> kSources = {{
     {EnergySource::kRapl, "rapl"},
     {EnergySource::kNvml, "nvml"},
     {EnergySource::kModel, "model"},
     {EnergySource::kComm, "comm"},
+    {EnergySource::kRaplSplit, "rapl-split"},
 }};
 
 constexpr std::array<std::pair<Phase, const char*>, 6> kPhases = {{
@@ -53,7 +54,11 @@ StatusOr<EnergySource> ParseEnergySource(const std::string& name) {
                          ")");
 }
 
-bool IsMeasured(EnergySource s) { return s == EnergySource::kRapl || s == EnergySource::kNvml; }
+bool IsMeasured(EnergySource s) {
+  return s == EnergySource::kRapl || s == EnergySource::kNvml || s == EnergySource::kRaplSplit;
+}
+
+bool IsApportioned(EnergySource s) { return s == EnergySource::kRaplSplit; }
 
 const char* PhaseName(Phase p) {
   for (const auto& entry : kPhases) {

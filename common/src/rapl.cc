@@ -142,7 +142,14 @@ class RaplMeter final : public EnergyMeter {
 
   StatusOr<double> EnergyJ() override {
     std::lock_guard<std::mutex> lock(mu_);
-    GREENFED_RETURN_IF_ERROR(PollLocked());
+    const Status polled = PollLocked();
+    // A counter that went backwards, seen by the background poller, is reported once here.
+    if (!backwards_.ok()) {
+      Status seen = backwards_;
+      backwards_ = Status::Ok();
+      return seen;
+    }
+    GREENFED_RETURN_IF_ERROR(polled);
     uint64_t total_uj = 0;
     for (const Zone& zone : zones_) total_uj += zone.total_uj;
     return static_cast<double>(total_uj) / 1e6;
@@ -162,6 +169,13 @@ class RaplMeter final : public EnergyMeter {
   // Reads every zone once and folds the increments into total_uj. A zone that cannot
   // be read keeps its previous reading, so the next successful poll still sees the
   // whole increment (unless the counter wrapped twice meanwhile).
+  //
+  // A reading below the previous one is a wrap (now + max_energy_range_uj - previous)
+  // unless that would be more than half the range since the previous poll: polls come
+  // at least twice per wrap at 1 kW, so such a reading is a counter that went
+  // backwards (a reset, a different counter). It adds nothing, the zone restarts
+  // from it, and the error (DataLoss, "went backwards") is kept in backwards_ until
+  // the next EnergyJ() reports it, even when the background poller saw it.
   Status PollLocked() {
     Status first_error;
     for (Zone& zone : zones_) {
@@ -171,8 +185,20 @@ class RaplMeter final : public EnergyMeter {
         continue;
       }
       const uint64_t value = *now;
-      const uint64_t delta =
-          value >= zone.last_uj ? value - zone.last_uj : value + zone.max_range_uj - zone.last_uj;
+      uint64_t delta = value - zone.last_uj;
+      if (value < zone.last_uj) {
+        delta = value + zone.max_range_uj - zone.last_uj;
+        if (value > zone.max_range_uj || delta > zone.max_range_uj / 2) {
+          if (backwards_.ok()) {
+            backwards_ = DataLoss("RAPL counter " + zone.energy_path + " went backwards from " +
+                                  std::to_string(zone.last_uj) + " to " + std::to_string(value) +
+                                  " uJ (as a wrap it would be " + std::to_string(delta) +
+                                  " uJ since the previous poll, over half of max_energy_range_uj " +
+                                  std::to_string(zone.max_range_uj) + "); the increment is not counted");
+          }
+          delta = 0;
+        }
+      }
       zone.total_uj += delta;
       zone.last_uj = value;
     }
@@ -193,6 +219,7 @@ class RaplMeter final : public EnergyMeter {
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;        // guarded by mu_
+  Status backwards_;         // guarded by mu_: a backwards step not yet reported
   std::vector<Zone> zones_;  // guarded by mu_ (labels and paths never change)
   const double poll_s_;
   std::thread poller_;  // last: starts after every other member exists

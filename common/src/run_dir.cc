@@ -107,6 +107,14 @@ bool EnergyTotals::measured() const {
   return true;
 }
 
+const char* EnergyTotals::label() const {
+  if (!measured()) return "modelled";
+  for (auto s : sources) {
+    if (IsApportioned(s)) return "measured, apportioned";
+  }
+  return "measured";
+}
+
 Status WriteFileAtomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {

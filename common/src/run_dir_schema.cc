@@ -153,16 +153,21 @@ StatusOr<NodesCsvRow> ParseNodeRow(const RowView& v) {
   auto parsed = ParseEnergySource(source);
   if (source.empty()) return v.Error("source", "empty");
   if (!parsed.ok() || *parsed == EnergySource::kComm) {
-    return v.Error("source", "'" + source + "', expected rapl, nvml or model");
+    return v.Error("source", "'" + source + "', expected rapl, nvml, model or rapl-split");
   }
   n.source = *parsed;
   const std::string& measured = v.Str("measured");
-  if (measured == "measured") {
+  if (measured == measured_label::kMeasured || measured == measured_label::kApportioned) {
     n.measured = true;
-  } else if (measured == "modelled") {
+  } else if (measured == measured_label::kModelled) {
     n.measured = false;
   } else {
-    return v.Error("measured", "'" + measured + "', expected measured or modelled");
+    return v.Error("measured", "'" + measured + "', expected measured, apportioned or modelled");
+  }
+  // rapl-split rows and only they are apportioned.
+  if ((measured == measured_label::kApportioned) != IsApportioned(n.source)) {
+    return v.Error("measured", "'" + measured + "' does not go with source '" + source +
+                                   "' (apportioned goes with rapl-split, and only with it)");
   }
   return n;
 }
@@ -204,6 +209,11 @@ StatusOr<NodeRole> ParseNodeRole(const std::string& name) {
   return InvalidArgument("'" + name + "', expected coordinator, client or centralized");
 }
 
+const char* MeasuredLabel(EnergySource source, bool measured) {
+  if (!measured) return measured_label::kModelled;
+  return IsApportioned(source) ? measured_label::kApportioned : measured_label::kMeasured;
+}
+
 std::string CsvNumber(double v) {
   std::ostringstream os;
   os << std::setprecision(10) << v;
@@ -227,7 +237,7 @@ std::string FormatNodesCsvRow(const NodesCsvRow& row) {
     << CsvNumber(row.train_j) << "," << CsvNumber(row.evaluate_j) << "," << CsvNumber(row.aggregate_j) << ","
     << CsvNumber(row.idle_j) << "," << CsvNumber(row.compute_j) << "," << CsvNumber(row.comm_j) << ","
     << row.bytes_sent << "," << row.bytes_received << "," << EnergySourceName(row.source) << ","
-    << (row.measured ? "measured" : "modelled") << "\n";
+    << MeasuredLabel(row.source, row.measured) << "\n";
   return n.str();
 }
 

@@ -202,7 +202,9 @@ Status GetNode(Reader* r, NodeRow* n) {
   GREENFED_RETURN_IF_ERROR(r->F64(&n->node.g_per_kwh, "node row: g_per_kwh"));
   uint8_t source = 0;
   GREENFED_RETURN_IF_ERROR(r->U8(&source, "node row: source"));
-  if (source > static_cast<uint8_t>(EnergySource::kModel)) {
+  // A node row's source is the meter that measured it: every EnergySource but kComm (which
+  // is booked in comm_j of the same row), including simulate's kRaplSplit.
+  if (source > static_cast<uint8_t>(EnergySource::kRaplSplit) || source == static_cast<uint8_t>(EnergySource::kComm)) {
     return r->Bad("node row: source " + std::to_string(source) + " is not a meter source");
   }
   n->source = static_cast<EnergySource>(source);

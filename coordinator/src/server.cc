@@ -343,7 +343,7 @@ struct Server::Impl {
                        std::to_string(d.succeeded) + "/" + std::to_string(d.sampled) + " ok";
     if (d.failed) line += ", " + std::to_string(d.failed) + " failed";
     line += " | " + Fixed(d.round_s, 1) + " s | " + EnergyText(t.compute_j + t.comm_j) + " " +
-            (t.measured() ? "measured" : "modelled") + ", " + Fixed(t.co2e_g, 3) + " g CO2e | " +
+            t.label() + ", " + Fixed(t.co2e_g, 3) + " g CO2e | " +
             Human(static_cast<double>(round_bytes_sent + round_bytes_received));
     if (d.fed_accuracy) line += " | fed-acc " + Fixed(*d.fed_accuracy, 4);
     log->Progress(line);
@@ -625,7 +625,7 @@ StatusOr<ServerResult> Server::Run() {
   const EnergyTotals t = s.run_dir->Totals();
   s.log->Progress("done: " + stop.reason + " | " + std::to_string(s.rounds_done) + " rounds, best acc " +
                   Fixed(s.best_accuracy, 4) + " | " + Fixed(s.env->NowSeconds() - s.start_s, 1) + " s | " +
-                  EnergyText(t.compute_pue_j + t.comm_j) + " " + (t.measured() ? "measured" : "modelled") + ", " +
+                  EnergyText(t.compute_pue_j + t.comm_j) + " " + t.label() + ", " +
                   Fixed(t.co2e_g, 3) + " g CO2e | " +
                   Human(static_cast<double>(s.total_bytes_sent + s.total_bytes_received)));
   ServerResult r;

@@ -4,13 +4,56 @@
 #include <utility>
 
 #include "fashion_mnist/model_torch.h"
+#include "fashion_mnist/pool_kernels.h"
 
 namespace greenfed::fmnist {
 namespace {
 
+// relu(max_pool2d(x, 2)) through pool_kernels.h, as an autograd function: the window
+// positions are the only thing saved for backward (one byte per output).
+struct PoolRelu2x2Fn : torch::autograd::Function<PoolRelu2x2Fn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in) {
+    const torch::Tensor x = x_in.contiguous();
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    torch::Tensor out = torch::empty({n, c, h / 2, w / 2}, x.options());
+    torch::Tensor where = torch::empty({n, c, h / 2, w / 2}, x.options().dtype(torch::kUInt8));
+    PoolRelu2x2Forward(x.data_ptr<float>(), out.data_ptr<float>(), where.data_ptr<uint8_t>(), n * c * (h / 2), w);
+    ctx->save_for_backward({where});
+    ctx->saved_data["h"] = h;
+    ctx->saved_data["w"] = w;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::Tensor where = ctx->get_saved_variables()[0];
+    const torch::Tensor g = grads[0].contiguous();
+    const int64_t h = ctx->saved_data["h"].toInt(), w = ctx->saved_data["w"].toInt();
+    torch::Tensor dx = torch::empty({g.size(0), g.size(1), h, w}, g.options());
+    PoolRelu2x2Backward(g.data_ptr<float>(), where.data_ptr<uint8_t>(), dx.data_ptr<float>(),
+                        g.size(0) * g.size(1) * (h / 2), w);
+    return {dx};
+  }
+};
+
+}  // namespace
+
+torch::Tensor PoolRelu2x2(const torch::Tensor& x) {
+  const bool supported = x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.device().is_cpu() &&
+                         x.size(2) % 2 == 0 && x.size(3) % 2 == 0 && x.numel() > 0;
+  if (!supported) return torch::relu(torch::max_pool2d(x, 2));
+  if (torch::GradMode::is_enabled() && x.requires_grad()) return PoolRelu2x2Fn::apply(x);
+  const torch::Tensor xc = x.contiguous();
+  torch::Tensor out = torch::empty({x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2}, x.options());
+  PoolRelu2x2Forward(xc.data_ptr<float>(), out.data_ptr<float>(), nullptr, x.size(0) * x.size(1) * (x.size(2) / 2),
+                     x.size(3));
+  return out;
+}
+
+namespace {
+
 // ReLU and 2x2 max-pooling commute (max is monotone and ReLU is monotone), so the
-// models pool first and apply ReLU to a quarter of the values. Outputs and
-// gradients equal conv -> ReLU -> pool.
+// models pool first and apply ReLU to a quarter of the values, fused in PoolRelu2x2.
+// Outputs and gradients equal conv -> ReLU -> pool.
 struct CnnImpl : torch::nn::Module {
   CnnImpl()
       : conv1(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 16, 3).padding(1)))),
@@ -19,8 +62,8 @@ struct CnnImpl : torch::nn::Module {
         fc2(register_module("fc2", torch::nn::Linear(64, 10))) {}
 
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor h = torch::relu(torch::max_pool2d(conv1->forward(x), 2));
-    h = torch::relu(torch::max_pool2d(conv2->forward(h), 2));
+    torch::Tensor h = PoolRelu2x2(conv1->forward(x));
+    h = PoolRelu2x2(conv2->forward(h));
     h = torch::relu(fc1->forward(h.flatten(1)));
     return fc2->forward(h);
   }

@@ -24,6 +24,11 @@ struct Net::Impl {
   std::vector<TensorSpec> specs;                             // same order
 };
 
+// torch::relu(torch::max_pool2d(x, 2)), forward and backward bit for bit, through the
+// branch-free kernels of pool_kernels.h for 4-d float32 CPU inputs with even H and W (the
+// libtorch ops otherwise). docs/benchmarks.md, "Pooling", has the measurement.
+torch::Tensor PoolRelu2x2(const torch::Tensor& x);
+
 // Wraps `module` (whose forward is `forward`) as a Net, for use in a NetFactory.
 // InvalidArgument if a parameter is not a contiguous float32 CPU tensor.
 StatusOr<std::unique_ptr<Net>> MakeNet(std::shared_ptr<torch::nn::Module> module,

@@ -52,6 +52,7 @@ RunEnergy AccountEnergy(const RunData& run) {
     if (n.measured) {
       ++e.measured_rows;
       e.measured_sources.insert(EnergySourceName(n.source));
+      if (IsApportioned(n.source)) ++e.apportioned_rows;
     }
     e.sources.insert(EnergySourceName(n.source));
   }

@@ -34,7 +34,8 @@ struct RunEnergy {
   uint64_t bytes = 0;        // client rows: sent + received
   uint64_t uplink_bytes = 0; // client rows: sent (client -> coordinator updates and reports)
   size_t rows = 0;
-  size_t measured_rows = 0;
+  size_t measured_rows = 0;         // rows of a measured source, apportioned ones included
+  size_t apportioned_rows = 0;      // rows of source rapl-split (IsApportioned)
   std::set<std::string> sources;
   std::set<std::string> measured_sources;
   std::vector<const NodeRow*> counted;  // rows inside the window

@@ -414,14 +414,25 @@ StatusOr<ReportTables> BuildReport(const std::vector<RunData>& runs, const Carbo
                "/config.json; processes on other machines may declare their own).";
       t2.notes.push_back(model);
     }
-    if (e.measured_rows > 0) {
+    if (e.measured_rows > e.apportioned_rows) {
+      std::vector<std::string> direct;
+      for (const std::string& s : e.measured_sources) {
+        auto parsed = ParseEnergySource(s);
+        if (!parsed.ok() || !IsApportioned(*parsed)) direct.push_back(s);
+      }
+      t2.notes.push_back("Measured: compute energy of " + out.run_labels[i] + " (" +
+                         std::to_string(e.measured_rows - e.apportioned_rows) + " of " +
+                         std::to_string(e.rows) + " node records) by hardware counters (" +
+                         Join(direct, ", ") + ").");
+    }
+    if (e.apportioned_rows > 0) {
       t2.notes.push_back(
-          "Measured: compute energy of " + out.run_labels[i] + " (" +
-          std::to_string(e.measured_rows) + " of " + std::to_string(e.rows) +
-          " node records) by hardware counters (" +
-          Join(std::vector<std::string>(e.measured_sources.begin(), e.measured_sources.end()),
-               ", ") +
-          ").");
+          "Measured, then apportioned (rapl-split): compute energy of " + out.run_labels[i] + " (" +
+          std::to_string(e.apportioned_rows) + " of " + std::to_string(e.rows) +
+          " node records) is the RAPL package energy measured by greenfed simulate, split over the "
+          "virtual clients' fits and evaluations and the coordinator by thread CPU-time share; the "
+          "package's idle power and other processes' energy are split with it (docs/energy.md, "
+          "\"Split RAPL\").");
     }
     if (c.kind == RunKind::kFederated) {
       t2.notes.push_back(

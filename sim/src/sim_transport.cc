@@ -194,7 +194,14 @@ class SimTransport : public ServerTransport {
       }
       Execute(k, c.machine->Handle(ClientMessageEvent{std::move(m).value(), bytes}, now));
     }
-    for (auto& f : pool_.Take(wait)) {
+    std::vector<WorkerPool::Finished> finished = pool_.Take(wait);
+    if (options_.split && !split_warned_ && !finished.empty()) {
+      if (std::optional<std::string> why = options_.split->Failure()) {
+        split_warned_ = true;
+        log_->Warn(*why + "; the virtual clients' energy is modelled from here on (source model)");
+      }
+    }
+    for (auto& f : finished) {
       VirtualClient& c = clients_[f.client];
       c.working = false;
       if (c.finishing) {
@@ -218,20 +225,30 @@ class SimTransport : public ServerTransport {
     Env* env = env_;
     const double workers = std::max<uint32_t>(options_.workers, 1);
     std::shared_ptr<std::atomic<int64_t>> job_cpu_ns = options_.job_cpu_ns;
-    return [power, env, workers, job_cpu_ns](Phase phase, int64_t round, const std::function<void()>& fn) {
+    std::shared_ptr<SplitLedger> split = options_.split;
+    return [power, env, workers, job_cpu_ns, split](Phase phase, int64_t round, const std::function<void()>& fn) {
       const double wall0 = env->NowSeconds();
       const double cpu0 = ThreadCpuSeconds();
+      const SplitLedger::ItemId item = split ? split->Begin(CurrentThreadClock()) : 0;
       fn();
+      const SplitLedger::ItemShare share = split ? split->End(item) : SplitLedger::ItemShare{};
       EnergyRecord e;
       e.phase = phase;
       e.round = round;
       e.wall_s = env->NowSeconds() - wall0;
       e.cpu_s = ThreadCpuSeconds() - cpu0;
       if (job_cpu_ns) job_cpu_ns->fetch_add(static_cast<int64_t>(std::llround(e.cpu_s * 1e9)));
-      const double share_gb = static_cast<double>(env->ResidentBytes()) / 1e9 / workers;
-      e.energy_j = e.cpu_s * power.watts_per_core + share_gb * power.watts_per_gb * e.wall_s;
-      e.source = EnergySource::kModel;
-      e.measured = false;
+      if (share.split) {
+        // Measured package joules, this item's CPU share of the windows it ran in. No memory
+        // term: DRAM is a RAPL domain of its own, outside the package counter.
+        e.energy_j = static_cast<double>(share.energy_uj) / 1e6;
+        e.source = EnergySource::kRaplSplit;
+      } else {
+        const double share_gb = static_cast<double>(env->ResidentBytes()) / 1e9 / workers;
+        e.energy_j = e.cpu_s * power.watts_per_core + share_gb * power.watts_per_gb * e.wall_s;
+        e.source = EnergySource::kModel;
+      }
+      e.measured = IsMeasured(e.source);
       return std::vector<EnergyRecord>{e};
     };
   }
@@ -363,6 +380,7 @@ class SimTransport : public ServerTransport {
   std::deque<std::pair<size_t, Frames>> to_clients_;
   std::deque<ReceivedMessage> to_server_;
   double next_tick_s_ = 0;
+  bool split_warned_ = false;  // the split's failure is logged once
   WorkerPool pool_;  // last: its threads stop before the clients' tasks go
 };
 

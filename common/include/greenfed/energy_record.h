@@ -18,11 +18,19 @@ enum class EnergySource : uint8_t {
   kNvml = 1,   // nvmlDeviceGetTotalEnergyConsumption: measured
   kModel = 2,  // CPU seconds x W/core + resident GB x W/GB: modelled
   kComm = 3,   // bytes x kWh/GB: modelled
+  // RAPL package energy measured over a window, then apportioned over the work done in it
+  // by thread CPU-time share (greenfed simulate's virtual clients and their coordinator,
+  // sim/rapl_split.h): measured joules, modelled attribution.
+  kRaplSplit = 4,
 };
-const char* EnergySourceName(EnergySource s);  // "rapl", "nvml", "model", "comm"
+// "rapl", "nvml", "model", "comm", "rapl-split"
+const char* EnergySourceName(EnergySource s);
 StatusOr<EnergySource> ParseEnergySource(const std::string& name);
-// True for hardware counters (RAPL, NVML); false for the models.
+// True for joules read from hardware counters (RAPL, NVML, and RAPL split by CPU share);
+// false for the models.
 bool IsMeasured(EnergySource s);
+// True for measured joules whose attribution to this record is a share (rapl-split).
+bool IsApportioned(EnergySource s);
 
 enum class Phase : uint8_t { kFit = 0, kEvaluate = 1, kIdle = 2, kComm = 3, kAggregate = 4, kTrain = 5 };
 const char* PhaseName(Phase p);  // "fit", "evaluate", "idle", "comm", "aggregate", "train"

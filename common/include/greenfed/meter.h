@@ -81,6 +81,9 @@ StatusOr<MeterSet> OpenMeters(const MeterOptions& options, Env* env);
 // greenfed processes on one machine each see all of its energy.
 // OpenRaplMeter: PermissionDenied (with the chmod fix) when energy_uj is root-only,
 // Unavailable when there is no package zone under powercap_root.
+// Its EnergyJ() resolves wraps (now + max_energy_range_uj - previous) and returns DataLoss
+// ("went backwards"), once, for a smaller reading that as a wrap would be more than half
+// the range since the previous poll; that increment is not counted.
 // OpenNvmlMeter: Unavailable when the library, a symbol, a GPU or its counter is missing.
 StatusOr<std::unique_ptr<EnergyMeter>> OpenRaplMeter(const std::string& powercap_root, double poll_s);
 StatusOr<std::unique_ptr<EnergyMeter>> OpenNvmlMeter(const std::string& library);

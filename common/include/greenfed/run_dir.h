@@ -78,6 +78,9 @@ struct EnergyTotals {
   double co2e_g = 0;           // each node at its own intensity and PUE
   std::set<EnergySource> sources;
   bool measured() const;       // all sources are hardware counters
+  // For progress lines and summaries: "modelled" unless measured(); "measured, apportioned"
+  // when a source is kRaplSplit (a measured counter split by CPU share); else "measured".
+  const char* label() const;
 };
 
 struct SummaryInfo {

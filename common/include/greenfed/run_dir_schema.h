@@ -163,6 +163,17 @@ struct RoundRow {
   std::optional<double> fed_accuracy;  // federated evaluation; empty cell when not run
 };
 
+// Values of nodes.csv "measured": how the row's joules were obtained. Every row of source
+// rapl-split (IsApportioned) is "apportioned": measured by the package counter, then split
+// by CPU-time share (docs/energy.md, "Split RAPL"); other measured sources are "measured".
+namespace measured_label {
+inline constexpr const char kMeasured[] = "measured";
+inline constexpr const char kApportioned[] = "apportioned";
+inline constexpr const char kModelled[] = "modelled";
+}  // namespace measured_label
+// The label of a row with `source` and `measured` (one of measured_label).
+const char* MeasuredLabel(EnergySource source, bool measured);
+
 enum class NodeRole : uint8_t { kCoordinator = 0, kClient = 1, kCentralized = 2 };
 const char* NodeRoleName(NodeRole role);  // "coordinator", "client", "centralized"
 StatusOr<NodeRole> ParseNodeRole(const std::string& name);
@@ -184,8 +195,10 @@ struct NodesCsvRow {
   double comm_j = 0;       // bytes x kWh/GB; counted only on client rows
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  EnergySource source = EnergySource::kModel;  // rapl, nvml or model (never comm)
-  bool measured = false;   // "measured" / "modelled"; IsMeasured(source) when written by greenfed
+  EnergySource source = EnergySource::kModel;  // rapl, nvml, model or rapl-split (never comm)
+  // "measured" / "apportioned" / "modelled" in the file (MeasuredLabel); true for the first
+  // two. IsMeasured(source) when written by greenfed.
+  bool measured = false;
 };
 
 // One line, with the trailing '\n'.

@@ -13,25 +13,28 @@
 // Energy per virtual client: the CPU time of each fit and evaluation on its worker
 // thread (CLOCK_THREAD_CPUTIME_ID) through the CPU power model (meter.h
 // PowerModel: cpu_s * watts_per_core, plus the process's resident memory divided
-// among the workers at watts_per_gb): source "model", never "measured".
+// among the workers at watts_per_gb): source "model". With a SplitLedger
+// (SimOptions::split, RAPL readable), each fit and evaluation is a work item of the
+// ledger instead and its record carries its share of the measured package energy:
+// source "rapl-split" (rapl_split.h); if the split stops, the records are modelled
+// again and the transport logs the reason once, as a warning.
 //
 // Thread safety: Bind/Send/Poll from the server's thread only; the machines are
 // touched only there. Workers run tasks; a virtual client has one job at a time.
 #pragma once
 
-#include <cstdint>
-#include <memory>
-#include <string>
-
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "greenfed/client/client_machine.h"
 #include "greenfed/coordinator/server_transport.h"
 #include "greenfed/env.h"
 #include "greenfed/log.h"
 #include "greenfed/meter.h"
+#include "greenfed/sim/rapl_split.h"
 #include "greenfed/task.h"
 
 namespace greenfed {
@@ -51,6 +54,9 @@ struct SimOptions {
   // coordinator's own meter, which reads the process's CPU time, does not count the virtual
   // clients' CPU a second time.
   std::shared_ptr<std::atomic<int64_t>> job_cpu_ns;
+  // When set, the virtual clients' fits and evaluations take their energy from this split of
+  // the measured package energy (source rapl-split) instead of the model. Null = the model.
+  std::shared_ptr<SplitLedger> split;
 };
 
 // `tasks`, `env` and `log` must outlive the transport.
