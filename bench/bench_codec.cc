@@ -14,33 +14,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "greenfed/protocol.h"
 
 namespace {
 
-double CpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-// Keeps the optimizer from dropping work whose result is otherwise unused.
-void Escape(const void* p) { __asm__ __volatile__("" : : "g"(p) : "memory"); }
+using greenfed::bench::CnnShapes;
+using greenfed::bench::CpuSeconds;
+using greenfed::bench::Escape;
 
 greenfed::FitResMsg MakeFitRes() {
-  struct Shape {
-    const char* name;
-    std::vector<int64_t> dims;
-  };
-  const std::vector<Shape> shapes = {
-      {"conv1.weight", {16, 1, 3, 3}}, {"conv1.bias", {16}}, {"conv2.weight", {32, 16, 3, 3}},
-      {"conv2.bias", {32}},            {"fc1.weight", {64, 1568}}, {"fc1.bias", {64}},
-      {"fc2.weight", {10, 64}},        {"fc2.bias", {10}},
-  };
   greenfed::FitResMsg m;
   m.round = 12;
   m.is_delta = true;
@@ -48,7 +34,7 @@ greenfed::FitResMsg MakeFitRes() {
   m.train_loss = 0.41;
   m.fit_s = 3.2;
   size_t k = 0;
-  for (const auto& s : shapes) {
+  for (const auto& s : CnnShapes()) {
     std::vector<float> values(static_cast<size_t>(greenfed::NumElements(s.dims)));
     for (auto& v : values) v = 0.05f * std::sin(static_cast<float>(k++));
     m.parameters.push_back(greenfed::MakeFloatBlob(s.name, s.dims, values));

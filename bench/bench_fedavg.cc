@@ -8,24 +8,12 @@
 #include <random>
 #include <vector>
 
+#include "bench_util.h"
 #include "greenfed/coordinator/fedavg.h"
 
 namespace {
 
-greenfed::Parameters MakeModel(std::mt19937* rng) {
-  // The shapes of the example CNN (105,866 parameters).
-  const std::vector<std::pair<const char*, std::vector<int64_t>>> shapes = {
-      {"conv1.weight", {16, 1, 3, 3}}, {"conv1.bias", {16}}, {"conv2.weight", {32, 16, 3, 3}}, {"conv2.bias", {32}},
-      {"fc1.weight", {64, 1568}},      {"fc1.bias", {64}},   {"fc2.weight", {10, 64}},         {"fc2.bias", {10}}};
-  std::normal_distribution<float> d(0.f, 0.1f);
-  greenfed::Parameters p;
-  for (const auto& [name, shape] : shapes) {
-    std::vector<float> v(static_cast<size_t>(greenfed::NumElements(shape)));
-    for (auto& x : v) x = d(*rng);
-    p.push_back(greenfed::MakeFloatBlob(name, shape, v));
-  }
-  return p;
-}
+using greenfed::bench::RandomCnnModel;
 
 double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -37,9 +25,9 @@ int main(int argc, char** argv) {
   const int clients = argc > 1 ? std::atoi(argv[1]) : 10;
   const int iterations = argc > 2 ? std::atoi(argv[2]) : 20;
   std::mt19937 rng(7);
-  const greenfed::Parameters global = MakeModel(&rng);
+  const greenfed::Parameters global = RandomCnnModel(&rng);
   std::vector<greenfed::Parameters> updates;
-  for (int k = 0; k < clients; ++k) updates.push_back(MakeModel(&rng));
+  for (int k = 0; k < clients; ++k) updates.push_back(RandomCnnModel(&rng));
 
   // Baseline: the weighted sum a hand-written loop would do, float in, double sum.
   std::vector<std::vector<float>> flat;

@@ -16,23 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "greenfed/coordinator/strategy.h"
 
 namespace {
 
-greenfed::Parameters MakeModel(std::mt19937* rng) {
-  const std::vector<std::pair<const char*, std::vector<int64_t>>> shapes = {
-      {"conv1.weight", {16, 1, 3, 3}}, {"conv1.bias", {16}}, {"conv2.weight", {32, 16, 3, 3}}, {"conv2.bias", {32}},
-      {"fc1.weight", {64, 1568}},      {"fc1.bias", {64}},   {"fc2.weight", {10, 64}},         {"fc2.bias", {10}}};
-  std::normal_distribution<float> d(0.f, 0.1f);
-  greenfed::Parameters p;
-  for (const auto& [name, shape] : shapes) {
-    std::vector<float> v(static_cast<size_t>(greenfed::NumElements(shape)));
-    for (auto& x : v) x = d(*rng);
-    p.push_back(greenfed::MakeFloatBlob(name, shape, v));
-  }
-  return p;
-}
+using greenfed::bench::RandomCnnModel;
 
 size_t InUse() { return mallinfo2().uordblks; }
 
@@ -93,10 +82,10 @@ Figures Measure(const std::string& name, const greenfed::Parameters& global,
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
   std::mt19937 rng(11);
-  const greenfed::Parameters global = MakeModel(&rng);
+  const greenfed::Parameters global = RandomCnnModel(&rng);
   for (int clients : {10, 100}) {
     std::vector<greenfed::Parameters> updates;
-    for (int k = 0; k < clients; ++k) updates.push_back(MakeModel(&rng));
+    for (int k = 0; k < clients; ++k) updates.push_back(RandomCnnModel(&rng));
     (void)Measure("fedavg", global, updates, 1);  // warm-up: page in the updates and the allocator
     for (const char* name : {"fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg",
                              "krum", "fedprox", "scaffold"}) {

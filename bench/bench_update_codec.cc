@@ -14,38 +14,24 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "greenfed/codec.h"
 #include "greenfed/tensor.h"
 
 namespace {
 
-double CpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-// Keeps the optimizer from dropping work whose result is otherwise unused.
-void Escape(const void* p) { __asm__ __volatile__("" : : "g"(p) : "memory"); }
+using greenfed::bench::CnnShapes;
+using greenfed::bench::CpuSeconds;
+using greenfed::bench::Escape;
 
 // The CNN's shapes (examples/fashion_mnist/model.cc), values like a delta update.
 greenfed::Parameters CnnUpdate() {
-  struct Shape {
-    const char* name;
-    std::vector<int64_t> dims;
-  };
-  const std::vector<Shape> shapes = {
-      {"conv1.weight", {16, 1, 3, 3}}, {"conv1.bias", {16}}, {"conv2.weight", {32, 16, 3, 3}},
-      {"conv2.bias", {32}},            {"fc1.weight", {64, 1568}}, {"fc1.bias", {64}},
-      {"fc2.weight", {10, 64}},        {"fc2.bias", {10}},
-  };
   greenfed::Parameters p;
   size_t k = 0;
-  for (const auto& s : shapes) {
+  for (const auto& s : CnnShapes()) {
     std::vector<float> values(static_cast<size_t>(greenfed::NumElements(s.dims)));
     for (auto& v : values) {
       v = 0.01f * std::sin(0.37f * static_cast<float>(k)) * std::cos(static_cast<float>(k % 97));

@@ -9,29 +9,15 @@
 #include <sstream>
 
 #include "greenfed/coordinator/checkpoint.h"
+#include "run_helpers.h"
 
 using namespace greenfed;
 
 namespace {
 
-std::string TempDir() {
-  char tmpl[] = "/tmp/greenfed-ckpt-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  REQUIRE(out.good());
-  out << bytes;
-}
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
+using greenfed::testing::WriteText;
 
 RoundOptions Options() {
   RoundOptions o;
@@ -114,7 +100,7 @@ bool SameLedger(const RunLedger& a, const RunLedger& b) {
 }  // namespace
 
 TEST_CASE("checkpoint round trip: identical model bytes, ledger, rounds and server state") {
-  const std::string dir = TempDir();
+  const std::string dir = MakeTempDir("greenfed-ckpt");
   const Checkpoint c = Sample();
   REQUIRE(WriteCheckpoint(dir, c).ok());
   auto back = LoadCheckpoint(dir);
@@ -135,7 +121,7 @@ TEST_CASE("checkpoint round trip: identical model bytes, ledger, rounds and serv
 }
 
 TEST_CASE("a restored ledger writes the same rounds.csv and nodes.csv as the original") {
-  const std::string a = TempDir() + "/a", b = TempDir() + "/b";
+  const std::string a = MakeTempDir("greenfed-ckpt") + "/a", b = MakeTempDir("greenfed-ckpt") + "/b";
   auto first = RunDir::Create(a);
   REQUIRE(first.ok());
   const Checkpoint c = Sample();
@@ -150,17 +136,17 @@ TEST_CASE("a restored ledger writes the same rounds.csv and nodes.csv as the ori
   REQUIRE(second.ok());
   REQUIRE((*second)->Restore(decoded->ledger).ok());
   REQUIRE((*second)->Flush().ok());
-  CHECK(ReadBytes(a + "/rounds.csv") == ReadBytes(b + "/rounds.csv"));
-  CHECK(ReadBytes(a + "/nodes.csv") == ReadBytes(b + "/nodes.csv"));
+  CHECK(ReadText(a + "/rounds.csv") == ReadText(b + "/rounds.csv"));
+  CHECK(ReadText(a + "/nodes.csv") == ReadText(b + "/nodes.csv"));
   CHECK((*second)->Totals().co2e_g == (*first)->Totals().co2e_g);
 }
 
 TEST_CASE("a corrupt byte is refused, naming the digest") {
-  const std::string dir = TempDir();
+  const std::string dir = MakeTempDir("greenfed-ckpt");
   REQUIRE(WriteCheckpoint(dir, Sample()).ok());
-  std::string bytes = ReadBytes(CheckpointPath(dir));
+  std::string bytes = ReadText(CheckpointPath(dir));
   bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x01);  // inside the payload
-  WriteBytes(CheckpointPath(dir), bytes);
+  WriteText(CheckpointPath(dir), bytes);
   auto back = LoadCheckpoint(dir);
   REQUIRE_FALSE(back.ok());
   CHECK(back.status().code() == Code::kDataLoss);
@@ -201,7 +187,7 @@ TEST_CASE("a checkpoint of another format version or no checkpoint at all is ref
   std::string magic = *bytes;
   magic[0] = 'X';
   CHECK(DecodeCheckpoint(magic).status().message().find("not a greenfed checkpoint") != std::string::npos);
-  auto missing = LoadCheckpoint(TempDir());
+  auto missing = LoadCheckpoint(MakeTempDir("greenfed-ckpt"));
   CHECK(missing.status().code() == Code::kNotFound);
   CHECK(missing.status().message().find("checkpoint.bin is missing") != std::string::npos);
 }
@@ -237,12 +223,12 @@ TEST_CASE("a checkpoint written for other settings is refused, naming each setti
 }
 
 TEST_CASE("checkpoint writes are atomic: a leftover temp file is ignored and replaced") {
-  const std::string dir = TempDir();
+  const std::string dir = MakeTempDir("greenfed-ckpt");
   Checkpoint c = Sample();
   REQUIRE(WriteCheckpoint(dir, c).ok());
   // A crash in the middle of the next write leaves a partial temp file behind.
-  const std::string full = ReadBytes(CheckpointPath(dir));
-  WriteBytes(CheckpointPath(dir) + ".tmp", full.substr(0, full.size() / 3));
+  const std::string full = ReadText(CheckpointPath(dir));
+  WriteText(CheckpointPath(dir) + ".tmp", full.substr(0, full.size() / 3));
   auto back = LoadCheckpoint(dir);
   REQUIRE(back.ok());
   CHECK(back->machine.completed_rounds == 2);

@@ -20,16 +20,14 @@
 #include "greenfed/coordinator/server.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
+#include "run_helpers.h"
 
 using namespace greenfed;
 
 namespace {
 
-std::string TempDir() {
-  char tmpl[] = "/tmp/greenfed-curve-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
 
 void WriteFile(const std::string& path, const std::string& text, mode_t mode = 0600) {
   {
@@ -37,13 +35,6 @@ void WriteFile(const std::string& path, const std::string& text, mode_t mode = 0
     out << text;
   }
   REQUIRE(::chmod(path.c_str(), mode) == 0);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 mode_t ModeOf(const std::string& path) {
@@ -93,7 +84,7 @@ struct Coordinator {
     auto set = OpenMeters(mo, env.get());
     REQUIRE(set.ok());
     meter = std::make_unique<PhaseMeter>(std::move(set).value(), env.get());
-    auto rd = RunDir::Create(TempDir() + "/run");
+    auto rd = RunDir::Create(MakeTempDir("greenfed-curve") + "/run");
     REQUIRE(rd.ok());
     run_dir = std::move(rd).value();
     server = std::make_unique<Server>(options, &task, Parameters{MakeFloatBlob("w", {2}, {0, 0})}, &carbon,
@@ -186,7 +177,7 @@ std::string Header(const Message& m) {
 // ------------------------------------------------------------------ key files
 
 TEST_CASE("curve: keygen writes NAME.key 0600 with both keys and NAME.pub 0644 with one line, reloads the same keys") {
-  const std::string dir = TempDir() + "/keys";
+  const std::string dir = MakeTempDir("greenfed-curve") + "/keys";
   const CurveKeyPair k = NewKeys();
   auto stem = WriteKeyPair(dir, "client-3", k);
   REQUIRE(stem.ok());
@@ -194,9 +185,9 @@ TEST_CASE("curve: keygen writes NAME.key 0600 with both keys and NAME.pub 0644 w
   CHECK(ModeOf(dir + "/client-3.key") == 0600);
   CHECK(ModeOf(dir + "/client-3.pub") == 0644);
   CHECK(ModeOf(dir) == 0700);
-  const std::string pub = ReadFile(dir + "/client-3.pub");
+  const std::string pub = ReadText(dir + "/client-3.pub");
   CHECK(pub == k.public_key + "\n");
-  const std::string key = ReadFile(dir + "/client-3.key");
+  const std::string key = ReadText(dir + "/client-3.key");
   CHECK(key.rfind("# greenfed CURVE key pair 'client-3'", 0) == 0);
   CHECK(key.find("public-key = " + k.public_key + "\n") != std::string::npos);
   CHECK(key.find("secret-key = " + k.secret_key + "\n") != std::string::npos);
@@ -211,13 +202,13 @@ TEST_CASE("curve: keygen writes NAME.key 0600 with both keys and NAME.pub 0644 w
   auto again = WriteKeyPair(dir, "client-3", NewKeys());
   CHECK(again.status().code() == Code::kFailedPrecondition);
   CHECK(again.status().message().find("client-3.key already exists") != std::string::npos);
-  CHECK(ReadFile(dir + "/client-3.pub") == pub);
+  CHECK(ReadText(dir + "/client-3.pub") == pub);
   CHECK(!WriteKeyPair(dir, "../evil", NewKeys()).ok());
   CHECK(!WriteKeyPair(dir, "", NewKeys()).ok());
 }
 
 TEST_CASE("curve: bad key files are refused with the file, the line and the reason") {
-  const std::string dir = TempDir();
+  const std::string dir = MakeTempDir("greenfed-curve");
   const CurveKeyPair k = NewKeys(), other = NewKeys();
   const std::string good = "# comment\npublic-key = " + k.public_key + "\nsecret-key = " + k.secret_key + "\n";
 
@@ -390,7 +381,7 @@ TEST_CASE("curve: neither a coordinator nor a client starts without keys unless 
   MeterOptions mo;
   mo.kind = "model";
   PhaseMeter meter(std::move(OpenMeters(mo, env.get())).value(), env.get());
-  auto rd = RunDir::Create(TempDir() + "/run");
+  auto rd = RunDir::Create(MakeTempDir("greenfed-curve") + "/run");
   REQUIRE(rd.ok());
   std::ostringstream out, diag;
   Logger log("coordinator", &out, &diag);

@@ -16,9 +16,12 @@
 #include "digits/model.h"
 #include "digits/task.h"
 #include "greenfed/partition.h"
+#include "run_helpers.h"
 
 namespace {
 
+using greenfed::testing::TempDir;
+using greenfed::testing::WriteText;
 using greenfed::Code;
 using greenfed::PartitionSpec;
 using greenfed::TaskOptions;
@@ -26,32 +29,6 @@ using greenfed::TaskRole;
 using namespace greenfed::digits;
 
 const std::string kRealFile = std::string(kDefaultDataDir) + "/" + kDigitsFile;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "greenfed_digits_XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  REQUIRE(out.good());
-}
 
 // A valid row: 64 pixels equal to `pixel`, then `label`.
 std::string Row(int pixel, int label) {

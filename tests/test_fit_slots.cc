@@ -13,32 +13,15 @@
 #include <vector>
 
 #include "greenfed/client/fit_slots.h"
+#include "run_helpers.h"
 
 namespace {
 
+using greenfed::testing::TempDir;
 using greenfed::Code;
 using greenfed::FitSlot;
 using greenfed::FitSlots;
 using greenfed::FitSlotsOptions;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "greenfed_slots_XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 FitSlots OpenSlots(const std::string& dir, uint32_t n) {
   FitSlotsOptions o;

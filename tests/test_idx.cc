@@ -12,33 +12,14 @@
 
 #include "fashion_mnist/idx.h"
 #include "greenfed/partition.h"
+#include "run_helpers.h"
 
 namespace {
 
+using greenfed::testing::TempDir;
 using greenfed::Code;
 using namespace greenfed::fmnist;
 using greenfed::LabelHistogram;
-
-// A fresh directory under $TMPDIR, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "greenfed_idx_XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 void PutBigEndian32(uint32_t v, std::vector<uint8_t>* out) {
   for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));

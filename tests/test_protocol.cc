@@ -4,6 +4,7 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -460,6 +461,167 @@ TEST_CASE("float fields accept integers from other encoders") {
   REQUIRE_MESSAGE(decoded.ok(), decoded.status().ToString());
   CHECK(std::get<FitResMsg>(*decoded).train_loss == 2.0);
   CHECK(std::get<FitResMsg>(*decoded).fit_s == -1.0);
+
+  // A v4 peer with greenfed's encoder from before float64 everywhere wrote integral
+  // doubles as integers: in a ConfigMap they arrive as int64, which ParseTrainConfig
+  // and ConfigDouble read as doubles; one of 2^63 or more stays a named rejection.
+  FitMsg fit;
+  PutTrainConfig(TrainConfig{}, &fit.config);
+  fit.config["proximal_mu"] = 0.5;
+  const auto with_config = [&](int64_t lr, int64_t momentum, uint64_t mu) {
+    return EditHeader(Encode(fit), [=](HeaderMap& m, msgpack::zone& z) {
+      auto config = m["config"].as<ObjMap>();
+      config["learning_rate"] = msgpack::object(lr);
+      config["momentum"] = msgpack::object(momentum);
+      config["proximal_mu"] = msgpack::object(mu);
+      m["config"] = msgpack::object(config, z);
+    });
+  };
+  StatusOr<Message> old_fit = Decode(with_config(1, 0, 3));
+  REQUIRE_MESSAGE(old_fit.ok(), old_fit.status().ToString());
+  const ConfigMap& config = std::get<FitMsg>(*old_fit).config;
+  StatusOr<TrainConfig> train = ParseTrainConfig(config);
+  REQUIRE_MESSAGE(train.ok(), train.status().ToString());
+  CHECK(train->learning_rate == 1.0);
+  CHECK(train->momentum == 0.0);
+  CHECK(*ConfigDouble(config, "proximal_mu", 0) == 3.0);
+  CHECK(Contains(DecodeError(with_config(1, 0, 16602069666338596864ull)),
+                 "field 'config.proximal_mu' value 16602069666338596864 is out of range for int64"));
+}
+
+// The 9 bytes of `v` as a msgpack float64: 0xcb, then the IEEE-754 bits big-endian.
+std::vector<uint8_t> Float64Wire(double v) {
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof bits);
+  std::vector<uint8_t> out{0xcb};
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(bits >> (56 - 8 * i)));
+  return out;
+}
+
+// The 9 bytes that follow each occurrence of key `k` (as a msgpack fixstr) in `header`:
+// the value's encoding when that value is a float64.
+std::vector<std::vector<uint8_t>> WireAfterKey(const std::vector<uint8_t>& header, const std::string& k) {
+  std::vector<uint8_t> needle{static_cast<uint8_t>(0xa0 | k.size())};
+  needle.insert(needle.end(), k.begin(), k.end());
+  std::vector<std::vector<uint8_t>> out;
+  for (auto it = header.begin();
+       (it = std::search(it, header.end(), needle.begin(), needle.end())) != header.end(); ++it) {
+    const auto value = it + static_cast<std::ptrdiff_t>(needle.size());
+    const auto left = header.end() - value;
+    out.emplace_back(value, value + std::min<std::ptrdiff_t>(left, 9));
+  }
+  return out;
+}
+
+bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// Encode once used msgpack-cxx's pack_double, which writes an integral double as an
+// integer: a TrainConfig momentum of 0.0 arrived as the int64 0, and 16602069666338596864.0
+// (the decode fuzzer's finding, tests/fuzz/corpus/decode/config_integral_double) as a
+// uint64 that Decode refused ("out of range for int64").
+TEST_CASE("every double field travels as a msgpack float64, integral values included") {
+  const double kValues[] = {0.0,
+                            -0.0,
+                            1.0,
+                            -3.0,
+                            16602069666338596864.0,
+                            0x1p63,
+                            -0x1p63,
+                            0x1p64,
+                            std::numeric_limits<double>::max(),
+                            std::numeric_limits<double>::lowest(),
+                            std::numeric_limits<double>::denorm_min()};
+  // Checks that key `k` occurs `count` times in frame 0, each time as v's float64.
+  const auto check_wire = [](const Frames& frames, const std::string& k, size_t count, double v) {
+    CAPTURE(k);
+    const auto found = WireAfterKey(frames.at(0), k);
+    CHECK(found.size() == count);
+    for (const auto& bytes : found) CHECK(bytes == Float64Wire(v));
+  };
+  SUBCASE("Join.pue") {
+    for (const double v : kValues) {
+      CAPTURE(v);
+      JoinMsg m;
+      m.client_id = "host-1";
+      m.country = "DEU";
+      m.pue = v;
+      check_wire(Encode(m), "pue", 1, v);
+      CHECK(SameBits(RoundTrip(m, 1).pue, v));
+    }
+  }
+  SUBCASE("Welcome.partition.alpha") {
+    for (const double v : kValues) {
+      CAPTURE(v);
+      WelcomeMsg m;
+      m.partition.alpha = v;
+      check_wire(Encode(m), "alpha", 1, v);
+      CHECK(SameBits(RoundTrip(m, 1).partition.alpha, v));
+    }
+  }
+  SUBCASE("Fit.config: TrainConfig's doubles and a strategy's key stay doubles") {
+    for (const double v : kValues) {
+      CAPTURE(v);
+      FitMsg m;
+      TrainConfig train;
+      train.learning_rate = v;
+      train.momentum = v;
+      PutTrainConfig(train, &m.config);
+      m.config["proximal_mu"] = v;
+      const Frames f = Encode(m);
+      for (const char* k : {"learning_rate", "momentum", "proximal_mu"}) check_wire(f, k, 1, v);
+      const FitMsg got = RoundTrip(m, 1);
+      for (const std::string k : {"learning_rate", "momentum", "proximal_mu"}) {
+        CAPTURE(k);
+        REQUIRE(got.config.count(k) == 1);
+        const std::string arrived_as = ConfigTypeName(got.config.at(k));
+        CAPTURE(arrived_as);
+        const auto* d = std::get_if<double>(&got.config.at(k));
+        REQUIRE(d != nullptr);
+        CHECK(SameBits(*d, v));
+      }
+      CHECK(got.config == m.config);
+    }
+  }
+  SUBCASE("FitRes loss, fit_s and its energy records") {
+    for (const double v : kValues) {
+      CAPTURE(v);
+      FitResMsg m = SampleFitRes();
+      m.train_loss = v;
+      m.fit_s = v;
+      for (auto& r : m.energy) r.wall_s = r.cpu_s = r.energy_j = v;
+      const Frames f = Encode(m);
+      check_wire(f, "loss", 1, v);
+      check_wire(f, "fit_s", 1, v);
+      for (const char* k : {"wall_s", "cpu_s", "energy_j"}) check_wire(f, k, m.energy.size(), v);
+      const FitResMsg got = RoundTrip(m, 6);
+      CHECK(SameBits(got.train_loss, v));
+      CHECK(SameBits(got.fit_s, v));
+      CheckEnergyEqual(got.energy, m.energy);
+      for (const auto& r : got.energy) {
+        CHECK(SameBits(r.wall_s, v));
+        CHECK(SameBits(r.cpu_s, v));
+        CHECK(SameBits(r.energy_j, v));
+      }
+    }
+  }
+  SUBCASE("EvaluateRes loss and accuracy, Heartbeat energy") {
+    for (const double v : kValues) {
+      CAPTURE(v);
+      EvaluateResMsg m;
+      m.loss = v;
+      m.accuracy = v;
+      const Frames f = Encode(m);
+      check_wire(f, "loss", 1, v);
+      check_wire(f, "accuracy", 1, v);
+      const EvaluateResMsg got = RoundTrip(m, 1);
+      CHECK(SameBits(got.loss, v));
+      CHECK(SameBits(got.accuracy, v));
+      HeartbeatMsg hb = SampleHeartbeat();
+      for (auto& r : hb.energy) r.energy_j = v;
+      check_wire(Encode(hb), "energy_j", hb.energy.size(), v);
+      for (const auto& r : RoundTrip(hb, 1).energy) CHECK(SameBits(r.energy_j, v));
+    }
+  }
 }
 
 TEST_CASE("Decode rejects malformed messages with a reason") {

@@ -12,70 +12,25 @@
 
 #include "greenfed/carbon.h"
 #include "greenfed/report/report.h"
+#include "report_fixtures.h"
 
 namespace greenfed {
 namespace report {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ =
-        (std::filesystem::temp_directory_path() / "greenfed-report-XXXXXX").string();
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    REQUIRE(mkdtemp(buf.data()) != nullptr);
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  REQUIRE(out.good());
-  out << text;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// USA 400, FRA 50, WORLD 500 g/kWh: round numbers so the cells can be checked by hand.
-CarbonTable TestTable() {
-  StatusOr<CarbonTable> table = CarbonTable::FromCsv(
-      "code,name,g_per_kwh,year,source\n"
-      "USA,United States,400,2023,test\n"
-      "FRA,France,50,2023,test\n"
-      "WORLD,World,500,2023,test\n");
-  REQUIRE(table.ok());
-  return std::move(table).value();
-}
-
-const char kRoundsHeader[] =
-    "round,clients_sampled,clients_succeeded,clients_failed,test_accuracy,test_loss,train_loss,"
-    "round_s,elapsed_s,bytes_sent,bytes_received,energy_j,comm_j,co2e_g,fed_accuracy\n";
-const char kNodesHeader[] =
-    "round,node_id,role,country,pue,wall_s,cpu_s,train_j,evaluate_j,aggregate_j,idle_j,compute_j,"
-    "comm_j,bytes_sent,bytes_received,source,measured\n";
+using greenfed::testing::kNodesHeader;
+using greenfed::testing::kRoundsHeader;
+using greenfed::testing::ReadText;
+using greenfed::testing::TempDir;
+using greenfed::testing::TestTable;
+using greenfed::testing::WriteText;
 
 // Centralized, USA, PUE 1.2, 1.8e6 J per epoch; reaches 0.90 at epoch 2 of 3.
 // To target: 2 x 1.8e6 J = 3.6e6 J = 1 kWh.
 std::string WriteCentralized(const std::string& root, double target = 0.90) {
   const std::string dir = root + "/central";
   std::filesystem::create_directories(dir);
-  WriteFile(dir + "/config.json", R"({"format": 1, "kind": "centralized", "run_id": "central-1",
+  WriteText(dir + "/config.json", R"({"format": 1, "kind": "centralized", "run_id": "central-1",
     "task": "fashion_mnist", "model": "cnn", "target_accuracy": )" +
                                       std::to_string(target) + R"(,
     "max_rounds": 3,
@@ -84,15 +39,15 @@ std::string WriteCentralized(const std::string& root, double target = 0.90) {
     "node": {"country": "USA", "pue": 1.2},
     "meter": {"kind": "model", "watts_per_core": 12.0, "watts_per_gb": 0.3725,
               "profile": "green-algorithms", "comm_kwh_per_gb": 0.00375}})");
-  WriteFile(dir + "/summary.json", R"({"format": 1, "kind": "centralized", "target_accuracy": )" +
+  WriteText(dir + "/summary.json", R"({"format": 1, "kind": "centralized", "target_accuracy": )" +
                                        std::to_string(target) + R"(,
     "reached": true, "round_reached": 2, "rounds": 3, "final_accuracy": 0.91, "best_accuracy": 0.91,
     "wall_s": 301.0, "stop_reason": "max rounds"})");
-  WriteFile(dir + "/rounds.csv", std::string(kRoundsHeader) +
+  WriteText(dir + "/rounds.csv", std::string(kRoundsHeader) +
                                      "1,1,1,0,0.85,0.4,0.5,100,100,0,0,1800000,0,240,\n"
                                      "2,1,1,0,0.905,0.3,0.4,100,200,0,0,1800000,0,240,\n"
                                      "3,1,1,0,0.91,0.29,0.35,100,300,0,0,1800000,0,240,\n");
-  WriteFile(dir + "/nodes.csv", std::string(kNodesHeader) +
+  WriteText(dir + "/nodes.csv", std::string(kNodesHeader) +
                                     "1,centralized,centralized,USA,1.2,100,150,1700000,100000,0,0,"
                                     "1800000,0,0,0,model,modelled\n"
                                     "2,centralized,centralized,USA,1.2,100,150,1700000,100000,0,0,"
@@ -112,7 +67,7 @@ std::string WriteCentralized(const std::string& root, double target = 0.90) {
 std::string WriteFlIid(const std::string& root) {
   const std::string dir = root + "/fl-iid";
   std::filesystem::create_directories(dir);
-  WriteFile(dir + "/config.json", R"({"format": 1, "greenfed_version": "0.1.0", "kind": "federated",
+  WriteText(dir + "/config.json", R"({"format": 1, "greenfed_version": "0.1.0", "kind": "federated",
     "run_id": "fl-iid-1", "task": "fashion_mnist", "model": "cnn", "target_accuracy": 0.90,
     "max_rounds": 2,
     "partition": {"scheme": "iid", "alpha": 0.5, "shards_per_client": 2, "seed": 1, "num_clients": 2},
@@ -122,14 +77,14 @@ std::string WriteFlIid(const std::string& root) {
     "node": {"country": "FRA", "pue": 1.4},
     "meter": {"kind": "auto", "watts_per_core": 12.0, "watts_per_gb": 0.3725,
               "profile": "green-algorithms", "comm_kwh_per_gb": 0.00375}})");
-  WriteFile(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9,
+  WriteText(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9,
     "reached": true, "round_reached": 1, "rounds": 2, "final_accuracy": 0.91, "best_accuracy": 0.91,
     "wall_s": 61.0, "stop_reason": "max rounds"})");
-  WriteFile(dir + "/rounds.csv",
+  WriteText(dir + "/rounds.csv",
             std::string(kRoundsHeader) +
                 "1,2,2,0,0.902,0.3,0.4,30,30.5,4000000,4000000,1836000,72000,102.2,0.9\n"
                 "2,2,2,0,0.91,0.28,0.35,30,60.5,4000000,4000000,1800000,72000,100,\n");
-  WriteFile(dir + "/nodes.csv",
+  WriteText(dir + "/nodes.csv",
             std::string(kNodesHeader) +
                 "0,coordinator,coordinator,FRA,1.4,3,3,0,36000,0,0,36000,0,0,0,model,modelled\n"
                 "1,coordinator,coordinator,FRA,1.4,30,30,0,50000,10000,300000,360000,72000,2000000,"
@@ -153,7 +108,7 @@ std::string WriteFlIid(const std::string& root) {
 std::string WriteFlNonIid(const std::string& root) {
   const std::string dir = root + "/fl-dirichlet";
   std::filesystem::create_directories(dir);
-  WriteFile(dir + "/config.json", R"js({"format": 1, "kind": "federated", "run_id": "fl-dir-1",
+  WriteText(dir + "/config.json", R"js({"format": 1, "kind": "federated", "run_id": "fl-dir-1",
     "task": "fashion_mnist", "model": "cnn", "target_accuracy": 0.9, "max_rounds": 3,
     "partition": {"scheme": "dirichlet", "alpha": 0.5, "shards_per_client": 2, "seed": 7, "num_clients": 1},
     "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.05, "momentum": 0.0, "lr_decay": 1.0},
@@ -161,10 +116,10 @@ std::string WriteFlNonIid(const std::string& root) {
     "node": {"country": "FRA", "pue": 1.4},
     "meter": {"kind": "model", "watts_per_core": 12.0, "watts_per_gb": 0.3725,
               "profile": "green-algorithms", "comm_kwh_per_gb": 0.00375}})js");
-  WriteFile(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9,
+  WriteText(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9,
     "reached": false, "round_reached": null, "rounds": 3, "final_accuracy": 0.8842,
     "best_accuracy": 0.8842, "wall_s": 90.0, "stop_reason": "max rounds", "to_target": null})");
-  WriteFile(dir + "/rounds.csv",
+  WriteText(dir + "/rounds.csv",
             std::string(kRoundsHeader) +
                 "1,1,1,0,0.80,0.6,0.7,30,30,1000000,1000000,39600,3600,4.47,\n"
                 "2,1,1,0,0.86,0.5,0.6,30,60,1000000,1000000,39600,3600,4.47,\n"
@@ -178,7 +133,7 @@ std::string WriteFlNonIid(const std::string& root) {
     nodes +=
         round + ",client-0,client,USA,1,30,3,36000,0,0,0,36000,3600,500000,500000,model,modelled\n";
   }
-  WriteFile(dir + "/nodes.csv", nodes);
+  WriteText(dir + "/nodes.csv", nodes);
   return dir;
 }
 
@@ -389,11 +344,11 @@ TEST_CASE("report: Table 2 breakdown worked out by hand") {
 TEST_CASE("report: rapl-split rows count like the others and are labelled measured, then apportioned") {
   TempDir tmp;
   const std::string dir = WriteFlIid(tmp.path());
-  std::string nodes = ReadFile(dir + "/nodes.csv");
+  std::string nodes = ReadText(dir + "/nodes.csv");
   for (size_t at; (at = nodes.find("rapl,measured")) != std::string::npos;) {
     nodes.replace(at, 13, "rapl-split,apportioned");
   }
-  WriteFile(dir + "/nodes.csv", nodes);
+  WriteText(dir + "/nodes.csv", nodes);
   std::vector<RunData> runs = LoadAll({WriteCentralized(tmp.path()), dir});
   StatusOr<ReportTables> report = BuildReport(runs, TestTable(), TestOptions(tmp.path() + "/out"));
   REQUIRE_MESSAGE(report.ok(), report.status().ToString());
@@ -418,7 +373,7 @@ TEST_CASE("report: rapl-split rows count like the others and are labelled measur
 TEST_CASE("report: a run stopped by its budget shows the accuracy it stopped at") {
   TempDir tmp;
   const std::string dir = WriteFlNonIid(tmp.path());
-  WriteFile(dir + "/summary.json", R"js({"format": 1, "kind": "federated", "target_accuracy": 0.9,
+  WriteText(dir + "/summary.json", R"js({"format": 1, "kind": "federated", "target_accuracy": 0.9,
     "reached": false, "round_reached": null, "rounds": 3, "final_accuracy": 0.8842,
     "best_accuracy": 0.8842, "wall_s": 90.0,
     "stop_reason": "budget: max-co2e-g 20 would be exceeded by round 4 (estimated 21.3 g)"})js");
@@ -500,11 +455,11 @@ TEST_CASE("report: broken run dirs name the file and the line") {
               "run dir " + dir + ": cannot open nodes.csv (" + dir + "/nodes.csv)", 0) == 0);
   }
   SUBCASE("bad number in nodes.csv") {
-    std::string nodes = ReadFile(dir + "/nodes.csv");
+    std::string nodes = ReadText(dir + "/nodes.csv");
     const size_t pos = nodes.find("360000");  // first on line 3
     REQUIRE(pos != std::string::npos);
     nodes.replace(pos, 6, "36O000");
-    WriteFile(dir + "/nodes.csv", nodes);
+    WriteText(dir + "/nodes.csv", nodes);
     StatusOr<RunData> run = LoadRunDir(dir);
     REQUIRE_FALSE(run.ok());
     CHECK(run.status().code() == Code::kDataLoss);
@@ -513,21 +468,21 @@ TEST_CASE("report: broken run dirs name the file and the line") {
               ": nodes.csv line 3, column compute_j: '36O000' is not a finite number");
   }
   SUBCASE("nodes.csv with a header and no rows") {
-    WriteFile(dir + "/nodes.csv", kNodesHeader);
+    WriteText(dir + "/nodes.csv", kNodesHeader);
     StatusOr<RunData> run = LoadRunDir(dir);
     REQUIRE_FALSE(run.ok());
     CHECK(run.status().message() ==
           "run dir " + dir + ": nodes.csv has a header but no rows: the run completed no round");
   }
   SUBCASE("short row in rounds.csv") {
-    WriteFile(dir + "/rounds.csv", std::string(kRoundsHeader) + "1,2,2,0,0.902\n");
+    WriteText(dir + "/rounds.csv", std::string(kRoundsHeader) + "1,2,2,0,0.902\n");
     StatusOr<RunData> run = LoadRunDir(dir);
     REQUIRE_FALSE(run.ok());
     CHECK(run.status().message() ==
           "run dir " + dir + ": rounds.csv line 2: 5 fields, header has 15");
   }
   SUBCASE("corrupt config.json") {
-    WriteFile(dir + "/config.json", "{\"format\": 1,\n \"kind\": }");
+    WriteText(dir + "/config.json", "{\"format\": 1,\n \"kind\": }");
     StatusOr<RunData> run = LoadRunDir(dir);
     REQUIRE_FALSE(run.ok());
     CHECK(run.status().code() == Code::kDataLoss);
@@ -535,10 +490,10 @@ TEST_CASE("report: broken run dirs name the file and the line") {
     CHECK(run.status().message().find("line 2") != std::string::npos);
   }
   SUBCASE("no node rows up to round_reached") {
-    std::string nodes = ReadFile(dir + "/nodes.csv");
+    std::string nodes = ReadText(dir + "/nodes.csv");
     nodes = nodes.substr(0, nodes.find('\n') + 1) +
             "2,client-0,client,USA,1.0,30,60,700000,20000,0,0,720000,36000,1,1,model,modelled\n";
-    WriteFile(dir + "/nodes.csv", nodes);
+    WriteText(dir + "/nodes.csv", nodes);
     StatusOr<RunData> run = LoadRunDir(dir);
     REQUIRE_FALSE(run.ok());
     CHECK(run.status().message() ==
@@ -547,7 +502,7 @@ TEST_CASE("report: broken run dirs name the file and the line") {
               "target");
   }
   SUBCASE("round_reached without a rounds.csv row") {
-    WriteFile(dir + "/rounds.csv",
+    WriteText(dir + "/rounds.csv",
               std::string(kRoundsHeader) +
                   "2,2,2,0,0.91,0.28,0.35,30,60.5,4000000,4000000,1800000,72000,100,\n");
     StatusOr<RunData> run = LoadRunDir(dir);
@@ -568,7 +523,7 @@ TEST_CASE("report: WriteReport writes report.md, report.csv and a well-formed re
   Status written = WriteReport(*report, runs, options);
   REQUIRE_MESSAGE(written.ok(), written.ToString());
 
-  const std::string md = ReadFile(options.out_dir + "/report.md");
+  const std::string md = ReadText(options.out_dir + "/report.md");
   CHECK(md.rfind("# greenfed report: g CO2e to reach 0.90 test accuracy (fashion_mnist)", 0) == 0);
   CHECK(md.find(options.command) != std::string::npos);
   CHECK(md.find(options.generated_by) != std::string::npos);
@@ -587,7 +542,7 @@ TEST_CASE("report: WriteReport writes report.md, report.csv and a well-formed re
   CHECK(md.find("- Modelled: communication energy of FL IID = bytes moved x 0.00375 kWh/GB.") !=
         std::string::npos);
 
-  const std::string csv = ReadFile(options.out_dir + "/report.csv");
+  const std::string csv = ReadText(options.out_dir + "/report.csv");
   CHECK(csv.rfind("table,row,column,value,unit,provenance\n", 0) == 0);
   CHECK(csv.find("\ntable1,United States (USA),\"Centralized, PUE 1.67\",668,g CO2e,modelled\n") !=
         std::string::npos);
@@ -600,7 +555,7 @@ TEST_CASE("report: WriteReport writes report.md, report.csv and a well-formed re
   CHECK(Count(csv, "\ntable1,") == 12);
   CHECK(Count(csv, "\ntable2,") == 6 + 9 + 9);
 
-  const std::string svg = ReadFile(options.out_dir + "/report.svg");
+  const std::string svg = ReadText(options.out_dir + "/report.svg");
   CHECK(svg.rfind("<svg ", 0) == 0);
   CHECK(svg.find("</svg>") == svg.size() - 7);
   CHECK(TagsBalanced(svg));

@@ -7,21 +7,14 @@
 
 #include "greenfed/digest.h"
 #include "greenfed/run_dir.h"
+#include "run_helpers.h"
 
 using namespace greenfed;
 
 namespace {
-std::string TempDir() {
-  char tmpl[] = "/tmp/greenfed-rundir-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
+
 EnergyRecord Rec(Phase phase, int64_t round, double j, EnergySource src = EnergySource::kModel) {
   EnergyRecord r;
   r.phase = phase;
@@ -46,7 +39,7 @@ EnergyRecord Comm(int64_t round, double j, uint64_t sent, uint64_t received) {
 }  // namespace
 
 TEST_CASE("the ledger aggregates per node, round and source, comm counts once on clients, CO2e per node") {
-  const std::string dir = TempDir() + "/run";
+  const std::string dir = MakeTempDir("greenfed-rundir") + "/run";
   auto rd = RunDir::Create(dir);
   REQUIRE(rd.ok());
   const NodeInfo coord{"coordinator", "coordinator", "USA", 1.5, 400};
@@ -70,18 +63,18 @@ TEST_CASE("the ledger aggregates per node, round and source, comm counts once on
   CHECK((*rd)->Totals(1).compute_j == r1.compute_j);
   CHECK((*rd)->Totals().compute_j == r1.compute_j + 7200);
 
-  const std::string nodes = Read(dir + "/nodes.csv");
+  const std::string nodes = ReadText(dir + "/nodes.csv");
   CHECK(nodes.find("1,client-0,client,FRA,1,2,1,3500,0,0,100,3600,360,10,20,model,modelled") != std::string::npos);
   CHECK(nodes.find("1,coordinator,coordinator,USA,1.5,2,1,0,2600,1000,0,3600,360,20,10,model,modelled") !=
         std::string::npos);
   CHECK(nodes.find("2,client-0,client,FRA,1,1,0.5,0,0,0,7200,7200,0,0,0,model,modelled") != std::string::npos);
-  const std::string rounds = Read(dir + "/rounds.csv");
+  const std::string rounds = ReadText(dir + "/rounds.csv");
   CHECK(rounds.find("\n1,0,0,0,0.5,") != std::string::npos);
 
   REQUIRE((*rd)->WriteSummary(SummaryInfo{"federated", 0.9, true, 1, 1, 0.91, 0.91, 10, 5, 6, "target", ""},
                               CarbonTable::BuiltIn(), {"FRA", "WORLD"})
               .ok());
-  auto j = nlohmann::json::parse(Read(dir + "/summary.json"));
+  auto j = nlohmann::json::parse(ReadText(dir + "/summary.json"));
   CHECK(j["reached"] == true);
   CHECK(j["round_reached"] == 1);
   CHECK(j["energy"]["sources"] == nlohmann::json::array({"model"}));
@@ -94,7 +87,7 @@ TEST_CASE("the ledger aggregates per node, round and source, comm counts once on
 }
 
 TEST_CASE("a directory that already holds a run is refused, so nothing is overwritten") {
-  const std::string dir = TempDir();
+  const std::string dir = MakeTempDir("greenfed-rundir");
   auto first = RunDir::Create(dir);
   REQUIRE(first.ok());
   REQUIRE((*first)->Flush().ok());
@@ -104,7 +97,7 @@ TEST_CASE("a directory that already holds a run is refused, so nothing is overwr
 }
 
 TEST_CASE("measured sources are reported as measured") {
-  auto rd = RunDir::Create(TempDir() + "/m");
+  auto rd = RunDir::Create(MakeTempDir("greenfed-rundir") + "/m");
   REQUIRE(rd.ok());
   (*rd)->AddEnergy(NodeInfo{"centralized", "centralized", "FRA", 1.1, 50},
                    {Rec(Phase::kTrain, 1, 10, EnergySource::kRapl)});
@@ -117,7 +110,7 @@ TEST_CASE("measured sources are reported as measured") {
 }
 
 TEST_CASE("RAPL energy apportioned over virtual clients is labelled measured, apportioned") {
-  auto rd = RunDir::Create(TempDir() + "/split");
+  auto rd = RunDir::Create(MakeTempDir("greenfed-rundir") + "/split");
   REQUIRE(rd.ok());
   (*rd)->AddEnergy(NodeInfo{"client-0", "client", "FRA", 1.0, 50}, {Rec(Phase::kTrain, 1, 10, EnergySource::kRaplSplit)});
   (*rd)->AddEnergy(NodeInfo{"coordinator", "coordinator", "FRA", 1.0, 50},
@@ -127,7 +120,7 @@ TEST_CASE("RAPL energy apportioned over virtual clients is labelled measured, ap
 }
 
 TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema reader gives the rows back") {
-  const std::string dir = TempDir() + "/rt";
+  const std::string dir = MakeTempDir("greenfed-rundir") + "/rt";
   auto rd = RunDir::Create(dir);
   REQUIRE(rd.ok());
   const NodeInfo coord{"coordinator", "coordinator", "USA", 1.5, 400};
@@ -152,7 +145,7 @@ TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema
   }
   REQUIRE((*rd)->Flush().ok());
 
-  auto rounds = ParseRoundsCsv(Read(dir + "/rounds.csv"));
+  auto rounds = ParseRoundsCsv(ReadText(dir + "/rounds.csv"));
   REQUIRE_MESSAGE(rounds.ok(), rounds.status().ToString());
   REQUIRE(rounds->size() == 2);
   for (size_t i = 0; i < 2; ++i) {
@@ -176,7 +169,7 @@ TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema
     CHECK(r.co2e_g == doctest::Approx(t.co2e_g).epsilon(1e-9));
   }
 
-  auto nodes = ParseNodesCsv(Read(dir + "/nodes.csv"));
+  auto nodes = ParseNodesCsv(ReadText(dir + "/nodes.csv"));
   REQUIRE_MESSAGE(nodes.ok(), nodes.status().ToString());
   const std::vector<NodeRow> ledger = (*rd)->NodeRows();
   REQUIRE(nodes->size() == ledger.size());
@@ -204,8 +197,8 @@ TEST_CASE("schema round trip: RunDir writes rounds.csv and nodes.csv, the schema
     // Formatting the parsed row gives the file's line back, byte for byte.
     CHECK(FormatNodesCsvRow(r) == FormatNodesCsvRow(*w));
   }
-  CHECK(Read(dir + "/rounds.csv").rfind(RoundsCsvHeader(), 0) == 0);
-  CHECK(Read(dir + "/nodes.csv").rfind(NodesCsvHeader(), 0) == 0);
+  CHECK(ReadText(dir + "/rounds.csv").rfind(RoundsCsvHeader(), 0) == 0);
+  CHECK(ReadText(dir + "/nodes.csv").rfind(NodesCsvHeader(), 0) == 0);
 }
 
 TEST_CASE("schema reader names file, line and column of a bad cell") {
@@ -228,7 +221,7 @@ TEST_CASE("schema reader names file, line and column of a bad cell") {
 }
 
 TEST_CASE("Open continues an existing run directory, and Restore refuses a doubled ledger row") {
-  const std::string dir = TempDir();
+  const std::string dir = MakeTempDir("greenfed-rundir");
   CHECK(RunDir::Open(dir + "/absent").status().code() == Code::kNotFound);
   auto rd = RunDir::Create(dir);
   REQUIRE(rd.ok());
@@ -237,12 +230,12 @@ TEST_CASE("Open continues an existing run directory, and Restore refuses a doubl
   row.round = 1;
   (*rd)->AddRound(row);
   REQUIRE((*rd)->Flush().ok());
-  const std::string before = Read(dir + "/nodes.csv");
+  const std::string before = ReadText(dir + "/nodes.csv");
   auto again = RunDir::Open(dir);  // rounds.csv exists: Open does not refuse it
   REQUIRE(again.ok());
   REQUIRE((*again)->Restore((*rd)->Ledger()).ok());
   REQUIRE((*again)->Flush().ok());
-  CHECK(Read(dir + "/nodes.csv") == before);
+  CHECK(ReadText(dir + "/nodes.csv") == before);
 
   RunLedger doubled = (*rd)->Ledger();
   doubled.nodes.push_back(doubled.nodes.front());
@@ -293,7 +286,7 @@ std::string FlushHistory(const std::string& dir) {
     if (round % 2 == 0) row.fed_accuracy = 0.4 + 0.01 * f;
     rd->AddRound(row);
     REQUIRE(rd->Flush().ok());
-    history += Read(dir + "/rounds.csv") + Read(dir + "/nodes.csv");
+    history += ReadText(dir + "/rounds.csv") + ReadText(dir + "/nodes.csv");
     if (round == 4) {  // the resume path: a new RunDir from the checkpointed ledger
       auto reopened = RunDir::Open(dir);
       REQUIRE(reopened.ok());
@@ -306,7 +299,7 @@ std::string FlushHistory(const std::string& dir) {
 }  // namespace
 
 TEST_CASE("Flush writes the same bytes round after round as the full rewrite did, across a restore") {
-  const std::string dir = TempDir() + "/run";
+  const std::string dir = MakeTempDir("greenfed-rundir") + "/run";
   const std::string history = FlushHistory(dir);
   // Recorded from the full-rescan Flush (before the incremental one): the files
   // after the last round, and the digest of every flush's files.
@@ -339,8 +332,8 @@ TEST_CASE("Flush writes the same bytes round after round as the full rewrite did
 6,client-1,client,DEU,1.2,1,0.5,43.8,0,0,0,43.8,0.5,3000,4006,model,modelled
 6,coordinator,coordinator,USA,1.5,2,1,0,3.3,0.06,0,3.36,0.75,5000,6000,model,modelled
 )csv";
-  CHECK(Read(dir + "/rounds.csv") == rounds);
-  CHECK(Read(dir + "/nodes.csv") == nodes);
+  CHECK(ReadText(dir + "/rounds.csv") == rounds);
+  CHECK(ReadText(dir + "/nodes.csv") == nodes);
   auto digest = Sha256(history.data(), history.size());
   REQUIRE(digest.ok());
   CHECK(HexOf(digest->data(), digest->size()) == "c9fd0dc438e486f8977906c4387aaff2392fc307c6947fa7e558f057651fa5b4");

@@ -3,87 +3,40 @@
 // from nodes.csv (a client trained in a round iff it has train_j > 0 there), and
 // the sampling flags' refusals (exit 2, naming the flag, the file and the line).
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
-#include <thread>
 
 #include "greenfed/run_dir_schema.h"
+#include "run_helpers.h"
 #include "synthetic_data.h"
-
-extern char** environ;
 
 namespace {
 
-const std::string kGreenfed = GREENFED_BINARY;
-
-std::string MakeTempDir() {
-  char tmpl[] = "/tmp/greenfed-sampling-it-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-int RunGreenfed(const std::vector<std::string>& args, const std::string& log, int timeout_s = 280) {
-  std::vector<std::string> argv = {kGreenfed};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> c;
-  for (auto& a : argv) c.push_back(a.data());
-  c.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, kGreenfed.c_str(), &fa, nullptr, c.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > until) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
+using greenfed::testing::RunGreenfed;
 
 }  // namespace
 
 TEST_CASE("greenfed run --sampling carbon-aware on a mixed federation: cleanest grids first, the fairness floor "
           "holds in nodes.csv") {
-  const std::string dir = MakeTempDir(), data = dir + "/data", run = dir + "/fl";
+  const std::string dir = MakeTempDir("greenfed-sampling-it"), data = dir + "/data", run = dir + "/fl";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
   constexpr int kRounds = 6, kFloor = 3, kClients = 5;
   const std::vector<std::string> countries = {"FRA", "DEU", "USA", "CHN", "IND"};
   // 2 of 5 clients a round (fraction 0.4); every client at least once in any 3 rounds.
-  const int rc = RunGreenfed({"run", "--clients=5", "--max-rounds=" + std::to_string(kRounds),
-                              "--target-accuracy=1.0", "--lr=0.0005", "--insecure", "--fraction-fit=0.4",
-                              "--sampling=carbon-aware", "--fairness-rounds=" + std::to_string(kFloor),
-                              "--client-countries=FRA,DEU,USA,CHN,IND", "--meter=model", "--data-dir=" + data,
-                              "--run-dir=" + run},
-                             dir + "/run.log");
+  const int rc = RunGreenfed(
+      {"run", "--clients=5", "--max-rounds=" + std::to_string(kRounds), "--target-accuracy=1.0", "--lr=0.0005",
+       "--insecure", "--fraction-fit=0.4", "--sampling=carbon-aware", "--fairness-rounds=" + std::to_string(kFloor),
+       "--client-countries=FRA,DEU,USA,CHN,IND", "--meter=model", "--data-dir=" + data, "--run-dir=" + run},
+      dir + "/run.log", 280);
   const std::string log = ReadText(dir + "/run.log");
   INFO(log);
   REQUIRE(rc == 0);
@@ -124,7 +77,7 @@ TEST_CASE("greenfed run --sampling carbon-aware on a mixed federation: cleanest 
 }
 
 TEST_CASE("sampling flags: a bad policy, a bad trace line and an unknown country exit 2 naming the problem") {
-  const std::string dir = MakeTempDir();
+  const std::string dir = MakeTempDir("greenfed-sampling-it");
   const std::string trace = dir + "/trace.csv";
   std::ofstream(trace) << "country,utc_hour,g_co2e_per_kwh\nFRA,0,50\nFRA,25,50\n";
   struct Case {
@@ -156,7 +109,7 @@ TEST_CASE("sampling flags: a bad policy, a bad trace line and an unknown country
 
 TEST_CASE("greenfed compare --tradeoff (codecs none and int8) runs the sampling pairs on the mixed federation and "
           "writes the trade-off report") {
-  const std::string dir = MakeTempDir(), data = dir + "/data", out = dir + "/results";
+  const std::string dir = MakeTempDir("greenfed-sampling-it"), data = dir + "/data", out = dir + "/results";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
   const int rc = RunGreenfed({"compare", "--tradeoff", "--tradeoff-codecs=none,int8", "--clients=4", "--max-rounds=2",
@@ -191,7 +144,7 @@ TEST_CASE("greenfed compare --tradeoff (codecs none and int8) runs the sampling 
 // The trade-off's FL runs take --engine like the plain comparison's (they ran as `run` whatever
 // --engine said, until this test).
 TEST_CASE("greenfed compare --tradeoff --engine simulate runs every FL run as simulate") {
-  const std::string dir = MakeTempDir(), data = dir + "/data", out = dir + "/results";
+  const std::string dir = MakeTempDir("greenfed-sampling-it"), data = dir + "/data", out = dir + "/results";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
   const int rc = RunGreenfed({"compare", "--tradeoff", "--engine=simulate", "--tradeoff-codecs=none", "--clients=4",

@@ -9,23 +9,14 @@
 #include "counting_task.h"
 #include "greenfed/coordinator/server.h"
 #include "greenfed/sim/sim_transport.h"
+#include "run_helpers.h"
 
 using namespace greenfed;
 
 namespace {
 
-std::string SimTempDir() {
-  char tmpl[] = "/tmp/greenfed-simt-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
 
 }  // namespace
 
@@ -38,7 +29,7 @@ TEST_CASE("sim transport: 20 virtual clients, half sampled per round, run the re
   MeterOptions mo;
   mo.kind = "model";
   PhaseMeter meter(std::move(OpenMeters(mo, env.get())).value(), env.get());
-  const std::string dir = SimTempDir() + "/run";
+  const std::string dir = MakeTempDir("greenfed-simt") + "/run";
   auto run_dir = RunDir::Create(dir);
   REQUIRE(run_dir.ok());
   std::ostringstream out, diag;
@@ -76,9 +67,9 @@ TEST_CASE("sim transport: 20 virtual clients, half sampled per round, run the re
   CHECK(diag.str().find("sent no final energy report") == std::string::npos);
   // Each round: 10 fits of 10 examples each; the virtual clients' records are in
   // nodes.csv like a real client's, modelled.
-  const std::string rounds = Slurp(dir + "/rounds.csv");
+  const std::string rounds = ReadText(dir + "/rounds.csv");
   CHECK(rounds.find("\n1,10,10,0,") != std::string::npos);
-  const std::string nodes = Slurp(dir + "/nodes.csv");
+  const std::string nodes = ReadText(dir + "/nodes.csv");
   CHECK(nodes.find(",client-0,client,DEU,") != std::string::npos);
   CHECK(nodes.find(",client-19,client,DEU,") != std::string::npos);
   CHECK(nodes.find(",measured\n", nodes.find('\n')) == std::string::npos);

@@ -18,18 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "run_helpers.h"
 #include "synthetic_data.h"
 
 namespace {
 
-const std::string kBin = GREENFED_BINARY;
+using greenfed::testing::MakeTempDir;
+using greenfed::testing::ReadText;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+const std::string kBin = GREENFED_BINARY;
 
 int Greenfed(const std::string& args, const std::string& log) {
   const int status = std::system((kBin + " " + args + " > " + log + " 2>&1").c_str());
@@ -69,16 +66,10 @@ std::vector<std::vector<std::string>> Columns(const std::string& csv, const std:
   return rows;
 }
 
-std::string TempDirectory() {
-  char tmpl[] = "/tmp/greenfed-sim-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
-
 }  // namespace
 
 TEST_CASE("simulate and run, same seed and settings, one thread per fit: the same rounds and final model bit for bit") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
@@ -86,22 +77,22 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
                              "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
   REQUIRE(Greenfed("run " + common + " --run-dir=" + dir + "/run", dir + "/run.log") == 0);
   const int rc = Greenfed("simulate " + common + " --workers=2 --run-dir=" + dir + "/sim", dir + "/sim.log");
-  INFO(ReadFile(dir + "/sim.log"));
+  INFO(ReadText(dir + "/sim.log"));
   REQUIRE(rc == 0);
 
   // Not the byte columns: heartbeats (and the server's answers) follow the clock.
   const std::vector<std::string> cols = {"round", "clients_succeeded", "test_accuracy", "test_loss", "train_loss"};
-  const auto run_rows = Columns(ReadFile(dir + "/run/rounds.csv"), cols);
-  const auto sim_rows = Columns(ReadFile(dir + "/sim/rounds.csv"), cols);
+  const auto run_rows = Columns(ReadText(dir + "/run/rounds.csv"), cols);
+  const auto sim_rows = Columns(ReadText(dir + "/sim/rounds.csv"), cols);
   REQUIRE(run_rows.size() == 3);
   CHECK(sim_rows == run_rows);
-  const auto run_summary = nlohmann::json::parse(ReadFile(dir + "/run/summary.json"));
-  const auto sim_summary = nlohmann::json::parse(ReadFile(dir + "/sim/summary.json"));
+  const auto run_summary = nlohmann::json::parse(ReadText(dir + "/run/summary.json"));
+  const auto sim_summary = nlohmann::json::parse(ReadText(dir + "/sim/summary.json"));
   CHECK(sim_summary["model_sha256"] == run_summary["model_sha256"]);
   CHECK(sim_summary["final_accuracy"].get<double>() == run_summary["final_accuracy"].get<double>());
 
   // The same outputs as a real run: virtual clients are clients in nodes.csv, modelled.
-  const std::string nodes = ReadFile(dir + "/sim/nodes.csv");
+  const std::string nodes = ReadText(dir + "/sim/nodes.csv");
   for (const char* who : {"1,client-0,client,DEU", "3,client-2,client,DEU", "3,coordinator,coordinator,FRA"}) {
     CHECK(nodes.find(who) != std::string::npos);
   }
@@ -109,12 +100,12 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
   std::string line;
   std::getline(lines, line);  // header
   while (std::getline(lines, line)) CHECK(line.substr(line.size() - 9) == ",modelled");
-  CHECK(nlohmann::json::parse(ReadFile(dir + "/sim/config.json"))["engine"] == "simulate");
-  CHECK(nlohmann::json::parse(ReadFile(dir + "/run/config.json"))["engine"] == "run");
-  CHECK(ReadFile(dir + "/sim.log").find("round 3/3 | acc") != std::string::npos);
+  CHECK(nlohmann::json::parse(ReadText(dir + "/sim/config.json"))["engine"] == "simulate");
+  CHECK(nlohmann::json::parse(ReadText(dir + "/run/config.json"))["engine"] == "run");
+  CHECK(ReadText(dir + "/sim.log").find("round 3/3 | acc") != std::string::npos);
   // The report reads a simulate run directory like any other.
   REQUIRE(Greenfed("report " + dir + "/sim " + dir + "/run --out " + dir + "/report", dir + "/report.log") == 0);
-  CHECK(ReadFile(dir + "/report/report.md").find("client") != std::string::npos);
+  CHECK(ReadText(dir + "/report/report.md").find("client") != std::string::npos);
 }
 
 // --overlap-eval (round_machine.h): round r's central evaluation runs beside round r+1's fits.
@@ -188,9 +179,9 @@ TEST_CASE("overlap-eval: reaching the target abandons the round begun meanwhile,
 }
 
 TEST_CASE("simulate: bad flags exit 2 naming the flag") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   CHECK(Greenfed("simulate --workers=-1 --run-dir=" + dir + "/a", dir + "/a.log") == 2);
-  CHECK(ReadFile(dir + "/a.log").find("--workers") != std::string::npos);
+  CHECK(ReadText(dir + "/a.log").find("--workers") != std::string::npos);
   CHECK(Greenfed("simulate --partition=none --run-dir=" + dir + "/b", dir + "/b.log") == 2);
   CHECK(Greenfed("simulate --clients=0 --run-dir=" + dir + "/c", dir + "/c.log") == 2);
   CHECK(Greenfed("simulate --no-such-flag", dir + "/d.log") == 2);
@@ -202,7 +193,7 @@ TEST_CASE("simulate: bad flags exit 2 naming the flag") {
 // (NewEnvExcludingJobs). Until that, the coordinator's cpu_s in nodes.csv held every fit too
 // (13.2 of a 10-client round's 25.2 CPU-s on Fashion-MNIST, against 1.06 in `run`).
 TEST_CASE("simulate: the coordinator does not book the virtual clients' CPU time a second time") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 3000, 300, 5).ok());
@@ -210,9 +201,9 @@ TEST_CASE("simulate: the coordinator does not book the virtual clients' CPU time
                           "--local-epochs=2 --client-threads=1 --workers=2 --meter=model --data-dir=" +
                               data + " --run-dir=" + dir + "/sim",
                           dir + "/sim.log");
-  INFO(ReadFile(dir + "/sim.log"));
+  INFO(ReadText(dir + "/sim.log"));
   REQUIRE(rc == 0);
-  const auto rows = Columns(ReadFile(dir + "/sim/nodes.csv"), {"role", "cpu_s"});
+  const auto rows = Columns(ReadText(dir + "/sim/nodes.csv"), {"role", "cpu_s"});
   double coordinator_s = 0, clients_s = 0;
   for (const auto& r : rows) (r[0] == "client" ? clients_s : coordinator_s) += std::stod(r[1]);
   INFO("coordinator cpu_s ", coordinator_s, ", virtual clients' cpu_s ", clients_s);
@@ -240,7 +231,7 @@ void WriteAtomically(const std::string& path, const std::string& value) {
 // CPU-time share: every row says rapl-split / apportioned, the virtual clients' rows add up to
 // what the split booked to them, and the split books exactly the counter's increment.
 TEST_CASE("simulate: with RAPL readable, the package energy is split over the virtual clients, labelled rapl-split") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
@@ -267,7 +258,7 @@ TEST_CASE("simulate: with RAPL readable, the package energy is split over the vi
                           dir + "/sim.log");
   stop.store(true);
   package.join();
-  const std::string log = ReadFile(dir + "/sim.log");
+  const std::string log = ReadText(dir + "/sim.log");
   INFO(log);
   REQUIRE(rc == 0);
   CHECK(log.find("rapl-split stopped") == std::string::npos);
@@ -290,7 +281,7 @@ TEST_CASE("simulate: with RAPL readable, the package energy is split over the vi
   CHECK(items >= 6);  // 3 clients x 2 rounds of fits
 
   // nodes.csv: every row is rapl-split, apportioned; the clients' rows sum to their split.
-  const auto rows = Columns(ReadFile(dir + "/sim/nodes.csv"), {"role", "compute_j", "source", "measured"});
+  const auto rows = Columns(ReadText(dir + "/sim/nodes.csv"), {"role", "compute_j", "source", "measured"});
   REQUIRE(!rows.empty());
   double client_rows_j = 0;
   for (const auto& r : rows) {
@@ -299,11 +290,11 @@ TEST_CASE("simulate: with RAPL readable, the package energy is split over the vi
     if (r[0] == "client") client_rows_j += std::stod(r[1]);
   }
   CHECK(client_rows_j == doctest::Approx(clients_j).epsilon(1e-6));
-  const auto summary = nlohmann::json::parse(ReadFile(dir + "/sim/summary.json"));
+  const auto summary = nlohmann::json::parse(ReadText(dir + "/sim/summary.json"));
   CHECK(summary["energy"]["sources"] == nlohmann::json::array({"rapl-split"}));
   // The report reads it like any run and names the label.
   REQUIRE(Greenfed("report " + dir + "/sim --out " + dir + "/report", dir + "/report.log") == 0);
-  const std::string md = ReadFile(dir + "/report/report.md");
+  const std::string md = ReadText(dir + "/report/report.md");
   CHECK(md.find("rapl-split") != std::string::npos);
   CHECK(md.find("Measured, then apportioned (rapl-split)") != std::string::npos);
 }
@@ -311,7 +302,7 @@ TEST_CASE("simulate: with RAPL readable, the package energy is split over the vi
 // The counter goes backwards mid-run (after round 1 is in rounds.csv): the split stops with one
 // named warning, later records are modelled, the run completes and nothing is negative.
 TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to the model, named, and the run completes") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
@@ -328,7 +319,7 @@ TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to th
     while (!stop.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
       counter_uj += 10000;
-      if (!stepped_back && ReadFile(dir + "/sim/rounds.csv").find("\n1,") != std::string::npos) {
+      if (!stepped_back && ReadText(dir + "/sim/rounds.csv").find("\n1,") != std::string::npos) {
         counter_uj -= range_uj * 4 / 10;  // as a wrap, 6 J since the last poll: over half the range
         stepped_back = true;
       }
@@ -341,7 +332,7 @@ TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to th
                           dir + "/sim.log");
   stop.store(true);
   package.join();
-  const std::string log = ReadFile(dir + "/sim.log");
+  const std::string log = ReadText(dir + "/sim.log");
   INFO(log);
   REQUIRE(rc == 0);
   REQUIRE(stepped_back);
@@ -349,7 +340,7 @@ TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to th
   CHECK(log.find("went backwards") != std::string::npos);
   CHECK(log.find("the virtual clients' energy is modelled from here on (source model)") != std::string::npos);
   CHECK(log.find("round 3/3 | acc") != std::string::npos);
-  const auto rows = Columns(ReadFile(dir + "/sim/nodes.csv"), {"round", "role", "compute_j", "source", "measured"});
+  const auto rows = Columns(ReadText(dir + "/sim/nodes.csv"), {"round", "role", "compute_j", "source", "measured"});
   bool split_rows = false, modelled_round3_client = false;
   for (const auto& r : rows) {
     CHECK(std::stod(r[2]) >= 0);
@@ -364,11 +355,11 @@ TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to th
 }
 
 TEST_CASE("simulate: --powercap-root must be a directory, and --meter rapl needs a package there") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   CHECK(Greenfed("simulate --powercap-root=" + dir + "/none --run-dir=" + dir + "/a", dir + "/a.log") == 2);
-  CHECK(ReadFile(dir + "/a.log").find("--powercap-root: '" + dir + "/none' is not a directory") != std::string::npos);
+  CHECK(ReadText(dir + "/a.log").find("--powercap-root: '" + dir + "/none' is not a directory") != std::string::npos);
   const std::string empty = dir + "/empty";
   REQUIRE(::mkdir(empty.c_str(), 0755) == 0);
   CHECK(Greenfed("simulate --meter=rapl --powercap-root=" + empty + " --run-dir=" + dir + "/b", dir + "/b.log") == 2);
-  CHECK(ReadFile(dir + "/b.log").find("--meter rapl (--powercap-root " + empty + "): no RAPL package domains under " + empty) != std::string::npos);
+  CHECK(ReadText(dir + "/b.log").find("--meter rapl (--powercap-root " + empty + "): no RAPL package domains under " + empty) != std::string::npos);
 }

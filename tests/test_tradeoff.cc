@@ -16,55 +16,18 @@
 
 #include "greenfed/carbon.h"
 #include "greenfed/report/report.h"
+#include "report_fixtures.h"
 
 namespace greenfed {
 namespace report {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "greenfed-tradeoff-XXXXXX").string();
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    REQUIRE(mkdtemp(buf.data()) != nullptr);
-    path_ = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  REQUIRE(out.good());
-  out << text;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// USA 400, FRA 50, WORLD 500 g/kWh.
-CarbonTable TestTable() {
-  StatusOr<CarbonTable> table = CarbonTable::FromCsv(
-      "code,name,g_per_kwh,year,source\n"
-      "USA,United States,400,2023,test\n"
-      "FRA,France,50,2023,test\n"
-      "WORLD,World,500,2023,test\n");
-  REQUIRE(table.ok());
-  return std::move(table).value();
-}
+using greenfed::testing::kNodesHeader;
+using greenfed::testing::kRoundsHeader;
+using greenfed::testing::ReadText;
+using greenfed::testing::TempDir;
+using greenfed::testing::TestTable;
+using greenfed::testing::WriteText;
 
 struct Fixture {
   std::string name;                 // dir name and run id
@@ -82,23 +45,19 @@ struct Fixture {
 std::string Write(const std::string& root, const Fixture& f) {
   const std::string dir = root + "/" + f.name;
   std::filesystem::create_directories(dir);
-  WriteFile(dir + "/config.json", R"({"format": 1, "kind": "federated", "run_id": ")" + f.name + R"(",
+  WriteText(dir + "/config.json", R"({"format": 1, "kind": "federated", "run_id": ")" + f.name + R"(",
     "task": "fashion_mnist", "model": "cnn", "target_accuracy": 0.9, "max_rounds": 3,
     "partition": {"scheme": ")" + f.scheme + R"(", "alpha": 0.5, "seed": 1, "num_clients": 2},
     "strategy": {"name": "fedavg", "settings": "fedavg"},
     "node": {"country": "FRA", "pue": 1.0},
     "meter": {"kind": "model", "comm_kwh_per_gb": 0.00375})" + f.extra_config + "}");
   const double best = *std::max_element(f.accuracies.begin(), f.accuracies.end());
-  WriteFile(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9, )" + f.summary +
+  WriteText(dir + "/summary.json", R"({"format": 1, "kind": "federated", "target_accuracy": 0.9, )" + f.summary +
                                        R"(, "rounds": )" + std::to_string(f.accuracies.size()) +
                                        R"(, "final_accuracy": )" + std::to_string(f.accuracies.back()) +
                                        R"(, "best_accuracy": )" + std::to_string(best) + R"(, "wall_s": 10})");
-  std::string rounds =
-      "round,clients_sampled,clients_succeeded,clients_failed,test_accuracy,test_loss,train_loss,"
-      "round_s,elapsed_s,bytes_sent,bytes_received,energy_j,comm_j,co2e_g,fed_accuracy\n";
-  std::string nodes =
-      "round,node_id,role,country,pue,wall_s,cpu_s,train_j,evaluate_j,aggregate_j,idle_j,compute_j,"
-      "comm_j,bytes_sent,bytes_received,source,measured\n";
+  std::string rounds = kRoundsHeader;
+  std::string nodes = kNodesHeader;
   for (size_t r = 1; r <= f.accuracies.size(); ++r) {
     const std::string round = std::to_string(r);
     double g = 3600 / 3.6e6 * 50;
@@ -116,8 +75,8 @@ std::string Write(const std::string& root, const Fixture& f) {
       nodes += n.str();
     }
   }
-  WriteFile(dir + "/rounds.csv", rounds);
-  WriteFile(dir + "/nodes.csv", nodes);
+  WriteText(dir + "/rounds.csv", rounds);
+  WriteText(dir + "/nodes.csv", nodes);
   return dir;
 }
 
@@ -189,10 +148,10 @@ std::string CellText(const ReportTable& t, const std::string& row, const std::st
 void CheckGolden(const std::string& name, const std::string& text) {
   const std::string path = std::string(GREENFED_SOURCE_DIR) + "/tests/golden/" + name;
   if (std::getenv("GREENFED_UPDATE_GOLDEN") != nullptr) {
-    WriteFile(path, text);
+    WriteText(path, text);
     MESSAGE("rewrote " << path);
   }
-  const std::string golden = ReadFile(path);
+  const std::string golden = ReadText(path);
   REQUIRE_MESSAGE(!golden.empty(), path << " is missing");
   CHECK_MESSAGE(text == golden, "differs from " << path << " (GREENFED_UPDATE_GOLDEN=1 rewrites it)");
 }
@@ -291,19 +250,19 @@ TEST_CASE("trade-off: report.md section, report.csv rows and tradeoff.svg match 
   REQUIRE_MESSAGE(report.ok(), report.status().ToString());
   Status written = WriteReport(*report, runs, options);
   REQUIRE_MESSAGE(written.ok(), written.ToString());
-  const std::string md = ReadFile(options.out_dir + "/report.md");
+  const std::string md = ReadText(options.out_dir + "/report.md");
   const size_t from = md.find("## Trade-off");
   REQUIRE(from != std::string::npos);
   const size_t to = md.find("## Runs", from);
   REQUIRE(to != std::string::npos);
   CheckGolden("tradeoff.md", md.substr(from, to - from));
   std::string csv_rows;
-  std::istringstream csv(ReadFile(options.out_dir + "/report.csv"));
+  std::istringstream csv(ReadText(options.out_dir + "/report.csv"));
   for (std::string line; std::getline(csv, line);) {
     if (line.rfind("tradeoff,", 0) == 0) csv_rows += line + "\n";
   }
   CheckGolden("tradeoff.csv", csv_rows);
-  const std::string svg = ReadFile(options.out_dir + "/tradeoff.svg");
+  const std::string svg = ReadText(options.out_dir + "/tradeoff.svg");
   CHECK(svg.rfind("<svg ", 0) == 0);
   size_t polylines = 0;
   for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;

@@ -15,18 +15,14 @@
 
 #include "greenfed/client/client.h"
 #include "greenfed/coordinator/server.h"
+#include "run_helpers.h"
 
 using namespace greenfed;
 
 namespace {
 
 using FakeTask = greenfed::testing::CountingTask;
-
-std::string TempDir() {
-  char tmpl[] = "/tmp/greenfed-transport-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  return tmpl;
-}
+using greenfed::testing::MakeTempDir;
 
 struct Coordinator {
   FakeTask task;
@@ -45,7 +41,7 @@ struct Coordinator {
     auto set = OpenMeters(mo, env.get());
     REQUIRE(set.ok());
     meter = std::make_unique<PhaseMeter>(std::move(set).value(), env.get());
-    auto rd = RunDir::Create(TempDir() + "/run");
+    auto rd = RunDir::Create(MakeTempDir("greenfed-transport") + "/run");
     REQUIRE(rd.ok());
     run_dir = std::move(rd).value();
     options.bind = "tcp://127.0.0.1:*";

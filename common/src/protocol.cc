@@ -40,8 +40,11 @@
 //
 // Every listed field is required. Keys the decoder does not know are ignored, so a
 // newer peer may add fields without a version bump (forward compatibility); removing
-// a key or changing its type needs kProtocolVersion + 1. "float" fields also accept
-// msgpack integers, because some encoders (e.g. JavaScript ones) shrink 1.0 to 1.
+// a key or changing its type needs kProtocolVersion + 1. Encode writes every "float"
+// as a msgpack float64, integral values included (MapWriter::Put(double)). "float"
+// fields also accept msgpack integers, because some encoders (e.g. JavaScript ones,
+// and greenfed's own before 2026-12-01) shrink 1.0 to 1; in a ConfigMap such a value
+// arrives as an int64, which ConfigDouble accepts.
 #include "greenfed/protocol.h"
 
 #include <msgpack.hpp>
@@ -143,7 +146,20 @@ class MapWriter {
   void Put(const char* k, uint32_t v) { Key(k).pack_uint32(v); }
   void Put(const char* k, int64_t v) { Key(k).pack_int64(v); }
   void Put(const char* k, int32_t v) { Key(k).pack_int32(v); }
-  void Put(const char* k, double v) { Key(k).pack_double(v); }
+  // Always a msgpack float64 (0xcb + 8 big-endian bytes). Not Packer::pack_double: it
+  // writes an integral double (0.0, 3.0, 1.66e19) as a msgpack integer, which turns a
+  // ConfigMap double into an int64 on the other side (or, at or above 2^63, into a
+  // decode error), drops the sign of -0.0, and casts 2^64 to uint64 (undefined).
+  void Put(const char* k, double v) {
+    Key(k);
+    uint64_t bits = 0;
+    static_assert(sizeof bits == sizeof v, "double must be 64 bits");
+    std::memcpy(&bits, &v, sizeof bits);
+    char buf[9];
+    buf[0] = static_cast<char>(0xcb);
+    for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>((bits >> (56 - 8 * i)) & 0xff);
+    body_.write(buf, sizeof buf);
+  }
   void Put(const char* k, bool v) {
     if (v) {
       Key(k).pack_true();

@@ -1,7 +1,8 @@
 // Writes the committed seed corpus under tests/fuzz/corpus/ (run by hand after a protocol
 // change: build target greenfed_fuzz_make_corpus, then
 //   ./build-asan/tests/fuzz/greenfed_fuzz_make_corpus tests/fuzz/corpus).
-// decode/: Encode() of one real message of each type, in the fuzz_frames.h format.
+// decode/: Encode() of one real message of each type, in the fuzz_frames.h format, and of
+// Fit/FitRes with group params encoded by each codec (protocol v4).
 // round_machine/: event scripts in the format of fuzz_round_machine.cc: full runs, timeouts,
 // failures, late results, a rejoin while sampled (the DropClient use-after-free).
 // Reproducers that libFuzzer wrote for later findings are committed as they are; this
@@ -9,9 +10,11 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fuzz_frames.h"
+#include "greenfed/codec.h"
 #include "greenfed/protocol.h"
 
 namespace {
@@ -46,6 +49,24 @@ std::vector<EnergyRecord> Energy() {
   c.energy_j = 0.01;
   c.source = EnergySource::kComm;
   return {r, c};
+}
+
+// `params` encoded by codec `name`; false (with a message) when the codec refuses.
+bool EncodeParams(const std::string& name, const Parameters& params, EncodedParams* out) {
+  auto codec = MakeCodec(name);
+  if (!codec.ok()) {
+    std::fprintf(stderr, "greenfed_fuzz_make_corpus: %s\n", codec.status().ToString().c_str());
+    return false;
+  }
+  auto bytes = (*codec)->Encode(params, nullptr);
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "greenfed_fuzz_make_corpus: %s\n", bytes.status().ToString().c_str());
+    return false;
+  }
+  out->codec = name;
+  out->specs = SpecsOf(params);
+  out->bytes = std::move(bytes).value();
+  return true;
 }
 
 std::vector<std::pair<std::string, Message>> Messages() {
@@ -102,6 +123,19 @@ std::vector<std::pair<std::string, Message>> Messages() {
   hb.round = 3;
   hb.energy = Energy();
   m.emplace_back("heartbeat", hb);
+  // Protocol v4: group params encoded by a codec, one frame ahead of the other groups.
+  for (const auto& [name, codec_name] : {std::make_pair("fit_res_int8", "int8"),
+                                         std::make_pair("fit_res_topk", "topk:0.5"),
+                                         std::make_pair("fit_res_int8_channel", "int8:channel")}) {
+    FitResMsg coded = res;
+    coded.parameters.clear();
+    if (!EncodeParams(codec_name, Model(), &coded.encoded)) continue;
+    m.emplace_back(name, coded);
+  }
+  FitMsg fit_fp16 = fit;
+  fit_fp16.config[kConfigDownlinkCodec] = std::string("fp16");
+  fit_fp16.parameters.clear();
+  if (EncodeParams("fp16", Model(), &fit_fp16.encoded)) m.emplace_back("fit_fp16", fit_fp16);
   m.emplace_back("shutdown", ShutdownMsg{"max rounds"});
   ErrorMsg err;
   err.code = ErrorCode::kFitFailed;
