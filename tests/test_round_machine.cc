@@ -717,7 +717,7 @@ TEST_CASE("overlap: round r's evaluation is asked for as round r+1's fits go out
   CHECK(m.Snapshot().completed_rounds == 1);
 }
 
-TEST_CASE("overlap: round r+1's results wait for round r's evaluation; the checkpoint after r holds model r") {
+TEST_CASE("overlap: round r+1's results wait for round r's evaluation, and the checkpoint after r holds model r") {
   RoundMachine m(OverlapOpts(2, 2));
   (void)m.Start(0, Model(0));
   std::vector<Action> a;

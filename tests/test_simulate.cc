@@ -112,7 +112,7 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
 // The model sequence does not depend on it, so every round and the final model are the same
 // bit for bit, in both engines; each round keeps its own bytes (its 3 Fit messages carry a model each).
 TEST_CASE("overlap-eval: the same rounds and final model as evaluating in sequence, in run and in simulate") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
@@ -128,12 +128,12 @@ TEST_CASE("overlap-eval: the same rounds and final model as evaluating in sequen
       const std::string extra = std::string(overlap ? " --overlap-eval=true" : "") +
                                 (engine == "simulate" ? " --workers=2" : "");
       const int rc = Greenfed(engine + " " + common + extra + " --run-dir=" + dir + "/" + name, dir + "/" + name + ".log");
-      INFO(ReadFile(dir + "/" + name + ".log"));
+      INFO(ReadText(dir + "/" + name + ".log"));
       REQUIRE(rc == 0);
-      const std::string rounds = ReadFile(dir + "/" + name + "/rounds.csv");
+      const std::string rounds = ReadText(dir + "/" + name + "/rounds.csv");
       const auto rows = Columns(rounds, cols);
       REQUIRE(rows.size() == 3);
-      const auto summary = nlohmann::json::parse(ReadFile(dir + "/" + name + "/summary.json"));
+      const auto summary = nlohmann::json::parse(ReadText(dir + "/" + name + "/summary.json"));
       if (reference.empty()) {
         reference = rows;
         reference_sha = summary["model_sha256"];
@@ -154,7 +154,7 @@ TEST_CASE("overlap-eval: the same rounds and final model as evaluating in sequen
 // On the target, the round begun meanwhile is abandoned: the clients are shut down, the run
 // says so, and the energy they spent on it is booked (it was spent), under that round.
 TEST_CASE("overlap-eval: reaching the target abandons the round begun meanwhile, and books its energy") {
-  const std::string dir = TempDirectory();
+  const std::string dir = MakeTempDir("greenfed-sim");
   const std::string data = dir + "/data";
   REQUIRE(::mkdir(data.c_str(), 0755) == 0);
   REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
@@ -163,17 +163,17 @@ TEST_CASE("overlap-eval: reaching the target abandons the round begun meanwhile,
   for (const std::string engine : {"run", "simulate"}) {
     CAPTURE(engine);
     const int rc = Greenfed(engine + " " + common + " --run-dir=" + dir + "/" + engine, dir + "/" + engine + ".log");
-    const std::string log = ReadFile(dir + "/" + engine + ".log");
+    const std::string log = ReadText(dir + "/" + engine + ".log");
     INFO(log);
     REQUIRE(rc == 0);
-    const auto summary = nlohmann::json::parse(ReadFile(dir + "/" + engine + "/summary.json"));
+    const auto summary = nlohmann::json::parse(ReadText(dir + "/" + engine + "/summary.json"));
     REQUIRE(summary["reached"].get<bool>());
     const int64_t reached = summary["round_reached"].get<int64_t>();
     CHECK(log.find("reached in round " + std::to_string(reached) + " (round " + std::to_string(reached + 1) +
                    ", begun meanwhile, abandoned)") != std::string::npos);
-    CHECK(Columns(ReadFile(dir + "/" + engine + "/rounds.csv"), {"round"}).size() == static_cast<size_t>(reached));
+    CHECK(Columns(ReadText(dir + "/" + engine + "/rounds.csv"), {"round"}).size() == static_cast<size_t>(reached));
     // Energy of the abandoned round: rows for round reached + 1 in nodes.csv.
-    const std::string nodes = ReadFile(dir + "/" + engine + "/nodes.csv");
+    const std::string nodes = ReadText(dir + "/" + engine + "/nodes.csv");
     CHECK(nodes.find("\n" + std::to_string(reached + 1) + ",client-") != std::string::npos);
   }
 }
