@@ -16,7 +16,8 @@
 //  levers  each lever as a ratio lever / today's path, interleaved A B A B in this
 //          process, --reps times: (a) oneDNN off, (b) channels-last, (d) inference
 //          mode and evaluation batch sizes, (e) pre-shuffled contiguous batches,
-//          (f) pinning to one CPU. The BLAS lever (c) needs another process: run
+//          (f) pinning to one CPU, (g) libtorch's relu(max_pool2d) instead of PoolRelu2x2
+//          (today's path since 77cedd9, so B/A > 1 is what the kernel saves). The BLAS lever (c) needs another process: run
 //          bench/bench_blas.sh, which calls this with --section linear.
 //  linear  fc1 and fc2 forward+backward at batch 32 only, with getrusage user and
 //          system CPU-s, for bench_blas.sh.
@@ -220,9 +221,12 @@ struct CnnImpl : torch::nn::Module {
         fc1(register_module("fc1", torch::nn::Linear(1568, 64))),
         fc2(register_module("fc2", torch::nn::Linear(64, 10))) {}
   torch::Tensor forward(const torch::Tensor& x) {
-    // Pooling as model.cc does it (PoolRelu2x2); section "pool" compares it with libtorch's.
-    torch::Tensor h = greenfed::fmnist::PoolRelu2x2(conv1->forward(x));
-    h = greenfed::fmnist::PoolRelu2x2(conv2->forward(h));
+    // Pooling as model.cc does it (PoolRelu2x2), or libtorch's ops (lever (g), section "pool").
+    auto pool = [this](const torch::Tensor& t) {
+      return torch_pool ? torch::relu(torch::max_pool2d(t, 2)) : greenfed::fmnist::PoolRelu2x2(t);
+    };
+    torch::Tensor h = pool(conv1->forward(x));
+    h = pool(conv2->forward(h));
     // reshape, not flatten: with channels-last activations flatten would fail.
     return fc2->forward(torch::relu(fc1->forward(h.reshape({h.size(0), -1}))));
   }
@@ -230,6 +234,7 @@ struct CnnImpl : torch::nn::Module {
   torch::nn::Conv2d conv2;
   torch::nn::Linear fc1;
   torch::nn::Linear fc2;
+  bool torch_pool = false;  // relu(max_pool2d) through libtorch, as before 77cedd9
 };
 TORCH_MODULE(Cnn);
 
@@ -375,6 +380,7 @@ struct TrainVariant {
   bool channels_last = false;
   bool contiguous_batches = false;  // one index_select per epoch, then slices
   bool pin = false;
+  bool torch_pool = false;  // (g) libtorch's pooling instead of PoolRelu2x2
 };
 
 struct TrainOutcome {
@@ -398,6 +404,7 @@ TrainOutcome TrainEpoch(const Data& d, const TrainVariant& v) {
   }
   torch::manual_seed(0);
   Cnn net;
+  net->torch_pool = v.torch_pool;
   if (v.channels_last) {
     torch::NoGradGuard no_grad;
     for (auto* conv : {&net->conv1, &net->conv2}) {
@@ -459,6 +466,7 @@ struct EvalVariant {
   bool inference_mode = false;
   int64_t batch = 256;  // task.cc kEvalBatch
   bool mkldnn = true;
+  bool torch_pool = false;  // (g)
 };
 
 struct EvalOutcome {
@@ -480,6 +488,7 @@ EvalOutcome Eval(Cnn& net, const Data& d, const EvalVariant& v) {
     ng = std::make_unique<torch::NoGradGuard>();
   }
   net->eval();
+  net->torch_pool = v.torch_pool;
   const int64_t n = d.test_x.size(0);
   double loss_sum = 0;
   int64_t correct = 0;
@@ -550,6 +559,9 @@ void PrintLevers(const Data& d, int reps) {
   v = {};
   v.pin = true;
   lever("(f) train, pinned to one CPU", v);
+  v = {};
+  v.torch_pool = true;
+  lever("(g) train, libtorch max_pool2d+relu", v);
 
   torch::manual_seed(0);
   Cnn net;
@@ -568,6 +580,7 @@ void PrintLevers(const Data& d, int reps) {
     eval_lever(name.c_str(), EvalVariant{false, b, true});
   }
   eval_lever("(a) eval, oneDNN off", EvalVariant{false, 256, false});
+  eval_lever("(g) eval, libtorch max_pool2d+relu", EvalVariant{false, 256, true, true});
 }
 
 // fc1 and fc2 forward+backward at batch 32, and the user / system CPU-s they took.

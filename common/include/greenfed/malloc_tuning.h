@@ -7,7 +7,8 @@
 // trim threshold go back to the kernel; every reuse then faults its pages in again. On this
 // VM that made encode+decode 140x a memcpy (bench/bench_codec, ~4x with these settings),
 // a batch-32 conv1 forward 1.7 ms against 0.17 ms, and the central evaluation of 10,000
-// images 1.0 CPU-s against 0.4, most of it in the kernel (docs/benchmarks.md, "Allocator").
+// images 1.0 CPU-s against 0.4, most of it in the kernel (docs/benchmarks.md, "Pooling and
+// the allocator").
 //
 // Contract: sets M_MMAP_THRESHOLD to kMallocMmapThresholdBytes (glibc's largest allowed value
 // on 64-bit) and M_TRIM_THRESHOLD to kMallocTrimThresholdBytes; returns false if glibc
