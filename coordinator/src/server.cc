@@ -4,6 +4,7 @@
 #include "greenfed/digest.h"
 #include "greenfed/keys.h"
 #include "greenfed/transport.h"
+#include "energy_intake.h"
 #include "zmq_server_transport.h"
 
 #include <algorithm>
@@ -89,17 +90,9 @@ struct Server::Impl {
   std::future<StatusOr<EvalResult>> evaluation;
   uint64_t evaluation_round = 0;
   std::optional<std::pair<uint64_t, uint64_t>> closed_round_bytes;
-  std::map<std::string, NodeInfo> client_nodes;  // by peer; kept after a client leaves
   std::set<std::string> awaiting_final;          // peers sent Shutdown, final report not yet in
-  // What each peer has moved with us and claimed in its energy reports, for the
-  // plausibility bounds (energy_record.h): a peer cannot claim more bytes than
-  // crossed this socket, nor more metered seconds per source than the run lasted.
-  struct PeerLedger {
-    uint64_t observed_sent = 0, observed_received = 0;  // by us, to and from the peer
-    uint64_t claimed_sent = 0, claimed_received = 0;    // by the peer, in comm records
-    std::map<int, double> claimed_wall_s;               // by source
-  };
-  std::map<std::string, PeerLedger> peer_ledgers;
+  // Peers' energy reports: plausibility bounds per peer and the booking (energy_intake.h).
+  EnergyIntake energy;
   // Warnings about peers that have not joined are rate-limited: a stranger must
   // not be able to fill the log.
   double warn_window_start_s = 0;
@@ -109,7 +102,8 @@ struct Server::Impl {
   Impl(ServerOptions o, std::unique_ptr<ServerTransport> tr, Task* t, Parameters init, const CarbonTable* c,
        PhaseMeter* m, RunDir* r, Env* e, Logger* l)
       : options(std::move(o)), task(t), carbon(c), meter(m), run_dir(r), env(e), log(l), machine(options.round),
-        initial(std::move(init)), transport(std::move(tr)), budget(BudgetOptions(options)) {
+        initial(std::move(init)), transport(std::move(tr)), budget(BudgetOptions(options)),
+        energy(options.max_node_power_w, c, r) {
     if (!transport) {
       ZmqServerTransportOptions z;
       z.bind = options.bind;
@@ -141,7 +135,7 @@ struct Server::Impl {
     const uint64_t n = FramesBytes(frames);
     round_bytes_sent += n;
     total_bytes_sent += n;
-    if (auto it = peer_ledgers.find(peer); it != peer_ledgers.end()) it->second.observed_sent += n;
+    energy.ObserveSent(peer, n);
   }
 
   // A warning caused by a stranger: at most 20 per 10 s, then a count.
@@ -168,77 +162,27 @@ struct Server::Impl {
 
   void Send(const std::string& peer, const Message& m) { SendFrames(peer, Encode(m)); }
 
-  StatusOr<NodeInfo> NodeFor(const ClientEntry& c) {
-    NodeInfo n;
-    n.node_id = "client-" + std::to_string(c.index);
-    n.role = "client";
-    n.country = c.country;
-    n.pue = c.pue;
-    GREENFED_ASSIGN_OR_RETURN(CarbonIntensity ci, carbon->Lookup(c.country));
-    n.g_per_kwh = ci.g_per_kwh;
-    return n;
-  }
-
-  // Books a peer's energy report. Each record is checked against the plausibility
-  // bounds; a rejected one is logged and answered with a kBadEnergy Error naming
-  // the reason, and never reaches the ledger. The rest are kept.
+  // Books a peer's energy report through the intake (energy_intake.h): rejected records
+  // are logged and answered with a kBadEnergy Error naming the reason; the rest are kept.
   void BookEnergy(const std::string& peer, const std::vector<EnergyRecord>& records) {
-    if (records.empty()) return;
-    auto c = machine.ClientByPeer(peer);
-    auto it = client_nodes.find(peer);
-    if (it == client_nodes.end()) {
-      if (!c) {
-        WarnStranger("energy report from an unjoined peer ignored (" + std::to_string(records.size()) + " records)");
-        return;
-      }
-      auto node = NodeFor(*c);
-      if (!node.ok()) {
-        log->Warn(node.status().ToString());
-        return;
-      }
-      it = client_nodes.emplace(peer, *node).first;
+    const auto c = machine.ClientByPeer(peer);
+    const EnergyIntake::Outcome o =
+        energy.Book(peer, c ? &*c : nullptr, records, env->NowSeconds() - start_s,
+                    static_cast<int64_t>(machine.round()));
+    if (o.stranger) {
+      WarnStranger("energy report from an unjoined peer ignored (" + std::to_string(records.size()) + " records)");
+      return;
     }
-    PeerLedger& ledger = peer_ledgers[peer];
-    // A client meters from its own start, which may precede ours by its connect
-    // wait (300 s by default): allow 600 s on top of the run's length.
-    constexpr double kPreJoinSlackS = 600;
-    // Bytes in flight when a coordinator restarted, or counted at the far end of a
-    // message we then refused, may be claimed: 4 MiB of slack (~10 model transfers).
-    constexpr uint64_t kByteSlack = 4ull << 20;
-    const double allowed_wall_s = (env->NowSeconds() - start_s) + kPreJoinSlackS;
-    std::vector<EnergyRecord> kept;
-    kept.reserve(records.size());
-    std::string first_reason;
-    size_t rejected = 0;
-    for (const EnergyRecord& r : records) {
-      EnergyBounds b;
-      b.max_round = static_cast<int64_t>(std::max<uint64_t>(machine.round(), 1));
-      b.max_power_w = options.max_node_power_w;
-      const double claimed = ledger.claimed_wall_s[static_cast<int>(r.source)];
-      b.max_wall_s = std::max(0.0, allowed_wall_s - claimed);
-      b.max_bytes_sent = ledger.observed_received + kByteSlack - std::min(ledger.claimed_sent, ledger.observed_received + kByteSlack);
-      b.max_bytes_received = ledger.observed_sent + kByteSlack - std::min(ledger.claimed_received, ledger.observed_sent + kByteSlack);
-      Status ok = CheckEnergyRecord(r, b);
-      if (!ok.ok()) {
-        ++rejected;
-        if (first_reason.empty()) first_reason = ok.message();
-        continue;
-      }
-      if (r.phase == Phase::kComm) {
-        ledger.claimed_sent += r.bytes_sent;
-        ledger.claimed_received += r.bytes_received;
-      } else {
-        ledger.claimed_wall_s[static_cast<int>(r.source)] += r.wall_s;
-      }
-      kept.push_back(r);
+    if (!o.node_error.ok()) {
+      log->Warn(o.node_error.ToString());
+      return;
     }
-    if (rejected > 0) {
-      log->Warn("rejected " + std::to_string(rejected) + " of " + std::to_string(records.size()) +
-                " energy record(s) from " + PeerName(peer) + ": " + first_reason);
+    if (o.rejected > 0) {
+      log->Warn("rejected " + std::to_string(o.rejected) + " of " + std::to_string(records.size()) +
+                " energy record(s) from " + PeerName(peer) + ": " + o.first_reason);
       SendError(peer, ErrorCode::kBadEnergy,
-                "rejected " + std::to_string(rejected) + " energy record(s): " + first_reason);
+                "rejected " + std::to_string(o.rejected) + " energy record(s): " + o.first_reason);
     }
-    if (!kept.empty()) run_dir->AddEnergy(it->second, kept);
   }
 
   void BookSelf(Phase phase, int64_t round) {
@@ -464,9 +408,9 @@ struct Server::Impl {
         SendError(peer, ErrorCode::kBadIdentifier, ok.message());
         return;
       }
-      peer_ledgers.try_emplace(peer);
+      energy.Track(peer);
       Execute(machine.Handle(JoinEvent{peer, std::move(*join), identity}, now));
-      if (!machine.ClientByPeer(peer)) peer_ledgers.erase(peer);
+      if (!machine.ClientByPeer(peer)) energy.Forget(peer);
       return;
     }
     if (auto* hb = std::get_if<HeartbeatMsg>(&m)) {
@@ -579,7 +523,7 @@ struct Server::Impl {
     budget.Charge(BudgetKey(r.routing_id, r.user_id), r.wire_bytes, now);
     round_bytes_received += r.wire_bytes;
     total_bytes_received += r.wire_bytes;
-    if (auto it = peer_ledgers.find(r.routing_id); it != peer_ledgers.end()) it->second.observed_received += r.wire_bytes;
+    energy.ObserveReceived(r.routing_id, r.wire_bytes);
     peak_copied_message_bytes = std::max(peak_copied_message_bytes, r.peak_copied_bytes);
     if (r.outcome != ReceiveOutcome::kMessage) {
       RefuseReceived(r);
