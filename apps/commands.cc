@@ -233,6 +233,7 @@ int RunCoordinatorCommand(const std::vector<std::string>& args, const AppContext
   so.curve_secret_key = keys->secret_key;
   so.allowed_client_keys = keys->allowed_keys;
   so.max_node_power_w = fed.max_node_power_w;
+  so.accept_apportioned_energy = ctx.engine == "simulate";
   so.identity = identity;
   so.resume = std::move(checkpoint);
   Server server(so, ctx.transport ? ctx.transport(env.get(), &log) : nullptr, task->get(), std::move(initial).value(),

@@ -253,3 +253,17 @@ TEST_CASE("a checkpoint whose ledger disagrees with its round count is refused")
   REQUIRE_FALSE(back.ok());
   CHECK(back.status().message().find("2 round rows for 3 completed rounds") != std::string::npos);
 }
+
+TEST_CASE("a checkpoint node row whose source is comm or unknown is refused, naming the source") {
+  for (const uint8_t source : {uint8_t{3}, uint8_t{5}, uint8_t{255}}) {
+    CAPTURE(int(source));
+    Checkpoint c = Sample();
+    c.ledger.nodes[1].source = static_cast<EnergySource>(source);
+    auto bytes = EncodeCheckpoint(c);
+    REQUIRE(bytes.ok());
+    auto back = DecodeCheckpoint(*bytes);
+    REQUIRE_FALSE(back.ok());
+    CHECK(back.status().message().find("node row: source " + std::to_string(source) + " is not a meter source") !=
+          std::string::npos);
+  }
+}

@@ -56,6 +56,12 @@ EnergyIntake::Outcome EnergyIntake::Book(const std::string& peer, const ClientEn
     b.max_bytes_received =
         ledger.observed_sent + kByteSlack - std::min(ledger.claimed_received, ledger.observed_sent + kByteSlack);
     Status ok = CheckEnergyRecord(r, b);
+    if (ok.ok() && IsApportioned(r.source) && !accept_apportioned_) {
+      ok = InvalidArgument(std::string("energy record of round ") + std::to_string(r.round) + ": source '" +
+                           EnergySourceName(r.source) +
+                           "' is greenfed simulate's split of its own RAPL counter; a client over a network "
+                           "reports 'rapl' or 'model'");
+    }
     if (!ok.ok()) {
       ++out.rejected;
       if (out.first_reason.empty()) out.first_reason = ok.message();

@@ -33,9 +33,10 @@ class EnergyIntake {
   // coordinator then refused, may be claimed: 4 MiB of slack (~10 model transfers).
   static constexpr uint64_t kByteSlack = 4ull << 20;
 
-  // `carbon` and `run_dir` must outlive this. max_node_power_w: ServerOptions'.
-  EnergyIntake(double max_node_power_w, const CarbonTable* carbon, RunDir* run_dir)
-      : max_node_power_w_(max_node_power_w), carbon_(carbon), run_dir_(run_dir) {}
+  // `carbon` and `run_dir` must outlive this. max_node_power_w, accept_apportioned: the
+  // ServerOptions fields (rapl-split records are refused unless accept_apportioned).
+  EnergyIntake(double max_node_power_w, bool accept_apportioned, const CarbonTable* carbon, RunDir* run_dir)
+      : max_node_power_w_(max_node_power_w), accept_apportioned_(accept_apportioned), carbon_(carbon), run_dir_(run_dir) {}
 
   // Traffic with `peer` counts towards its byte bounds from Track until Forget.
   void Track(const std::string& peer) { ledgers_.try_emplace(peer); }
@@ -66,6 +67,7 @@ class EnergyIntake {
   StatusOr<NodeInfo> NodeFor(const ClientEntry& c) const;
 
   double max_node_power_w_;
+  bool accept_apportioned_;
   const CarbonTable* carbon_;
   RunDir* run_dir_;
   std::map<std::string, PeerLedger> ledgers_;   // by peer

@@ -103,7 +103,7 @@ struct Server::Impl {
        PhaseMeter* m, RunDir* r, Env* e, Logger* l)
       : options(std::move(o)), task(t), carbon(c), meter(m), run_dir(r), env(e), log(l), machine(options.round),
         initial(std::move(init)), transport(std::move(tr)), budget(BudgetOptions(options)),
-        energy(options.max_node_power_w, c, r) {
+        energy(options.max_node_power_w, options.accept_apportioned_energy, c, r) {
     if (!transport) {
       ZmqServerTransportOptions z;
       z.bind = options.bind;

@@ -62,6 +62,9 @@ struct ServerOptions {
   std::vector<std::string> reference_countries = DefaultReferenceCountries();  // for summary.json
   int stop_fd = -1;                          // readable fd (signalfd) that requests a clean stop; -1 = none
   double max_node_power_w = 10000;           // plausibility bound on a client's reported power (energy_record.h)
+  // Energy records with source rapl-split: only greenfed simulate's in-process virtual clients
+  // produce them (sim/rapl_split.h), so a peer over a network that claims one is refused.
+  bool accept_apportioned_energy = false;
   bool write_checkpoints = true;             // RUN_DIR/checkpoint.bin after every completed round
   RunIdentity identity;                      // stored in checkpoints; empty run_id = RunIdentityFor(round)
   // Continue this checkpoint's run (--resume) instead of starting at round 1. The
