@@ -682,6 +682,16 @@ RoundOptions OverlapOpts(uint32_t n, uint32_t min_fit) {
   o.overlap_eval = true;
   return o;
 }
+
+// Starts `m` with clients A and B and hands it round 1's two results (w = v, at t = 1 and 2);
+// returns the actions of the second.
+std::vector<Action> RoundOneIn(RoundMachine* m, float v) {
+  (void)m->Start(0, Model(0));
+  std::vector<Action> a;
+  JoinAll(m, {"A", "B"}, 0, &a);
+  (void)m->Handle(Result("A", 1, v), 1);
+  return m->Handle(Result("B", 1, v), 2);
+}
 }  // namespace
 
 TEST_CASE("overlap: round r's evaluation is asked for as round r+1's fits go out, and completes round r") {
@@ -719,11 +729,7 @@ TEST_CASE("overlap: round r's evaluation is asked for as round r+1's fits go out
 
 TEST_CASE("overlap: round r+1's results wait for round r's evaluation, and the checkpoint after r holds model r") {
   RoundMachine m(OverlapOpts(2, 2));
-  (void)m.Start(0, Model(0));
-  std::vector<Action> a;
-  JoinAll(&m, {"A", "B"}, 0, &a);
-  (void)m.Handle(Result("A", 1, 2.0f), 1);
-  (void)m.Handle(Result("B", 1, 2.0f), 2);  // round 1: model 2, evaluation outstanding
+  std::vector<Action> a = RoundOneIn(&m, 2.0f);  // round 1: model 2, evaluation outstanding
   (void)m.Handle(Result("A", 2, 6.0f), 3);
   a = m.Handle(Result("B", 2, 6.0f), 4);  // round 2's fit phase ends before round 1's evaluation
   CHECK(All<EvaluateGlobalAction>(a).empty());
@@ -758,11 +764,7 @@ TEST_CASE("overlap: round r+1's results wait for round r's evaluation, and the c
 
 TEST_CASE("overlap: the target reached in round r abandons round r+1 and shuts every client down") {
   RoundMachine m(OverlapOpts(2, 2));
-  (void)m.Start(0, Model(0));
-  std::vector<Action> a;
-  JoinAll(&m, {"A", "B"}, 0, &a);
-  (void)m.Handle(Result("A", 1, 1.0f), 1);
-  (void)m.Handle(Result("B", 1, 1.0f), 2);
+  std::vector<Action> a = RoundOneIn(&m, 1.0f);
   (void)m.Handle(Result("A", 2, 9.0f), 3);  // one of round 2's results is in
   a = m.Handle(CentralEvalEvent{1, 0.95, 0.1}, 4);
   REQUIRE(All<RoundDoneAction>(a).size() == 1);
@@ -784,11 +786,7 @@ TEST_CASE("overlap: the last round, federated evaluation and a budget evaluate i
     RoundOptions o = OverlapOpts(2, 2);
     o.max_rounds = 2;
     RoundMachine m(o);
-    (void)m.Start(0, Model(0));
-    std::vector<Action> a;
-    JoinAll(&m, {"A", "B"}, 0, &a);
-    (void)m.Handle(Result("A", 1, 1.0f), 1);
-    a = m.Handle(Result("B", 1, 1.0f), 2);
+    std::vector<Action> a = RoundOneIn(&m, 1.0f);
     REQUIRE(All<EvaluateGlobalAction>(a).size() == 1);
     CHECK(All<EvaluateGlobalAction>(a)[0].overlapped);
     (void)m.Handle(CentralEvalEvent{1, 0.1, 2}, 3);
@@ -808,11 +806,7 @@ TEST_CASE("overlap: the last round, federated evaluation and a budget evaluate i
     if (which == 0) o.fed_eval_every = 1;
     if (which == 1) o.budget.max_wh = 1000;
     RoundMachine m(o);
-    (void)m.Start(0, Model(0));
-    std::vector<Action> a;
-    JoinAll(&m, {"A", "B"}, 0, &a);
-    (void)m.Handle(Result("A", 1, 1.0f), 1);
-    a = m.Handle(Result("B", 1, 1.0f), 2);
+    std::vector<Action> a = RoundOneIn(&m, 1.0f);
     REQUIRE(All<EvaluateGlobalAction>(a).size() == 1);
     CHECK_FALSE(All<EvaluateGlobalAction>(a)[0].overlapped);
     CHECK(m.state() == MachineState::kEvaluating);
@@ -822,11 +816,7 @@ TEST_CASE("overlap: the last round, federated evaluation and a budget evaluate i
 
 TEST_CASE("overlap: a failed evaluation of round r stops the run while round r+1 is fitting") {
   RoundMachine m(OverlapOpts(2, 2));
-  (void)m.Start(0, Model(0));
-  std::vector<Action> a;
-  JoinAll(&m, {"A", "B"}, 0, &a);
-  (void)m.Handle(Result("A", 1, 1.0f), 1);
-  (void)m.Handle(Result("B", 1, 1.0f), 2);
+  std::vector<Action> a = RoundOneIn(&m, 1.0f);
   a = m.Handle(CentralEvalFailedEvent{1, "out of memory"}, 3);
   auto stop = All<StopAction>(a);
   REQUIRE(stop.size() == 1);

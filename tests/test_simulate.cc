@@ -66,15 +66,26 @@ std::vector<std::vector<std::string>> Columns(const std::string& csv, const std:
   return rows;
 }
 
+// DIR/data with synthetic Fashion-MNIST (synthetic_data.h); the path.
+std::string SyntheticData(const std::string& dir, uint32_t train = 1500, uint32_t test = 300, uint64_t seed = 3) {
+  const std::string data = dir + "/data";
+  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
+  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, train, test, seed).ok());
+  return data;
+}
+
+// The 3-client task of the determinism tests: every round and the final model reproducible.
+std::string ThreeClientTask(const std::string& data) {
+  return "--clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=11 --client-threads=1 --data-dir=" +
+         data + " --country=FRA --client-country=DEU";
+}
+
 }  // namespace
 
 TEST_CASE("simulate and run, same seed and settings, one thread per fit: the same rounds and final model bit for bit") {
   const std::string dir = MakeTempDir("greenfed-sim");
-  const std::string data = dir + "/data";
-  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
-  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
-  const std::string common = "--clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=11 "
-                             "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
+  const std::string data = SyntheticData(dir);
+  const std::string common = ThreeClientTask(data);
   REQUIRE(Greenfed("run " + common + " --run-dir=" + dir + "/run", dir + "/run.log") == 0);
   const int rc = Greenfed("simulate " + common + " --workers=2 --run-dir=" + dir + "/sim", dir + "/sim.log");
   INFO(ReadText(dir + "/sim.log"));
@@ -113,11 +124,8 @@ TEST_CASE("simulate and run, same seed and settings, one thread per fit: the sam
 // bit for bit, in both engines; each round keeps its own bytes (its 3 Fit messages carry a model each).
 TEST_CASE("overlap-eval: the same rounds and final model as evaluating in sequence, in run and in simulate") {
   const std::string dir = MakeTempDir("greenfed-sim");
-  const std::string data = dir + "/data";
-  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
-  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
-  const std::string common = "--clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=11 "
-                             "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
+  const std::string data = SyntheticData(dir);
+  const std::string common = ThreeClientTask(data);
   const std::vector<std::string> cols = {"round", "clients_succeeded", "test_accuracy", "test_loss", "train_loss"};
   std::vector<std::vector<std::string>> reference;
   std::string reference_sha;
@@ -155,9 +163,7 @@ TEST_CASE("overlap-eval: the same rounds and final model as evaluating in sequen
 // says so, and the energy they spent on it is booked (it was spent), under that round.
 TEST_CASE("overlap-eval: reaching the target abandons the round begun meanwhile, and books its energy") {
   const std::string dir = MakeTempDir("greenfed-sim");
-  const std::string data = dir + "/data";
-  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
-  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string data = SyntheticData(dir);
   const std::string common = "--clients=3 --max-rounds=10 --target-accuracy=0.3 --lr=0.05 --seed=11 --overlap-eval=true "
                              "--client-threads=1 --data-dir=" + data + " --country=FRA --client-country=DEU";
   for (const std::string engine : {"run", "simulate"}) {
@@ -194,9 +200,7 @@ TEST_CASE("simulate: bad flags exit 2 naming the flag") {
 // (13.2 of a 10-client round's 25.2 CPU-s on Fashion-MNIST, against 1.06 in `run`).
 TEST_CASE("simulate: the coordinator does not book the virtual clients' CPU time a second time") {
   const std::string dir = MakeTempDir("greenfed-sim");
-  const std::string data = dir + "/data";
-  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
-  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 3000, 300, 5).ok());
+  const std::string data = SyntheticData(dir, 3000, 300, 5);
   const int rc = Greenfed("simulate --clients=3 --max-rounds=3 --target-accuracy=1.0 --lr=0.002 --seed=3 "
                           "--local-epochs=2 --client-threads=1 --workers=2 --meter=model --data-dir=" +
                               data + " --run-dir=" + dir + "/sim",
@@ -232,9 +236,7 @@ void WriteAtomically(const std::string& path, const std::string& value) {
 // what the split booked to them, and the split books exactly the counter's increment.
 TEST_CASE("simulate: with RAPL readable, the package energy is split over the virtual clients, labelled rapl-split") {
   const std::string dir = MakeTempDir("greenfed-sim");
-  const std::string data = dir + "/data";
-  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
-  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string data = SyntheticData(dir);
   const std::string zone = dir + "/powercap/intel-rapl:0";
   std::filesystem::create_directories(zone);
   const uint64_t range_uj = 10000000;  // 10 J
@@ -303,9 +305,7 @@ TEST_CASE("simulate: with RAPL readable, the package energy is split over the vi
 // named warning, later records are modelled, the run completes and nothing is negative.
 TEST_CASE("simulate: a RAPL counter that goes backwards mid-run falls back to the model, named, and the run completes") {
   const std::string dir = MakeTempDir("greenfed-sim");
-  const std::string data = dir + "/data";
-  REQUIRE(::mkdir(data.c_str(), 0755) == 0);
-  REQUIRE(greenfed::WriteSyntheticFashionMnist(data, 1500, 300, 3).ok());
+  const std::string data = SyntheticData(dir);
   const std::string zone = dir + "/powercap/intel-rapl:0";
   std::filesystem::create_directories(zone);
   const uint64_t range_uj = 10000000;

@@ -9,18 +9,27 @@
 namespace greenfed::fmnist {
 namespace {
 
+// relu(max_pool2d(x, 2)) of a 4-d float32 CPU x with even H and W; `where` (uint8, the output's
+// shape) receives the window positions for backward, or is null (inference).
+torch::Tensor PoolForward(const torch::Tensor& x_in, torch::Tensor* where) {
+  const torch::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  torch::Tensor out = torch::empty({n, c, h / 2, w / 2}, x.options());
+  PoolRelu2x2Forward(x.data_ptr<float>(), out.data_ptr<float>(), where != nullptr ? where->data_ptr<uint8_t>() : nullptr,
+                     n * c * (h / 2), w);
+  return out;
+}
+
 // relu(max_pool2d(x, 2)) through pool_kernels.h, as an autograd function: the window
 // positions are the only thing saved for backward (one byte per output).
 struct PoolRelu2x2Fn : torch::autograd::Function<PoolRelu2x2Fn> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in) {
-    const torch::Tensor x = x_in.contiguous();
-    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    torch::Tensor out = torch::empty({n, c, h / 2, w / 2}, x.options());
-    torch::Tensor where = torch::empty({n, c, h / 2, w / 2}, x.options().dtype(torch::kUInt8));
-    PoolRelu2x2Forward(x.data_ptr<float>(), out.data_ptr<float>(), where.data_ptr<uint8_t>(), n * c * (h / 2), w);
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    torch::Tensor where = torch::empty({x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2},
+                                       x.options().dtype(torch::kUInt8));
+    torch::Tensor out = PoolForward(x, &where);
     ctx->save_for_backward({where});
-    ctx->saved_data["h"] = h;
-    ctx->saved_data["w"] = w;
+    ctx->saved_data["h"] = x.size(2);
+    ctx->saved_data["w"] = x.size(3);
     return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -42,11 +51,7 @@ torch::Tensor PoolRelu2x2(const torch::Tensor& x) {
                          x.size(2) % 2 == 0 && x.size(3) % 2 == 0 && x.numel() > 0;
   if (!supported) return torch::relu(torch::max_pool2d(x, 2));
   if (torch::GradMode::is_enabled() && x.requires_grad()) return PoolRelu2x2Fn::apply(x);
-  const torch::Tensor xc = x.contiguous();
-  torch::Tensor out = torch::empty({x.size(0), x.size(1), x.size(2) / 2, x.size(3) / 2}, x.options());
-  PoolRelu2x2Forward(xc.data_ptr<float>(), out.data_ptr<float>(), nullptr, x.size(0) * x.size(1) * (x.size(2) / 2),
-                     x.size(3));
-  return out;
+  return PoolForward(x, nullptr);
 }
 
 namespace {
